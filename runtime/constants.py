@@ -1,0 +1,58 @@
+"""Every file and folder name of an artifact folder, in one place.
+
+The export writes these names and the runtime (Python now, C++ later) reads them; nothing else
+spells them out.
+"""
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT_VERSION = 1
+
+TEXT_ENCODER = "text_encoder"
+UNET = "unet"
+VAE_DECODER = "vae_decoder"
+VAE_ENCODER = "vae_encoder"
+COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER)
+REQUIRED_COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER)
+
+TOKENIZER_DIR = "tokenizer"
+SCHEDULER_DIR = "scheduler"
+SCHEDULER_CONFIG_FILE = "scheduler_config.json"
+CONFIG_FILE = "config.json"
+
+ONNX_FILE = "model.onnx"
+ONNX_DATA_FILE = "model.onnx_data"
+OV_XML_FILE = "openvino_model.xml"
+OV_BIN_FILE = "openvino_model.bin"
+
+FORMAT_ONNX = "onnx"
+FORMAT_OPENVINO = "openvino"
+FORMATS = (FORMAT_ONNX, FORMAT_OPENVINO)
+MODEL_FILES = {FORMAT_ONNX: ONNX_FILE, FORMAT_OPENVINO: OV_XML_FILE}
+
+# Tokenizer files: tokenizer.json (fast format) is preferred; vocab.json + merges.txt are enough.
+TOKENIZER_JSON = "tokenizer.json"
+VOCAB_FILE = "vocab.json"
+MERGES_FILE = "merges.txt"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+
+# Tensor names of the exported graphs (inputs, outputs).
+TEXT_INPUT_IDS = "input_ids"
+TEXT_HIDDEN_STATES = "last_hidden_state"
+UNET_SAMPLE = "sample"
+UNET_TIMESTEP = "timestep"
+UNET_ENCODER_HIDDEN_STATES = "encoder_hidden_states"
+UNET_OUT = "out_sample"
+VAE_LATENT = "latent_sample"
+VAE_IMAGE = "sample"
+VAE_ENCODER_IMAGE = "sample"
+VAE_ENCODER_MOMENTS = "latent_parameters"
+
+# Result files written by RGBDResult.save(prefix).
+RGB_SUFFIX = "_rgb.png"
+DEPTH_SUFFIX = "_depth.png"
+SIDECAR_SUFFIX = ".json"
+
+# Depth encodings of the VAE's extra output channels.
+DEPTH_ENCODING_1CH = "1ch-float"          # 4-channel VAE: channel 3 is depth in [-1, 1]
+DEPTH_ENCODING_PACKED16 = "rgblike-16bit"  # 6-channel VAE: channels 4 (high byte) and 5 (low byte)

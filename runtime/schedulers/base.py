@@ -1,0 +1,111 @@
+"""What every numpy scheduler shares: the beta schedule and the step interface.
+
+Each scheduler is built from a diffusers ``scheduler_config.json`` dict the way diffusers' ``from_config``
+does it: keys it knows are read, missing keys take diffusers' defaults, unknown keys are ignored. So a DDIM
+config (the release's) can build an Euler scheduler, exactly like
+``EulerDiscreteScheduler.from_config(ddim.config)``. Arithmetic is float32, as in diffusers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+
+F32 = np.float32
+
+
+@dataclass
+class SchedulerOutput:
+    prev_sample: np.ndarray
+    pred_original_sample: np.ndarray | None = None
+
+
+def read_config(config: dict, defaults: dict, scheduler: str) -> dict:
+    """Pick the known keys from `config`, filling diffusers' defaults; reject what we do not implement."""
+    cfg = {k: config.get(k, v) for k, v in defaults.items()}
+    for key, default in (("rescale_betas_zero_snr", False), ("thresholding", False)):
+        if config.get(key, default):
+            raise InvalidArgumentError(f"{scheduler}: scheduler option {key}=true is not supported")
+    return cfg
+
+
+def make_betas(cfg: dict) -> np.ndarray:
+    n = int(cfg["num_train_timesteps"])
+    if cfg.get("trained_betas") is not None:
+        return np.asarray(cfg["trained_betas"], dtype=F32)
+    schedule = cfg["beta_schedule"]
+    if schedule == "linear":
+        return linspace_f32(cfg["beta_start"], cfg["beta_end"], n)
+    if schedule == "scaled_linear":
+        root = linspace_f32(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, n)
+        return root * root
+    if schedule == "squaredcos_cap_v2":
+        def alpha_bar(t):
+            return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
+        return np.asarray([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)], dtype=F32)
+    raise InvalidArgumentError(f"beta_schedule {schedule!r} is not supported; use linear, scaled_linear or "
+                               "squaredcos_cap_v2")
+
+
+def linspace_f32(start: float, end: float, n: int) -> np.ndarray:
+    """float32 linspace bit-identical to torch.linspace(..., dtype=float32), which diffusers uses for betas:
+    a float32 step, fused multiply-add from the start for the first half and from the end for the rest."""
+    a, b = F32(start), F32(end)
+    step = F32((b - a) / F32(max(n - 1, 1)))
+    i = np.arange(n)
+    return np.where(i < n // 2, np.float64(a) + np.float64(step) * i,
+                    np.float64(b) - np.float64(step) * (n - i - 1)).astype(F32)
+
+
+def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
+    """Cumulative product of 1 - beta, accumulated in float64 as torch.cumprod does, returned as float32."""
+    return np.cumprod((F32(1.0) - betas).astype(np.float64)).astype(F32)
+
+
+def spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype=np.int64) -> np.ndarray:
+    """Timesteps from high to low, with diffusers' 'linspace' / 'leading' / 'trailing' spacing."""
+    if spacing == "linspace":
+        return np.linspace(0, num_train - 1, steps).round()[::-1].copy().astype(dtype)
+    if spacing == "leading":
+        ratio = num_train // steps
+        return ((np.arange(0, steps) * ratio).round()[::-1].copy().astype(dtype) + offset).astype(dtype)
+    if spacing == "trailing":
+        ratio = num_train / steps
+        return (np.round(np.arange(num_train, 0, -ratio)).astype(dtype) - 1).astype(dtype)
+    raise InvalidArgumentError(f"timestep_spacing {spacing!r} is not supported; use linspace, leading or trailing")
+
+
+class Scheduler:
+    """Interface: build from a config dict, ``set_timesteps(n)``, then per timestep
+    ``scale_model_input`` -> model -> ``step``. Only ``set_timesteps`` resets state."""
+
+    name = "base"
+    order = 1
+    init_noise_sigma: float = 1.0
+
+    def __init__(self, config: dict):
+        self.timesteps: np.ndarray | None = None
+        self.num_inference_steps: int | None = None
+
+    def set_timesteps(self, num_inference_steps: int) -> None:
+        raise NotImplementedError
+
+    def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
+        return sample
+
+    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> SchedulerOutput:
+        raise NotImplementedError
+
+    def _check_ready(self) -> None:
+        if self.num_inference_steps is None:
+            raise InvalidArgumentError(f"{self.name}: call set_timesteps() before step()")
+
+    def _check_steps(self, n: int, num_train: int) -> None:
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise InvalidArgumentError(f"num_inference_steps must be an integer >= 1, got {n!r}")
+        if n > num_train:
+            raise InvalidArgumentError(f"num_inference_steps {n} exceeds the {num_train} training timesteps")

@@ -1,0 +1,78 @@
+"""Each numpy scheduler against diffusers' scheduler of the same config, step by step (<= 1e-5)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ldm3d_edge.runtime.errors import InvalidArgumentError
+from ldm3d_edge.runtime.schedulers import create_scheduler
+
+torch = pytest.importorskip("torch")
+diffusers = pytest.importorskip("diffusers")
+
+RELEASE = json.loads((Path(__file__).resolve().parents[1] / "ldm3d_edge/assets/configs/ldm3d-4c/scheduler/"
+                      "scheduler_config.json").read_text())
+DIFFUSERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
+             "dpm++": "DPMSolverMultistepScheduler"}
+STEP_ATOL = 1e-5
+
+VARIANTS = [
+    ("ddim", {}, 49), ("ddim", {}, 7), ("ddim", {"timestep_spacing": "trailing"}, 10),
+    ("ddim", {"prediction_type": "v_prediction", "clip_sample": True}, 10),
+    ("pndm", {}, 20), ("pndm", {"skip_prk_steps": False}, 15),
+    ("euler", {}, 20), ("euler", {"timestep_spacing": "leading"}, 12), ("euler", {"use_karras_sigmas": True}, 15),
+    ("dpm++", {}, 20), ("dpm++", {}, 8), ("dpm++", {"solver_order": 3}, 25),
+    ("dpm++", {"use_karras_sigmas": True}, 10), ("dpm++", {"solver_type": "heun"}, 12),
+]
+
+
+@pytest.mark.parametrize("name,overrides,steps", VARIANTS)
+def test_scheduler_matches_diffusers_step_by_step(name, overrides, steps):
+    config = {**RELEASE, **overrides}
+    ref = getattr(diffusers, DIFFUSERS[name]).from_config(config)
+    ours = create_scheduler(config, name)
+    ref.set_timesteps(steps)
+    ours.set_timesteps(steps)
+    np.testing.assert_allclose(ours.timesteps, ref.timesteps.numpy(), atol=1e-4)
+    assert float(ours.init_noise_sigma) == pytest.approx(float(ref.init_noise_sigma), rel=1e-6)
+    rng = np.random.default_rng(0)
+    sample = rng.standard_normal((1, 4, 8, 8)).astype(np.float32) * float(ref.init_noise_sigma)
+    eps = rng.standard_normal(sample.shape).astype(np.float32)  # a consistent noise estimate, like a model's
+    for t_ref, t in zip(ref.timesteps, ours.timesteps):
+        model_output = eps + 0.1 * rng.standard_normal(sample.shape).astype(np.float32)
+        # both schedulers get the same sample at every step (their multistep history is their own)
+        a = ours.scale_model_input(sample, t)
+        b = ref.scale_model_input(torch.from_numpy(sample.copy()), t_ref).numpy()
+        np.testing.assert_allclose(a, b, atol=STEP_ATOL, rtol=0)
+        ref_next = ref.step(torch.from_numpy(model_output), t_ref, torch.from_numpy(sample.copy()),
+                            return_dict=False)[0].numpy()
+        sample = ours.step(model_output, t, sample).prev_sample
+        diff = np.abs(sample - ref_next).max()
+        assert diff <= STEP_ATOL, f"{name} step t={t}: max abs diff {diff:.2e}"
+        assert sample.dtype == np.float32
+    assert np.isfinite(sample).all()
+
+
+def test_default_scheduler_comes_from_the_config_class_name():
+    assert create_scheduler(RELEASE).name == "ddim"
+    assert create_scheduler({**RELEASE, "_class_name": "EulerDiscreteScheduler"}).name == "euler"
+
+
+@pytest.mark.parametrize("bad", ["heun", "lms", ""])
+def test_unknown_scheduler_names_what_is_allowed(bad):
+    with pytest.raises(InvalidArgumentError, match="ddim, pndm, euler, dpm\\+\\+"):
+        create_scheduler(RELEASE, bad)
+
+
+def test_step_before_set_timesteps_raises():
+    s = create_scheduler(RELEASE, "ddim")
+    with pytest.raises(InvalidArgumentError, match="set_timesteps"):
+        s.step(np.zeros((1, 4, 2, 2), np.float32), 1, np.zeros((1, 4, 2, 2), np.float32))
+
+
+@pytest.mark.parametrize("steps", [0, -3, 1001])
+def test_bad_step_counts_raise(steps):
+    with pytest.raises(InvalidArgumentError, match="num_inference_steps"):
+        create_scheduler(RELEASE, "euler").set_timesteps(steps)
