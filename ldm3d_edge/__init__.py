@@ -7,4 +7,9 @@ Subpackages (data flows top to bottom):
     ldm3d_edge.benchmarks    measurements of all of the above
 """
 
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+# Files the product needs at run time (CLIP vocabulary, release configs), shipped inside the package.
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"

@@ -1,0 +1,87 @@
+"""checkpoint folder -> artifact folder (one folder per part, ONNX and/or OpenVINO IR, manifest.json)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..runtime import constants as C
+from ..runtime.errors import InvalidArgumentError, ModelFolderError
+from .graphs import build_graphs
+from .manifest import tensor_specs, write_manifest
+from .source import check_size, inspect_source, load_torch_parts
+from .writers import write_onnx, write_openvino
+
+log = logging.getLogger(__name__)
+FORMAT_CHOICES = {"onnx": [C.FORMAT_ONNX], "openvino": [C.FORMAT_OPENVINO], "both": [C.FORMAT_ONNX, C.FORMAT_OPENVINO]}
+
+
+def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height: int | None = None,
+                    width: int | None = None, fp16: bool = False, overwrite: bool = False,
+                    progress: bool = True) -> dict:
+    """Export the diffusers LDM3D folder `src` to `out`; returns the manifest dict.
+
+    The export is written to a temporary sibling folder and renamed into place at the end, so `out`
+    is either complete or absent, never half-written.
+    """
+    if fmt not in FORMAT_CHOICES:
+        raise InvalidArgumentError(f"unknown format {fmt!r}; choose one of {', '.join(FORMAT_CHOICES)}")
+    formats = FORMAT_CHOICES[fmt]
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise InvalidArgumentError(f"output folder {out} exists and is not empty (pass overwrite=True / --overwrite)")
+    source = inspect_source(src)
+    height = source.default_size if height is None else height
+    width = source.default_size if width is None else width
+    check_size(height, width, source.vae_scale_factor)
+
+    t0 = time.perf_counter()
+    unet, vae, text_encoder = load_torch_parts(source)
+    text_length = int(getattr(text_encoder.config, "max_position_embeddings", 77))
+    graphs = build_graphs(unet, vae, text_encoder, height, width, text_length=text_length)
+    precision = "fp16" if fp16 else "fp32"
+    stamp = {"version": __import__("ldm3d_edge").__version__, "source": source.path.name, "precision": precision,
+             "height": height, "width": width}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    components: dict[str, dict] = {}
+    try:
+        bar = tqdm(graphs, desc="export", unit="part", disable=not progress)
+        for graph in bar:
+            bar.set_postfix_str(graph.component)
+            folder = tmp / graph.component
+            onnx_dir = folder if C.FORMAT_ONNX in formats else tmp / ".onnx" / graph.component
+            onnx_path = write_onnx(graph, onnx_dir, fp16=fp16, stamp=stamp)
+            inputs, outputs = tensor_specs(onnx_path)
+            if C.FORMAT_OPENVINO in formats:
+                write_openvino(onnx_path, folder, fp16=fp16, stamp=stamp)
+            components[graph.component] = {"inputs": inputs, "outputs": outputs, "formats": formats}
+            log.info("exported %s in %.1fs", graph.component, time.perf_counter() - t0)
+        shutil.rmtree(tmp / ".onnx", ignore_errors=True)
+        _copy_tokenizer(source.path / C.TOKENIZER_DIR, tmp / C.TOKENIZER_DIR)
+        (tmp / C.SCHEDULER_DIR).mkdir()
+        shutil.copy2(source.path / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE, tmp / C.SCHEDULER_DIR)
+        manifest = write_manifest(tmp, source, height, width, precision, formats, components, text_length)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
+    return manifest
+
+
+def _copy_tokenizer(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True)
+    names = (C.VOCAB_FILE, C.MERGES_FILE, C.TOKENIZER_JSON, C.TOKENIZER_CONFIG_FILE, C.SPECIAL_TOKENS_FILE)
+    copied = [n for n in names if (src / n).is_file() and shutil.copy2(src / n, dst / n)]
+    if not copied:
+        raise ModelFolderError(f"no tokenizer files in {src}")

@@ -1,0 +1,74 @@
+"""The four exported graphs: a thin torch wrapper per part, with named, static-shape example inputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..runtime import constants as C
+
+
+@dataclass
+class Graph:
+    component: str
+    module: object            # torch.nn.Module
+    inputs: dict              # name -> example tensor (its shape is the exported static shape)
+    output_names: tuple[str, ...]
+
+
+def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: int = 77) -> list[Graph]:
+    import torch
+
+    class TextEncoder(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return self.m(input_ids=input_ids, return_dict=False)[0]
+
+    class UNet(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, sample, timestep, encoder_hidden_states):
+            return self.m(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
+
+    class VaeDecoder(torch.nn.Module):  # post_quant_conv + decoder: latents (already / scaling_factor) -> image
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, latent_sample):
+            return self.m.decode(latent_sample, return_dict=False)[0]
+
+    class VaeEncoder(torch.nn.Module):  # encoder + quant_conv: image -> [mean, logvar] of the latent Gaussian
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, sample):
+            h = self.m.encoder(sample)
+            return self.m.quant_conv(h) if self.m.quant_conv is not None else h
+
+    scale = 2 ** (len(vae.config.block_out_channels) - 1)
+    lh, lw = height // scale, width // scale
+    latent_ch = unet.config.in_channels
+    hidden = text_encoder.config.hidden_size
+    g = torch.Generator().manual_seed(0)
+    return [
+        Graph(C.TEXT_ENCODER, TextEncoder(text_encoder),
+              {C.TEXT_INPUT_IDS: torch.randint(0, 49000, (1, text_length), generator=g, dtype=torch.int64)},
+              (C.TEXT_HIDDEN_STATES,)),
+        Graph(C.UNET, UNet(unet),
+              {C.UNET_SAMPLE: torch.randn(2, latent_ch, lh, lw, generator=g),
+               C.UNET_TIMESTEP: torch.tensor([981.0, 981.0]),
+               C.UNET_ENCODER_HIDDEN_STATES: torch.randn(2, text_length, hidden, generator=g)},
+              (C.UNET_OUT,)),
+        Graph(C.VAE_DECODER, VaeDecoder(vae),
+              {C.VAE_LATENT: torch.randn(1, vae.config.latent_channels, lh, lw, generator=g)},
+              (C.VAE_IMAGE,)),
+        Graph(C.VAE_ENCODER, VaeEncoder(vae),
+              {C.VAE_ENCODER_IMAGE: torch.rand(1, vae.config.in_channels, height, width, generator=g) * 2 - 1},
+              (C.VAE_ENCODER_MOMENTS,)),
+    ]

@@ -1,0 +1,75 @@
+"""Writing manifest.json: what was exported, from what, with which shapes, and a sha256 of every file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+from .. import __version__
+from ..runtime import constants as C
+from .source import Source
+
+_DTYPES = {1: "float32", 7: "int64", 10: "float16", 6: "int32", 11: "float64"}
+
+
+def tensor_specs(onnx_path: Path) -> tuple[list[dict], list[dict]]:
+    """Input and output names, static shapes and dtypes, read back from the exported ONNX graph."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+
+    def spec(v):
+        t = v.type.tensor_type
+        return {"name": v.name, "shape": [d.dim_value for d in t.shape.dim],
+                "dtype": _DTYPES.get(t.elem_type, str(t.elem_type))}
+
+    inits = {i.name for i in model.graph.initializer}
+    return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]
+
+
+def sha256(path: Path, chunk: int = 16 * 1024 * 1024) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"ldm3d_edge": __version__}
+    for name in ("torch", "diffusers", "transformers", "onnx", "openvino", "onnxruntime"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_manifest(out: Path, source: Source, height: int, width: int, precision: str, formats: list[str],
+                   components: dict[str, dict], text_length: int) -> dict:
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != C.MANIFEST_FILE)
+    manifest = {
+        "format_version": C.MANIFEST_FORMAT_VERSION,
+        "ldm3d_edge_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {"path": str(source.path.resolve()), "pipeline": source.model_index.get("_class_name"),
+                   "scheduler": source.scheduler_config.get("_class_name")},
+        "height": height, "width": width,
+        "precision": precision, "formats": formats,
+        "vae_channels": source.vae_channels,
+        "depth_encoding": C.DEPTH_ENCODING_1CH if source.vae_channels == 4 else C.DEPTH_ENCODING_PACKED16,
+        "vae_scaling_factor": float(source.vae_config.get("scaling_factor", 0.18215)),
+        "vae_scale_factor": source.vae_scale_factor,
+        "latent_channels": int(source.unet_config.get("in_channels", 4)),
+        "unet_batch": 2,
+        "text_max_length": text_length,
+        "components": components,
+        "versions": library_versions(),
+        "files": {p.relative_to(out).as_posix(): sha256(p) for p in files},
+    }
+    (out / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest

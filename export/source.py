@@ -1,0 +1,84 @@
+"""Reading a local diffusers LDM3D folder: check it is complete, then load its parts in torch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..runtime import constants as C
+from ..runtime.errors import InvalidArgumentError, ModelFolderError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+SOURCE_PARTS = {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "text_encoder": "CLIPTextModel"}
+
+
+@dataclass
+class Source:
+    path: Path
+    model_index: dict
+    unet_config: dict
+    vae_config: dict
+    scheduler_config: dict
+
+    @property
+    def vae_channels(self) -> int:
+        return int(self.vae_config.get("out_channels", 3))
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae_config.get("block_out_channels", [0] * 4)) - 1)
+
+    @property
+    def default_size(self) -> int:
+        return int(self.unet_config.get("sample_size", 64)) * self.vae_scale_factor
+
+
+def _json(path: Path) -> dict:
+    if not path.is_file():
+        raise ModelFolderError(f"source checkpoint is incomplete: {path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFolderError(f"corrupt JSON in {path}: {e}") from None
+
+
+def inspect_source(src: str | Path) -> Source:
+    """Check that `src` is a complete diffusers LDM3D folder; name the first missing file."""
+    src = Path(src)
+    if not src.is_dir():
+        raise ModelFolderError(f"source checkpoint folder not found: {src}")
+    index = _json(src / "model_index.json")
+    for part in SOURCE_PARTS:
+        _json(src / part / C.CONFIG_FILE)
+        if not any(p.suffix in WEIGHT_SUFFIXES for p in (src / part).iterdir()):
+            raise ModelFolderError(f"source checkpoint is incomplete: no weights (*.safetensors or *.bin) in {src / part}")
+    tok = src / C.TOKENIZER_DIR
+    if not ((tok / C.VOCAB_FILE).is_file() and (tok / C.MERGES_FILE).is_file()) and not (tok / C.TOKENIZER_JSON).is_file():
+        raise ModelFolderError(f"source checkpoint is incomplete: {tok} needs {C.VOCAB_FILE} + {C.MERGES_FILE} "
+                               f"or {C.TOKENIZER_JSON}")
+    source = Source(path=src, model_index=index, unet_config=_json(src / "unet" / C.CONFIG_FILE),
+                    vae_config=_json(src / "vae" / C.CONFIG_FILE),
+                    scheduler_config=_json(src / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE))
+    if source.vae_channels not in (4, 6):
+        raise ModelFolderError(f"{src / 'vae' / C.CONFIG_FILE}: out_channels is {source.vae_channels}; an LDM3D RGBD "
+                               "VAE has 4 (RGB + depth) or 6 (RGB + packed 16-bit depth)")
+    return source
+
+
+def check_size(height: int, width: int, scale: int) -> None:
+    for name, v in (("height", height), ("width", width)):
+        if not isinstance(v, int) or v <= 0 or v % scale:
+            raise InvalidArgumentError(f"{name} must be a positive multiple of {scale}, got {v!r}")
+
+
+def load_torch_parts(source: Source):
+    """(unet, vae, text_encoder) as float32 torch modules in eval mode, loaded from local files only."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    kw = dict(local_files_only=True)
+    unet = UNet2DConditionModel.from_pretrained(str(source.path), subfolder="unet", **kw)
+    vae = AutoencoderKL.from_pretrained(str(source.path), subfolder="vae", **kw)
+    text_encoder = CLIPTextModel.from_pretrained(str(source.path / "text_encoder"), attn_implementation="eager", **kw)
+    return unet.float().eval(), vae.float().eval(), text_encoder.float().eval()

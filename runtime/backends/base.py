@@ -1,0 +1,35 @@
+"""One interface over OpenVINO and ONNX Runtime: load a model file for fixed input shapes, run it on numpy."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+
+class CompiledModel(ABC):
+    """A model compiled for one device and one set of input shapes; reused across calls."""
+
+    @abstractmethod
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; outputs by name, as arrays the caller owns."""
+
+
+class Backend(ABC):
+    name: str
+
+    def __init__(self, device: str, precision: str | None = None, num_threads: int | None = None,
+                 cache_dir: str | Path | None = None):
+        self.device = device
+        self.precision = precision
+        self.num_threads = num_threads
+        self.cache_dir = cache_dir
+
+    @abstractmethod
+    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]]) -> CompiledModel:
+        """Compile the model at `path` for `input_shapes` (name -> static shape)."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}:{self.device}"

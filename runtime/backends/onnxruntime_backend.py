@@ -1,0 +1,61 @@
+"""ONNX Runtime backend: one InferenceSession per model; shapes are the export's static ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DeviceError, InvalidArgumentError
+from .base import Backend, CompiledModel
+
+PROVIDERS = {"CPU": ["CPUExecutionProvider"], "CUDA": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def available_providers() -> list[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+class _ORTModel(CompiledModel):
+    def __init__(self, session):
+        self._session = session
+        self._names = [o.name for o in session.get_outputs()]
+
+    def __call__(self, inputs):
+        return dict(zip(self._names, self._session.run(self._names, inputs)))
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnx"
+
+    def __init__(self, device: str, precision: str | None = None, num_threads: int | None = None,
+                 cache_dir=None):
+        super().__init__(device, precision, num_threads, cache_dir)
+        if device not in PROVIDERS:
+            raise DeviceError(f"ONNX Runtime device {device!r} is not supported; use onnx:CPU or onnx:CUDA")
+        if precision not in (None, "f32", "fp32"):
+            raise InvalidArgumentError("ONNX Runtime runs the artifacts' own precision; precision hints "
+                                       "(bf16/f16) are OpenVINO-only")
+        if device == "CUDA" and "CUDAExecutionProvider" not in available_providers():
+            raise DeviceError("onnx:CUDA needs the onnxruntime-gpu package and an NVIDIA GPU; "
+                              "this onnxruntime has " + ", ".join(available_providers()))
+
+    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]]) -> CompiledModel:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.num_threads:
+            opts.intra_op_num_threads = int(self.num_threads)
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=PROVIDERS[self.device])
+        for inp in session.get_inputs():
+            want = input_shapes.get(inp.name)
+            if want is not None and list(inp.shape) != list(want):
+                raise InvalidArgumentError(
+                    f"ONNX artifacts of {path.parent.name} are static at {tuple(inp.shape)} for {inp.name!r}, "
+                    f"not {tuple(want)}: re-export with --height/--width for this size, or use the OpenVINO "
+                    "backend, which reshapes at load time")
+        return _ORTModel(session)
+
+

@@ -1,0 +1,89 @@
+"""OpenVINO backend: reads IR, reshapes to the requested static shapes, compiles once per shape."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DeviceError, InvalidArgumentError
+from .base import Backend, CompiledModel
+
+PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16": "f16"}
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("LDM3D_EDGE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ldm3d-edge")
+    return Path(base) / "openvino"
+
+
+_CORE = None
+
+
+def core():
+    global _CORE
+    if _CORE is None:
+        import openvino as ov
+
+        _CORE = ov.Core()
+    return _CORE
+
+
+def available_devices() -> list[str]:
+    try:
+        return list(core().available_devices)
+    except Exception:  # a broken GPU driver must not take device selection down
+        return ["CPU"]
+
+
+class _OVModel(CompiledModel):
+    def __init__(self, compiled):
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self._outputs = [(o.get_any_name(), o) for o in compiled.outputs]
+
+    def __call__(self, inputs):
+        self._request.infer(inputs)
+        return {name: np.array(self._request.get_tensor(port).data, copy=True) for name, port in self._outputs}
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+
+    def __init__(self, device: str, precision: str | None = None, num_threads: int | None = None,
+                 cache_dir: str | Path | None = None):
+        super().__init__(device, precision, num_threads, cache_dir if cache_dir is not None else default_cache_dir())
+        if precision is not None and precision not in PRECISIONS:
+            raise InvalidArgumentError(f"unknown precision {precision!r}; choose one of f32, bf16, f16")
+
+    def config(self) -> dict:
+        cfg = {}
+        if self.cache_dir:
+            Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
+            cfg["CACHE_DIR"] = str(self.cache_dir)
+        if self.precision is not None:
+            cfg["INFERENCE_PRECISION_HINT"] = PRECISIONS[self.precision]
+        if self.num_threads and self.device.startswith("CPU"):
+            cfg["INFERENCE_NUM_THREADS"] = int(self.num_threads)
+        return cfg
+
+    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]]) -> CompiledModel:
+        c = core()
+        model = c.read_model(str(path))
+        current = {p.get_any_name(): tuple(p.get_partial_shape().to_shape()) for p in model.inputs
+                   if p.get_partial_shape().is_static}
+        wanted = {k: tuple(v) for k, v in input_shapes.items() if current.get(k) != tuple(v)}
+        if wanted:
+            try:
+                model.reshape({k: list(v) for k, v in input_shapes.items()})
+            except Exception as e:
+                raise InvalidArgumentError(f"OpenVINO cannot reshape {path.parent.name} to {input_shapes}: "
+                                           f"{str(e).splitlines()[0]}") from None
+        try:
+            compiled = c.compile_model(model, self.device, self.config())
+        except RuntimeError as e:
+            raise DeviceError(f"OpenVINO could not compile {path.parent.name} on {self.device}: "
+                              f"{str(e).splitlines()[0]}") from None
+        return _OVModel(compiled)

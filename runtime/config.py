@@ -1,0 +1,62 @@
+"""The one validated set of generation parameters, with the release's defaults."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidArgumentError
+
+DEFAULT_STEPS = 49        # Intel/ldm3d-4c release default
+DEFAULT_GUIDANCE = 5.0
+MAX_STEPS = 1000
+MAX_SIDE = 4096
+
+
+@dataclass
+class GenerationConfig:
+    prompt: str
+    negative_prompt: str | None = None
+    num_inference_steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE
+    height: int | None = None      # None: the export resolution
+    width: int | None = None
+    seed: int | None = None        # None: a fresh random seed, recorded in the result
+    latents: np.ndarray | None = None
+    scheduler: str | None = None   # None: the class named in scheduler_config.json
+
+    @property
+    def do_cfg(self) -> bool:
+        return self.guidance_scale > 1.0
+
+    def validate(self, scale_factor: int, latent_channels: int) -> "GenerationConfig":
+        """Check every field; raise InvalidArgumentError naming the field, the value and what is allowed."""
+        if not isinstance(self.prompt, str):
+            raise InvalidArgumentError(f"prompt must be a string, got {type(self.prompt).__name__}")
+        if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
+            raise InvalidArgumentError("negative_prompt must be a string or None")
+        steps = self.num_inference_steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= MAX_STEPS:
+            raise InvalidArgumentError(f"steps must be an integer from 1 to {MAX_STEPS}, got {steps!r}")
+        g = self.guidance_scale
+        if isinstance(g, bool) or not isinstance(g, (int, float, np.floating)) or not math.isfinite(g) or g < 0:
+            raise InvalidArgumentError(f"guidance scale must be a finite number >= 0, got {g!r}")
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 0 < v <= MAX_SIDE or v % scale_factor:
+                raise InvalidArgumentError(f"{name} must be a multiple of {scale_factor} from {scale_factor} to "
+                                           f"{MAX_SIDE}, got {v!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
+                                      or not 0 <= self.seed < 2**63):
+            raise InvalidArgumentError(f"seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
+        if self.latents is not None:
+            want = (1, latent_channels, self.height // scale_factor, self.width // scale_factor)
+            a = self.latents
+            if not isinstance(a, np.ndarray) or tuple(a.shape) != want:
+                got = tuple(a.shape) if isinstance(a, np.ndarray) else type(a).__name__
+                raise InvalidArgumentError(f"latents must be a numpy array of shape {want}, got {got}")
+            if not np.isfinite(a).all():
+                raise InvalidArgumentError("latents contain NaN or inf")
+        return self

@@ -1,0 +1,153 @@
+"""Text -> RGB + depth on exported LDM3D artifacts. Orchestration only: the work is in the parts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import constants as C
+from .backends import create_backend, resolve_device
+from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationConfig
+from .depth import split_rgbd
+from .errors import Ldm3dError, ModelFolderError
+from .manifest import Manifest, read_manifest
+from .models import TextEncoder, UNet, VaeDecoder, VaeEncoder
+from .result import GenerationMetrics, RGBDResult
+from .schedulers import Scheduler, create_scheduler
+from .tokenizer import ClipTokenizer
+
+log = logging.getLogger(__name__)
+
+# callback(step_index, timestep, latents) -> False cancels the generation
+StepCallback = Callable[[int, float, np.ndarray], "bool | None"]
+
+
+class GenerationCancelled(Ldm3dError):
+    """A step callback returned False."""
+
+
+class Pipeline:
+    """Load once, generate many times; compiled models are reused across calls."""
+
+    def __init__(self, manifest: Manifest, fmt: str, device: str, tokenizer: ClipTokenizer, scheduler_config: dict,
+                 text_encoder: TextEncoder, unet: UNet, vae_decoder: VaeDecoder, vae_encoder: VaeEncoder | None,
+                 load_seconds: float = 0.0):
+        self.manifest, self.format, self.device = manifest, fmt, device
+        self.tokenizer, self.scheduler_config = tokenizer, scheduler_config
+        self.text_encoder, self.unet, self.vae_decoder, self.vae_encoder = text_encoder, unet, vae_decoder, vae_encoder
+        self.load_seconds = load_seconds
+
+    @classmethod
+    def load(cls, artifact_dir: str | Path, device: str = "auto", precision: str | None = None,
+             num_threads: int | None = None, cache_dir: str | Path | None = None,
+             compile_now: bool = True) -> "Pipeline":
+        """Open an artifact folder made by ``ldm3d export``.
+
+        device: "auto", "CPU", "GPU", "CUDA" or "openvino:DEV" / "onnx:DEV" (see runtime.backends).
+        precision: OpenVINO inference precision "f32", "bf16" or "f16"; None runs FP32 artifacts in f32
+            (exact; OpenVINO would otherwise pick bf16 on CPUs that have it) and lets OpenVINO choose for others.
+        cache_dir: OpenVINO compile cache (default ~/.cache/ldm3d-edge/openvino; "" turns it off).
+        """
+        t0 = time.perf_counter()
+        manifest = read_manifest(artifact_dir)
+        fmt, dev = resolve_device(device, manifest.formats)
+        if precision is None and manifest.precision == "fp32" and fmt == C.FORMAT_OPENVINO:
+            precision = "f32"
+        backend = create_backend(fmt, dev, precision=precision, num_threads=num_threads, cache_dir=cache_dir)
+        root = manifest.root
+        tokenizer = ClipTokenizer.from_folder(root / C.TOKENIZER_DIR)
+        sched_path = root / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE
+        try:
+            scheduler_config = json.loads(sched_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ModelFolderError(f"cannot read {sched_path}: {e}") from None
+        create_scheduler(scheduler_config)  # fail now, not mid-generation, on an unusable config
+        vae_encoder = VaeEncoder(manifest, backend, fmt) if manifest.has(C.VAE_ENCODER) else None
+        pipe = cls(manifest, fmt, backend.label, tokenizer, scheduler_config, TextEncoder(manifest, backend, fmt),
+                   UNet(manifest, backend, fmt), VaeDecoder(manifest, backend, fmt), vae_encoder)
+        if compile_now:
+            for part in (pipe.text_encoder, pipe.unet, pipe.vae_decoder):
+                part.compiled(manifest.height, manifest.width)
+        pipe.load_seconds = time.perf_counter() - t0
+        log.info("loaded %s on %s in %.2fs", root, pipe.device, pipe.load_seconds)
+        return pipe
+
+    @property
+    def model_name(self) -> str:
+        return self.manifest.root.name
+
+    def __call__(self, prompt: str, negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
+                 guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
+                 seed: int | None = None, latents: np.ndarray | None = None, scheduler: str | Scheduler | None = None,
+                 callback: StepCallback | None = None, progress: bool = False) -> RGBDResult:
+        m = self.manifest
+        t_start = time.perf_counter()
+        metrics = GenerationMetrics()
+        # 1. validate
+        if seed is None and latents is None:
+            seed = int(np.random.SeedSequence().entropy % 2**63)
+        cfg = GenerationConfig(prompt, negative_prompt, num_inference_steps, guidance_scale,
+                               height or m.height, width or m.width, seed, latents,
+                               scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name)
+        cfg.validate(m.vae_scale_factor, m.latent_channels)
+        sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
+        h, w = cfg.height, cfg.width
+
+        # 2. encode the prompt and the negative prompt ("" when none), batch [negative, positive] for CFG
+        t0 = time.perf_counter()
+        cond = self.text_encoder(self.tokenizer.encode(cfg.prompt))
+        uncond = self.text_encoder(self.tokenizer.encode(cfg.negative_prompt or "")) if cfg.do_cfg else cond
+        hidden = np.concatenate([uncond, cond], axis=0).astype(np.float32)
+        metrics.text_encoder_s = time.perf_counter() - t0
+
+        # 3. timesteps
+        sched.set_timesteps(cfg.num_inference_steps)
+
+        # 4. initial latents
+        shape = (1, m.latent_channels, h // m.vae_scale_factor, w // m.vae_scale_factor)
+        noise = cfg.latents if cfg.latents is not None else \
+            np.random.default_rng(cfg.seed).standard_normal(shape, dtype=np.float32)
+        latents = (noise.astype(np.float32) * np.float32(sched.init_noise_sigma)).astype(np.float32)
+
+        # 5. denoising loop with classifier-free guidance (the UNet is exported at batch 2)
+        steps = _progress(sched.timesteps, progress)
+        for i, t in enumerate(steps):
+            model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0), t)
+            t0 = time.perf_counter()
+            noise_pred = self.unet(model_in, np.full((2,), t, dtype=np.float32), hidden, h, w)
+            metrics.unet_step_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            uncond_pred, text_pred = noise_pred[0:1], noise_pred[1:2]
+            guided = uncond_pred + np.float32(cfg.guidance_scale) * (text_pred - uncond_pred) if cfg.do_cfg \
+                else text_pred
+            latents = sched.step(guided.astype(np.float32), t, latents).prev_sample
+            metrics.scheduler_s += time.perf_counter() - t0
+            if progress:
+                steps.set_postfix_str(f"{metrics.unet_step_s[-1]:.2f}s/step")
+            if callback is not None and callback(i, float(t), latents) is False:
+                raise GenerationCancelled(f"generation cancelled by the callback at step {i + 1}")
+
+        # 6. decode and 7. split RGB / depth
+        t0 = time.perf_counter()
+        image = self.vae_decoder((latents / np.float32(m.vae_scaling_factor)).astype(np.float32), h, w)
+        metrics.vae_decode_s = time.perf_counter() - t0
+        rgb_f, depth = split_rgbd(image, m.depth_encoding)
+        metrics.total_s = time.perf_counter() - t_start
+        return RGBDResult(
+            rgb=np.round(rgb_f * 255).astype(np.uint8), depth=depth, rgb_float=rgb_f, prompt=cfg.prompt,
+            negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
+            steps=cfg.num_inference_steps, guidance_scale=float(cfg.guidance_scale), scheduler=sched.name,
+            model=self.model_name, device=self.device, height=h, width=w, metrics=metrics)
+
+
+def _progress(timesteps, enabled: bool):
+    if not enabled:
+        return timesteps
+    from tqdm.auto import tqdm
+
+    return tqdm(timesteps, desc="denoising", unit="step")

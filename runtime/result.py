@@ -1,0 +1,100 @@
+"""What a generation returns: RGB, depth, the settings that made them, and timings."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import constants as C
+
+
+@dataclass
+class GenerationMetrics:
+    """Seconds spent in each part of one generation (compile time counts in `load`/first calls)."""
+
+    text_encoder_s: float = 0.0
+    unet_step_s: list[float] = field(default_factory=list)
+    scheduler_s: float = 0.0
+    vae_decode_s: float = 0.0
+    total_s: float = 0.0
+
+    @property
+    def mean_step_s(self) -> float:
+        return statistics.fmean(self.unet_step_s) if self.unet_step_s else 0.0
+
+    @property
+    def median_step_s(self) -> float:
+        """Median over the steps after the first (the first may include compilation)."""
+        rest = self.unet_step_s[1:] or self.unet_step_s
+        return statistics.median(rest) if rest else 0.0
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["unet_step_s"] = [round(x, 5) for x in self.unet_step_s]
+        d.update(mean_step_s=round(self.mean_step_s, 5), median_step_s=round(self.median_step_s, 5))
+        return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+@dataclass
+class RGBDResult:
+    rgb: np.ndarray          # (H, W, 3) uint8
+    depth: np.ndarray        # (H, W) float32 in [0, 1], relative inverse depth (near = high)
+    rgb_float: np.ndarray    # (H, W, 3) float32 in [0, 1], before 8-bit rounding
+    prompt: str
+    negative_prompt: str | None
+    seed: int | None
+    steps: int
+    guidance_scale: float
+    scheduler: str
+    model: str
+    device: str
+    height: int
+    width: int
+    metrics: GenerationMetrics
+
+    def info(self) -> dict:
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
+                "steps": self.steps, "guidance_scale": self.guidance_scale, "scheduler": self.scheduler,
+                "height": self.height, "width": self.width, "model": self.model, "device": self.device,
+                "depth": {"file_encoding": "uint16 PNG = round(depth * 65535)",
+                          "meaning": "relative inverse depth, near = high, in [0, 1]"},
+                "timings": self.metrics.to_json()}
+
+    def save(self, prefix: str | Path) -> list[Path]:
+        """Write <prefix>_rgb.png, <prefix>_depth.png (16-bit) and <prefix>.json; returns the paths.
+
+        Each file is written to a temporary name beside it and renamed, so no half-written file remains.
+        """
+        prefix = Path(prefix)
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        rgb_path = prefix.with_name(prefix.name + C.RGB_SUFFIX)
+        depth_path = prefix.with_name(prefix.name + C.DEPTH_SUFFIX)
+        json_path = prefix.with_name(prefix.name + C.SIDECAR_SUFFIX)
+        depth16 = np.round(np.clip(self.depth, 0, 1) * 65535).astype(np.uint16)
+        _atomic(rgb_path, lambda p: Image.fromarray(self.rgb).save(p, format="PNG"))
+        _atomic(depth_path, lambda p: Image.fromarray(depth16).save(p, format="PNG"))
+        _atomic(json_path, lambda p: Path(p).write_text(json.dumps(self.info(), indent=2)))
+        return [rgb_path, depth_path, json_path]
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_depth_png(path: str | Path) -> np.ndarray:
+    """Read a depth PNG written by RGBDResult.save back to float32 in [0, 1]."""
+    return np.asarray(Image.open(path), dtype=np.float32) / 65535.0

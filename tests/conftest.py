@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny random-weight LDM3D checkpoints (4- and 6-channel VAE), exported in both formats."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def ov_cache(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ov-cache")
+    os.environ["LDM3D_EDGE_CACHE"] = str(d)
+    return d
+
+
+def _tiny(tmp_path_factory, channels: int):
+    pytest.importorskip("torch")
+    from ldm3d_edge.export import export_pipeline
+    from ldm3d_edge.export.random_model import build_tiny_pipeline
+
+    root = tmp_path_factory.mktemp(f"tiny{channels}c")
+    src = build_tiny_pipeline(root / "checkpoint", vae_channels=channels, seed=channels)
+    art = root / "artifacts"
+    export_pipeline(src, art, fmt="both", progress=False)
+    return src, art
+
+
+@pytest.fixture(scope="session")
+def tiny4(tmp_path_factory, ov_cache):
+    """(diffusers checkpoint folder, artifact folder) of a tiny 4-channel-VAE LDM3D."""
+    return _tiny(tmp_path_factory, 4)
+
+
+@pytest.fixture(scope="session")
+def tiny6(tmp_path_factory, ov_cache):
+    """(diffusers checkpoint folder, artifact folder) of a tiny 6-channel-VAE LDM3D (original Intel/ldm3d)."""
+    return _tiny(tmp_path_factory, 6)
