@@ -12,7 +12,11 @@ class Graph:
     component: str
     module: object            # torch.nn.Module
     inputs: dict              # name -> example tensor (its shape is the exported static shape)
-    output_names: tuple[str, ...]
+    outputs: dict             # name -> static output shape
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(self.outputs)
 
 
 def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: int = 77) -> list[Graph]:
@@ -59,16 +63,16 @@ def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: 
     return [
         Graph(C.TEXT_ENCODER, TextEncoder(text_encoder),
               {C.TEXT_INPUT_IDS: torch.randint(0, 49000, (1, text_length), generator=g, dtype=torch.int64)},
-              (C.TEXT_HIDDEN_STATES,)),
+              {C.TEXT_HIDDEN_STATES: (1, text_length, hidden)}),
         Graph(C.UNET, UNet(unet),
               {C.UNET_SAMPLE: torch.randn(2, latent_ch, lh, lw, generator=g),
                C.UNET_TIMESTEP: torch.tensor([981.0, 981.0]),
                C.UNET_ENCODER_HIDDEN_STATES: torch.randn(2, text_length, hidden, generator=g)},
-              (C.UNET_OUT,)),
+              {C.UNET_OUT: (2, unet.config.out_channels, lh, lw)}),
         Graph(C.VAE_DECODER, VaeDecoder(vae),
               {C.VAE_LATENT: torch.randn(1, vae.config.latent_channels, lh, lw, generator=g)},
-              (C.VAE_IMAGE,)),
+              {C.VAE_IMAGE: (1, vae.config.out_channels, height, width)}),
         Graph(C.VAE_ENCODER, VaeEncoder(vae),
               {C.VAE_ENCODER_IMAGE: torch.rand(1, vae.config.in_channels, height, width, generator=g) * 2 - 1},
-              (C.VAE_ENCODER_MOMENTS,)),
+              {C.VAE_ENCODER_MOMENTS: (1, 2 * vae.config.latent_channels, lh, lw)}),
     ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import ASSETS_DIR
 from ..runtime import constants as C
+from .source import quiet_libraries
 
 CLIP_TOKENIZER_DIR = ASSETS_DIR / "clip-tokenizer"
 RELEASE_CONFIGS_DIR = ASSETS_DIR / "configs"
@@ -78,6 +79,7 @@ def build_release_pipeline(release: str, out_dir: str | Path, seed: int = 0) -> 
 
 
 def _save(out_dir, unet, vae, text_encoder, scheduler) -> Path:
+    quiet_libraries()
     from diffusers import StableDiffusionLDM3DPipeline
     from transformers import CLIPTokenizer
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,21 @@ def check_size(height: int, width: int, scale: int) -> None:
             raise InvalidArgumentError(f"{name} must be a positive multiple of {scale}, got {v!r}")
 
 
+def quiet_libraries() -> None:
+    """Keep diffusers' and transformers' deprecation notices and per-file progress bars out of our output."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    for lib in (dlog, tlog):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+
+
 def load_torch_parts(source: Source):
     """(unet, vae, text_encoder) as float32 torch modules in eval mode, loaded from local files only."""
+    quiet_libraries()
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 

@@ -14,7 +14,12 @@ PROTOBUF_LIMIT = 2 * 1024**3 - 1
 
 
 def write_onnx(graph: Graph, folder: Path, fp16: bool, stamp: dict) -> Path:
-    """Trace `graph` to folder/model.onnx (weights in model.onnx_data when over protobuf's 2 GB)."""
+    """Trace `graph` to folder/model.onnx (weights in model.onnx_data when over protobuf's 2 GB).
+
+    The trace treats image height/width as symbolic, so the graph computes its internal reshapes from the
+    input shape; then every input and output is pinned to the static export shape. The result is a static
+    model that OpenVINO can still reshape to another resolution at load time.
+    """
     import onnx
     import torch
 
@@ -26,14 +31,23 @@ def write_onnx(graph: Graph, folder: Path, fp16: bool, stamp: dict) -> Path:
         warnings.simplefilter("ignore")
         # The TorchScript exporter: it lowers attention to MatMul/Softmax at opset 17, which every
         # OpenVINO and ONNX Runtime version reads, and handles the SD UNet without graph breaks.
+        spatial = {name: {x.dim() - 2: f"{name}_height", x.dim() - 1: f"{name}_width"}
+                   for name, x in graph.inputs.items() if x.dim() == 4}
+        spatial.update({name: {len(s) - 2: f"{name}_height", len(s) - 1: f"{name}_width"}
+                        for name, s in graph.outputs.items() if len(s) == 4})
         torch.onnx.export(graph.module, tuple(graph.inputs.values()), str(raw), dynamo=False,
                           input_names=list(graph.inputs), output_names=list(graph.output_names),
-                          opset_version=ONNX_OPSET, do_constant_folding=True)
+                          opset_version=ONNX_OPSET, do_constant_folding=True, dynamic_axes=spatial)
     model = onnx.load(str(raw), load_external_data=True)
+    _pin_shapes(model.graph.input, {k: tuple(v.shape) for k, v in graph.inputs.items()})
+    _pin_shapes(model.graph.output, graph.outputs)
     if fp16:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
+        # Resize takes its scales as float32 only; keep it (and the ops ORT lists as unsafe) in float32.
+        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True,
+                                         op_block_list=list(DEFAULT_OP_BLOCK_LIST) + ["Resize"])
+        _float32_resize_params(model)
     for key, value in stamp.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = f"ldm3d_edge.{key}", str(value)
@@ -45,6 +59,36 @@ def write_onnx(graph: Graph, folder: Path, fp16: bool, stamp: dict) -> Path:
         p.unlink()
     raw_dir.rmdir()
     return out
+
+
+def _float32_resize_params(model) -> None:
+    """The float16 converter also converts the Constant nodes that feed Resize's roi/scales, which must
+    stay float32; turn those back."""
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    constants = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
+    for node in model.graph.node:
+        if node.op_type != "Resize":
+            continue
+        for name in node.input[1:3]:
+            const = constants.get(name)
+            if const is None:
+                continue
+            for attr in const.attribute:
+                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT16:
+                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float32),
+                                                            attr.t.name))
+
+
+def _pin_shapes(values, shapes: dict) -> None:
+    for v in values:
+        if v.name not in shapes:
+            continue
+        dims = v.type.tensor_type.shape.dim
+        del dims[:]
+        for size in shapes[v.name]:
+            dims.add().dim_value = int(size)
 
 
 def _needs_external_data(model) -> bool:

@@ -1,1 +1,175 @@
-def main(): pass
+"""The `ldm3d` command. Parsing and printing only: every subcommand calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+from .runtime.errors import Ldm3dError
+
+EXIT_USAGE = 2
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .runtime.backends import DEVICE_HELP
+    from .runtime.config import DEFAULT_GUIDANCE, DEFAULT_STEPS
+    from .runtime.schedulers import scheduler_names
+
+    p = argparse.ArgumentParser(prog="ldm3d", description="LDM3D text -> RGB + depth on OpenVINO / ONNX Runtime.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens inside")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    e = sub.add_parser("export", help="diffusers LDM3D folder -> ONNX / OpenVINO artifact folder",
+                       description="Export a local diffusers LDM3D checkpoint (ldm3d, ldm3d-4c, ldm3d-pano layout) to "
+                                   "static-shape ONNX and/or OpenVINO IR plus manifest.json. Needs the [export] extra.")
+    e.add_argument("src", help="local diffusers folder with model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
+                               "scheduler/")
+    e.add_argument("out", help="artifact folder to create")
+    e.add_argument("--format", default="both", choices=["openvino", "onnx", "both"], help="default: both")
+    e.add_argument("--height", type=_int, help="export resolution (default: the UNet's sample_size x 8)")
+    e.add_argument("--width", type=_int, help="export resolution (default: the UNet's sample_size x 8)")
+    e.add_argument("--fp16", action="store_true", help="store weights in float16 (inputs/outputs stay float32)")
+    e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+    g = sub.add_parser("generate", help="prompt -> RGB image + 16-bit depth map",
+                       description="Generate an RGB image and its depth map from a text prompt on an exported model.")
+    g.add_argument("prompt", help="what to generate, e.g. 'a red sphere on a grey floor'")
+    g.add_argument("--model", help="artifact folder made by 'ldm3d export'")
+    g.add_argument("--out", default="out", help="folder for <name>_rgb.png, <name>_depth.png, <name>.json "
+                                                "(default: out)")
+    g.add_argument("--name", help="file name prefix (default: from the prompt and seed)")
+    g.add_argument("--steps", type=_int, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
+    g.add_argument("--guidance", type=_float, default=DEFAULT_GUIDANCE,
+                   help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE}; <= 1 turns guidance off)")
+    g.add_argument("--seed", type=_int, help="random seed (default: a fresh one, recorded in the JSON)")
+    g.add_argument("--height", type=_int, help="multiple of 8 (default: the export resolution)")
+    g.add_argument("--width", type=_int, help="multiple of 8 (default: the export resolution)")
+    g.add_argument("--negative-prompt", help="what to steer away from")
+    g.add_argument("--scheduler", help=f"one of {', '.join(scheduler_names())} (default: the model's own, DDIM "
+                                       "for the releases)")
+    g.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    g.add_argument("--precision", choices=["f32", "bf16", "f16"],
+                   help="OpenVINO inference precision (default: f32 for FP32 artifacts)")
+
+    d = sub.add_parser("demo", help="build a tiny random-weight LDM3D, export it and generate (no download)",
+                       description="Smoke-test the whole path on this machine: build a tiny LDM3D with RANDOM "
+                                   "weights (its pictures are noise, not scenes), export it to ONNX + OpenVINO and "
+                                   "generate from it. Needs the [export] extra.")
+    d.add_argument("--out", default="demo-out", help="working folder (default: demo-out)")
+    d.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    d.add_argument("--prompt", default="a red sphere in front of a blue cube on a grey floor")
+    d.add_argument("--steps", type=_int, default=DEFAULT_STEPS)
+    d.add_argument("--seed", type=_int, default=0)
+    return p
+
+
+def _or(value, default):
+    return default if value is None else value
+
+
+def _slug(text: str, seed) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "ldm3d"
+    return f"{s}-{seed}" if seed is not None else s
+
+
+def cmd_export(a) -> int:
+    try:
+        from .export import export_pipeline
+    except ImportError as e:
+        raise Ldm3dError(f"'ldm3d export' needs the export extra ({e.name} is missing): "
+                         "pip install 'ldm3d-edge[export]'") from None
+    m = export_pipeline(a.src, a.out, fmt=a.format, height=a.height, width=a.width, fp16=a.fp16,
+                        overwrite=a.overwrite)
+    print(f"exported {a.src} -> {a.out} ({', '.join(m['formats'])}, {m['precision']}, {m['width']}x{m['height']}, "
+          f"{m['vae_channels']}-channel VAE) in {m['export_seconds']:.1f}s")
+    return 0
+
+
+def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | None = None, **kw) -> list[Path]:
+    """Validate cheaply, load, generate with a progress bar, save; prints what it did."""
+    from .runtime import GenerationConfig, Pipeline, create_scheduler, read_manifest
+    from .runtime.pipeline import read_scheduler_config
+
+    manifest = read_manifest(model)
+    scheduler, device, precision = kw.pop("scheduler", None), kw.pop("device", "auto"), kw.pop("precision", None)
+    GenerationConfig(prompt, kw.get("negative_prompt"), kw["num_inference_steps"], kw["guidance_scale"],
+                     _or(kw.get("height"), manifest.height), _or(kw.get("width"), manifest.width),
+                     kw.get("seed")).validate(manifest.vae_scale_factor, manifest.latent_channels)
+    create_scheduler(read_scheduler_config(manifest.root), scheduler)
+    pipe = Pipeline.load(model, device=device, precision=precision)
+    print(f"model {manifest.root} on {pipe.device} (loaded in {pipe.load_seconds:.1f}s)", flush=True)
+    result = pipe(prompt, scheduler=scheduler, progress=True, **kw)
+    paths = result.save(Path(out) / (name or _slug(prompt, result.seed)))
+    mt = result.metrics
+    print(f"{result.steps} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, seed {result.seed}")
+    for p in paths:
+        print(f"wrote {p}")
+    return paths
+
+
+def cmd_generate(a) -> int:
+    if not a.model:
+        raise Ldm3dError("no --model given: pass an artifact folder made by 'ldm3d export' "
+                         "(no embedded default model ships yet; 'ldm3d demo' runs the whole path on a random one)")
+    generate_files(a.model, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
+                   num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
+                   width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision)
+    return 0
+
+
+def cmd_demo(a) -> int:
+    try:
+        from .export import export_pipeline
+        from .export.random_model import build_tiny_pipeline
+    except ImportError as e:
+        raise Ldm3dError(f"'ldm3d demo' needs the export extra ({e.name} is missing): "
+                         "pip install 'ldm3d-edge[export]'") from None
+    out = Path(a.out)
+    print("demo: building a TINY LDM3D with RANDOM weights (no download): its RGB and depth are noise, "
+          "not a scene. Real models: 'ldm3d export <diffusers folder>'.", flush=True)
+    t0 = time.perf_counter()
+    src = build_tiny_pipeline(out / "tiny-ldm3d-random", vae_channels=4, seed=0)
+    art = out / "tiny-ldm3d-random-artifacts"
+    export_pipeline(src, art, fmt="both", overwrite=True)
+    print(f"exported {src} -> {art} in {time.perf_counter() - t0:.1f}s", flush=True)
+    generate_files(art, out, a.prompt, name="demo", num_inference_steps=a.steps, guidance_scale=5.0, seed=a.seed,
+                   device=a.device)
+    return 0
+
+
+COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except Ldm3dError as e:
+        print(f"ldm3d {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"ldm3d {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

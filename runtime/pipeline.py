@@ -14,7 +14,7 @@ from . import constants as C
 from .backends import create_backend, resolve_device
 from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationConfig
 from .depth import split_rgbd
-from .errors import Ldm3dError, ModelFolderError
+from .errors import InvalidArgumentError, Ldm3dError, ModelFolderError
 from .manifest import Manifest, read_manifest
 from .models import TextEncoder, UNet, VaeDecoder, VaeEncoder
 from .result import GenerationMetrics, RGBDResult
@@ -61,11 +61,7 @@ class Pipeline:
         backend = create_backend(fmt, dev, precision=precision, num_threads=num_threads, cache_dir=cache_dir)
         root = manifest.root
         tokenizer = ClipTokenizer.from_folder(root / C.TOKENIZER_DIR)
-        sched_path = root / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE
-        try:
-            scheduler_config = json.loads(sched_path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ModelFolderError(f"cannot read {sched_path}: {e}") from None
+        scheduler_config = read_scheduler_config(root)
         create_scheduler(scheduler_config)  # fail now, not mid-generation, on an unusable config
         vae_encoder = VaeEncoder(manifest, backend, fmt) if manifest.has(C.VAE_ENCODER) else None
         pipe = cls(manifest, fmt, backend.label, tokenizer, scheduler_config, TextEncoder(manifest, backend, fmt),
@@ -76,6 +72,16 @@ class Pipeline:
         pipe.load_seconds = time.perf_counter() - t0
         log.info("loaded %s on %s in %.2fs", root, pipe.device, pipe.load_seconds)
         return pipe
+
+    def prepare(self, height: int, width: int) -> None:
+        """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static)."""
+        m = self.manifest
+        if self.format == C.FORMAT_ONNX and (height, width) != (m.height, m.width):
+            raise InvalidArgumentError(
+                f"ONNX artifacts serve only their export size {m.width}x{m.height}, not {width}x{height}: re-export "
+                "with --height/--width, or use an OpenVINO device, which reshapes at load time")
+        for part in (self.unet, self.vae_decoder):
+            part.compiled(height, width)
 
     @property
     def model_name(self) -> str:
@@ -92,11 +98,13 @@ class Pipeline:
         if seed is None and latents is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
         cfg = GenerationConfig(prompt, negative_prompt, num_inference_steps, guidance_scale,
-                               height or m.height, width or m.width, seed, latents,
+                               m.height if height is None else height, m.width if width is None else width,
+                               seed, latents,
                                scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name)
         cfg.validate(m.vae_scale_factor, m.latent_channels)
         sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
         h, w = cfg.height, cfg.width
+        self.prepare(h, w)
 
         # 2. encode the prompt and the negative prompt ("" when none), batch [negative, positive] for CFG
         t0 = time.perf_counter()
@@ -143,6 +151,17 @@ class Pipeline:
             negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
             steps=cfg.num_inference_steps, guidance_scale=float(cfg.guidance_scale), scheduler=sched.name,
             model=self.model_name, device=self.device, height=h, width=w, metrics=metrics)
+
+
+def read_scheduler_config(root: Path) -> dict:
+    path = Path(root) / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFolderError(f"cannot read {path}: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ModelFolderError(f"{path} is not a JSON object")
+    return cfg
 
 
 def _progress(timesteps, enabled: bool):

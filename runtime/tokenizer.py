@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
 
 from . import constants as C
@@ -104,6 +104,8 @@ def _build_clip_bpe(vocab: Path, merges: Path, bos: str, eos: str, unk: str) -> 
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
     tok.decoder = decoders.ByteLevel()
+    # special tokens typed into a prompt map to their ids, as in transformers
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys((bos, eos, unk))])
     tok.post_processor = processors.RobertaProcessing(
         (eos, tok.token_to_id(eos)), (bos, tok.token_to_id(bos)), trim_offsets=False, add_prefix_space=False)
     return tok

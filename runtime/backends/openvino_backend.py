@@ -42,11 +42,16 @@ class _OVModel(CompiledModel):
     def __init__(self, compiled):
         self._compiled = compiled
         self._request = compiled.create_infer_request()
-        self._outputs = [(o.get_any_name(), o) for o in compiled.outputs]
+        # a port may carry several tensor names (OpenVINO keeps those of fused Cast nodes); expose each
+        self._outputs = [(sorted(o.get_names()) or [o.get_any_name()], o) for o in compiled.outputs]
 
     def __call__(self, inputs):
         self._request.infer(inputs)
-        return {name: np.array(self._request.get_tensor(port).data, copy=True) for name, port in self._outputs}
+        out = {}
+        for names, port in self._outputs:
+            data = np.array(self._request.get_tensor(port).data, copy=True)
+            out.update(dict.fromkeys(names, data))
+        return out
 
 
 class OpenVINOBackend(Backend):
