@@ -136,7 +136,7 @@ class Pipeline:
             latents = sched.step(guided.astype(np.float32), t, latents).prev_sample
             metrics.scheduler_s += time.perf_counter() - t0
             if progress:
-                steps.set_postfix_str(f"{metrics.unet_step_s[-1]:.2f}s/step")
+                steps.set_postfix_str(f"{metrics.unet_step_s[-1]:.2f}s/step", refresh=False)
             if callback is not None and callback(i, float(t), latents) is False:
                 raise GenerationCancelled(f"generation cancelled by the callback at step {i + 1}")
 
