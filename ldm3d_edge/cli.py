@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="prompt -> RGB image + 16-bit depth map",
                        description="Generate an RGB image and its depth map from a text prompt on an exported model.")
     g.add_argument("prompt", help="what to generate, e.g. 'a red sphere on a grey floor'")
-    g.add_argument("--model", help="artifact folder made by 'ldm3d export'")
+    g.add_argument("--model", help="artifact folder made by 'ldm3d export' (default: the embedded model, "
+                                   "exported on first use)")
+    g.add_argument("--pano", action="store_true", help="360-degree panorama (2:1) from the embedded panorama export; "
+                                                       "prompts read best as '360 view of ...'")
     g.add_argument("--out", default="out", help="folder for <name>_rgb.png, <name>_depth.png, <name>.json "
                                                 "(default: out)")
     g.add_argument("--name", help="file name prefix (default: from the prompt and seed)")
@@ -78,6 +81,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--prompt", default="a red sphere in front of a blue cube on a grey floor")
     d.add_argument("--steps", type=_int, default=DEFAULT_STEPS)
     d.add_argument("--seed", type=_int, default=0)
+
+    v = sub.add_parser("eval-embedded", help="measure the embedded model (reconstruction, prompt adherence)",
+                       description="Evaluate the embedded model: VAE reconstruction on held-out renders, prompt "
+                                   "adherence and depth/RGB agreement through the exported runtime, a contact sheet. "
+                                   "Needs the [export] extra and held-out renders (python -m "
+                                   "ldm3d_edge.training.dataset).")
+    v.add_argument("--model", help="diffusers folder (default: the embedded model)")
+    v.add_argument("--data", default="training/data")
+    v.add_argument("--out", help="folder for eval.json, samples.json, contact_sheet.png (default: <model>/eval)")
+    v.add_argument("--prompts", type=_int, default=100)
+    v.add_argument("--steps", type=_int, default=30)
+    v.add_argument("--device", default="openvino:CPU")
     return p
 
 
@@ -126,10 +141,16 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
 
 
 def cmd_generate(a) -> int:
-    if not a.model:
-        raise Ldm3dError("no --model given: pass an artifact folder made by 'ldm3d export' "
-                         "(no embedded default model ships yet; 'ldm3d demo' runs the whole path on a random one)")
-    generate_files(a.model, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
+    model = a.model
+    if model is None:
+        from .embedded import embedded_artifacts
+
+        perspective, panorama, _ = embedded_artifacts()
+        model = panorama if a.pano else perspective
+    elif a.pano:
+        raise Ldm3dError("--pano picks the embedded panorama model; with --model, export your panorama model at "
+                         "2:1 (e.g. --height 512 --width 1024) and pass that folder")
+    generate_files(model, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
                    num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
                    width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision)
     return 0
@@ -155,7 +176,14 @@ def cmd_demo(a) -> int:
     return 0
 
 
-COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo}
+def cmd_eval_embedded(a) -> int:
+    from .training.evaluate import main as evaluate
+
+    argv = ["--prompts", str(a.prompts), "--steps", str(a.steps), "--device", a.device, "--data", a.data]
+    return evaluate(argv + (["--out", a.out] if a.out else []) + (["--model", a.model] if a.model else []))
+
+
+COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "eval-embedded": cmd_eval_embedded}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,110 @@
+"""Numpy metrics for the embedded model: reconstruction quality, prompt adherence, depth/RGB agreement.
+
+Definitions (stated so the numbers can be checked):
+- psnr: on RGB in [0, 1], peak 1.
+- depth AbsRel: mean |pred - gt| / gt of the normalised inverse depth over pixels with gt >= 0.1; the farthest
+  tenth of the range (sky, far wall) is left out because relative error is undefined at gt = 0.
+- object region: pixels whose depth stands out from the background of their own image row (the floor and the
+  backdrop at one row share one depth; an object standing on the floor is nearer than they are).
+- dominant hue: the named colour nearest to the circular mean hue of the region's saturated pixels.
+"""
+
+from __future__ import annotations
+
+import colorsys
+
+import numpy as np
+
+from .scenes import COLOURS
+
+HUES = {name: colorsys.rgb_to_hsv(*rgb)[0] * 360 for name, rgb in COLOURS.items()}
+STAND_OUT = 0.04       # depth above the row's background that marks an object pixel
+MIN_REGION = 12        # pixels; smaller regions are noise
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 10 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def abs_rel(pred: np.ndarray, gt: np.ndarray, min_gt: float = 0.1) -> float:
+    m = gt >= min_gt
+    return float(np.mean(np.abs(pred[m] - gt[m]) / gt[m]))
+
+
+def hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    d = mx - mn + 1e-9
+    h = np.where(mx == r, (g - b) / d % 6, np.where(mx == g, (b - r) / d + 2, (r - g) / d + 4)) * 60
+    s = np.where(mx > 0, (mx - mn) / (mx + 1e-9), 0)
+    return h, s, mx
+
+
+def object_mask_from_depth(depth: np.ndarray) -> np.ndarray:
+    """Pixels nearer than their row's background by STAND_OUT (background = the row's median depth)."""
+    return depth - np.median(depth, axis=1, keepdims=True) > STAND_OUT
+
+
+def components(mask: np.ndarray) -> list[np.ndarray]:
+    """4-connected components as boolean masks, largest first (a small flood fill; no scipy needed)."""
+    labels = np.zeros(mask.shape, np.int32)
+    out = []
+    h, w = mask.shape
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if labels[y0, x0]:
+            continue
+        k = len(out) + 1
+        stack = [(y0, x0)]
+        labels[y0, x0] = k
+        while stack:
+            y, x = stack.pop()
+            for yy, xx in ((y + 1, x), (y - 1, x), (y, x + 1), (y, x - 1)):
+                if 0 <= yy < h and 0 <= xx < w and mask[yy, xx] and not labels[yy, xx]:
+                    labels[yy, xx] = k
+                    stack.append((yy, xx))
+        out.append(labels == k)
+    return sorted((c for c in out if c.sum() >= MIN_REGION), key=lambda c: -c.sum())
+
+
+def nearest_object(depth: np.ndarray) -> np.ndarray | None:
+    """The object region (from depth alone) with the highest mean depth, or None."""
+    comps = components(object_mask_from_depth(depth))
+    return max(comps, key=lambda c: depth[c].mean()) if comps else None
+
+
+def dominant_colour(rgb: np.ndarray, region: np.ndarray) -> str | None:
+    h, s, v = hsv(rgb)
+    sel = region & (s > 0.3) & (v > 0.15)
+    if sel.sum() < MIN_REGION // 2:
+        return None
+    ang = np.deg2rad(h[sel])
+    mean = np.rad2deg(np.arctan2(np.sin(ang).mean(), np.cos(ang).mean())) % 360
+    return min(HUES, key=lambda n: min(abs(HUES[n] - mean), 360 - abs(HUES[n] - mean)))
+
+
+def colour_mask(rgb: np.ndarray) -> np.ndarray:
+    """Saturated pixels that are not sky (objects are saturated; floors and walls are not)."""
+    h, s, v = hsv(rgb)
+    sky = (h > 200) & (h < 230) & (s < 0.7) & (v > 0.85)
+    return (s > 0.35) & (v > 0.15) & ~sky
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 0.0
+
+
+def adherence(rgb: np.ndarray, depth: np.ndarray, colour: str) -> dict:
+    """Does the generated (rgb float [0,1], depth [0,1]) show the prompted nearest object?"""
+    region = nearest_object(depth)
+    if region is None:
+        return {"colour_ok": False, "nearer_ok": False, "found": None, "iou": 0.0}
+    found = dominant_colour(rgb, region)
+    rows = np.nonzero(region.any(axis=1))[0]
+    background = ~object_mask_from_depth(depth)
+    background[: rows.min()] = False
+    background[rows.max() + 1:] = False
+    nearer = bool(background.any() and depth[region].mean() > depth[background].mean() + STAND_OUT / 2)
+    return {"colour_ok": found == colour, "nearer_ok": nearer, "found": found,
+            "iou": iou(object_mask_from_depth(depth), colour_mask(rgb))}

@@ -1,0 +1,182 @@
+"""Train the text encoder (a small CLIPTextModel on the real CLIP vocabulary) and the UNet together on VAE
+latents of rendered scenes, then save the whole model as a standard StableDiffusionLDM3DPipeline folder.
+
+    python -m ldm3d_edge.training.train_ldm --data training/data --vae training/runs/vae/final \\
+        --run training/runs/ldm --steps 6000 --out models/ldm3d-edge-tiny
+
+One model serves both 128x128 perspective scenes and 256x128 "360 view of" panoramas (the UNet is
+convolutional); batches alternate between the two. Resumes from <run>/checkpoint.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .common import Timer, load_checkpoint, rgbd_tensor, save_checkpoint, seed_everything
+from .dataset import load_split
+
+TEXT_CONFIG = dict(vocab_size=49408, hidden_size=128, intermediate_size=512, num_hidden_layers=3,
+                   num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
+                   bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=128)
+UNET_CONFIG = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+                   block_out_channels=[64, 128, 256],
+                   down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                   up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                   cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32)
+UNCOND_PROB = 0.1       # caption dropped to "" this often, for classifier-free guidance
+PANO_EVERY = 4          # every 4th batch is panoramas
+
+
+def flip_caption(c: str) -> str:
+    return c.replace(" left", " \0").replace(" right", " left").replace(" \0", " right")
+
+
+def encode_latents(vae, rgb, depth, batch: int = 64):
+    """Posterior mean and std of every image (and of its mirror image) under the trained VAE."""
+    import torch
+
+    means, stds = [], []
+    with torch.no_grad():
+        for flip in (False, True):
+            for i in range(0, len(rgb), batch):
+                r, d = rgb[i:i + batch], depth[i:i + batch]
+                if flip:
+                    r, d = r[:, :, ::-1], d[:, :, ::-1]
+                post = vae.encode(rgbd_tensor(np.ascontiguousarray(r), np.ascontiguousarray(d))).latent_dist
+                means.append(post.mean)
+                stds.append(post.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def main(argv=None) -> int:
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from tqdm.auto import tqdm
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from .. import ASSETS_DIR
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="training/data")
+    ap.add_argument("--vae", default="training/runs/vae/final")
+    ap.add_argument("--run", default="training/runs/ldm")
+    ap.add_argument("--out", default=None, help="write the finished pipeline here (fp16 safetensors)")
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
+    a = ap.parse_args(argv)
+    run = Path(a.run)
+    seed_everything(a.seed)
+    tokenizer = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
+    vae = AutoencoderKL.from_pretrained(a.vae).eval()
+    scale = vae.config.scaling_factor
+    sched_cfg = json.loads((ASSETS_DIR / "configs/ldm3d-4c/scheduler/scheduler_config.json").read_text())
+    noise_sched = DDPMScheduler.from_config(sched_cfg)
+
+    cache = run / "latents.pt"
+    if cache.is_file():
+        sets = torch.load(cache)
+    else:
+        sets = []
+        for name in ("train-128.npz", "train_pano-128.npz"):
+            d = load_split(Path(a.data) / name)
+            mean, std = encode_latents(vae, d["rgb"], d["depth"])
+            caps = list(d["caption"]) + [flip_caption(c) for c in d["caption"]]
+            ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+            sets.append({"mean": mean, "std": std, "ids": ids})
+        run.mkdir(parents=True, exist_ok=True)
+        torch.save(sets, cache)
+    empty_ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+
+    text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    unet = UNet2DConditionModel(**UNET_CONFIG)
+    params = list(text.parameters()) + list(unet.parameters())
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-2)
+    ema_text, ema_unet = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG)
+    ema_text.load_state_dict(text.state_dict())
+    ema_unet.load_state_dict(unet.state_dict())
+    step, gen = 0, torch.Generator().manual_seed(a.seed)
+    ck = load_checkpoint(run / "checkpoint.pt")
+    if ck:
+        text.load_state_dict(ck["text"]); unet.load_state_dict(ck["unet"])
+        ema_text.load_state_dict(ck["ema_text"]); ema_unet.load_state_dict(ck["ema_unet"])
+        opt.load_state_dict(ck["opt"]); step = ck["step"]; gen.set_state(ck["gen"])
+        print(f"resumed at step {step}")
+    ema_params = list(ema_text.parameters()) + list(ema_unet.parameters())
+    timer = Timer()
+    bar = tqdm(total=a.steps, initial=step, desc="ldm", unit="step")
+    text.train(); unet.train()
+    while step < a.steps:
+        lr = a.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        s = sets[1] if step % PANO_EVERY == PANO_EVERY - 1 else sets[0]
+        idx = torch.randint(0, len(s["mean"]), (a.batch,), generator=gen)
+        z = (s["mean"][idx] + s["std"][idx] * torch.randn(s["mean"][idx].shape, generator=gen)) * scale
+        ids = s["ids"][idx].clone()
+        drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
+        ids[drop] = empty_ids
+        noise = torch.randn(z.shape, generator=gen)
+        t = torch.randint(0, noise_sched.config.num_train_timesteps, (a.batch,), generator=gen)
+        zt = noise_sched.add_noise(z, noise, t)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            hidden = text(ids)[0]
+            pred = unet(zt, t, encoder_hidden_states=hidden).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(a.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema_params, params):
+                pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.1e}", refresh=False)
+        if step % a.save_every == 0 or step == a.steps:
+            save_checkpoint(run / "checkpoint.pt", text=text.state_dict(), unet=unet.state_dict(),
+                            ema_text=ema_text.state_dict(), ema_unet=ema_unet.state_dict(), opt=opt.state_dict(),
+                            step=step, gen=gen.get_state())
+    bar.close()
+    info = {"steps": step, "minutes_this_run": timer.minutes(),
+            "params": {"text_encoder": sum(p.numel() for p in text.parameters()),
+                       "unet": sum(p.numel() for p in unet.parameters()),
+                       "vae": sum(p.numel() for p in vae.parameters())}}
+    (run / "training.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps(info))
+    if a.out:
+        save_pipeline(a.out, ema_text, ema_unet, vae, tokenizer, sched_cfg)
+    return 0
+
+
+def save_pipeline(out, text, unet, vae, tokenizer, sched_cfg) -> Path:
+    """A standard StableDiffusionLDM3DPipeline folder with fp16 safetensors weights."""
+    import shutil
+
+    from diffusers import DDIMScheduler, StableDiffusionLDM3DPipeline
+
+    from .. import ASSETS_DIR
+
+    out = Path(out)
+    pipe = StableDiffusionLDM3DPipeline(vae=vae.half(), text_encoder=text.half(), tokenizer=tokenizer,
+                                        unet=unet.half(), scheduler=DDIMScheduler.from_config(sched_cfg),
+                                        safety_checker=None, feature_extractor=None, image_encoder=None,
+                                        requires_safety_checker=False)
+    pipe.save_pretrained(str(out), safe_serialization=True)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy2(ASSETS_DIR / "clip-tokenizer" / name, out / "tokenizer" / name)
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
