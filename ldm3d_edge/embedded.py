@@ -48,7 +48,7 @@ def embedded_artifacts(model_dir: str | Path | None = None, progress: bool = Tru
     root = cache_root() / f"{model_dir.name}-{_fingerprint(model_dir)}"
     out = []
     for name, (h, w) in (("perspective", PERSPECTIVE_SIZE), ("panorama", PANORAMA_SIZE)):
-        art = root / name
+        art = root / f"{model_dir.name}-{name}-{w}x{h}"
         if not (art / "manifest.json").is_file():
             try:
                 from .export import export_pipeline

@@ -1,0 +1,35 @@
+"""The embedded-model metrics score ground-truth renders highly and catch wrong colours and flat depth."""
+
+import numpy as np
+
+from ldm3d_edge.training import metrics as M
+from ldm3d_edge.training import scenes as S
+
+SEEDS = range(9_000_000, 9_000_040)
+
+
+def test_adherence_on_ground_truth_renders_is_high():
+    rows = []
+    for seed in SEEDS:
+        s = S.sample(seed, 96)
+        rows.append(M.adherence(s.rgb, s.depth, s.scene.objects[0].colour))
+    assert np.mean([r["colour_ok"] for r in rows]) >= 0.9
+    assert np.mean([r["nearer_ok"] for r in rows]) >= 0.9
+    assert np.mean([r["iou"] for r in rows]) >= 0.7
+
+
+def test_adherence_catches_a_wrong_colour_and_flat_depth():
+    s = S.sample(9_000_001, 96)
+    right = s.scene.objects[0].colour
+    wrong = next(c for c in S.COLOURS if abs(M.HUES[c] - M.HUES[right]) > 60)
+    assert M.adherence(s.rgb, s.depth, right)["colour_ok"]
+    assert not M.adherence(s.rgb, s.depth, wrong)["colour_ok"]
+    flat = M.adherence(s.rgb, np.full_like(s.depth, 0.5), right)
+    assert not flat["nearer_ok"] and flat["iou"] == 0.0
+
+
+def test_reconstruction_metrics():
+    a = np.random.default_rng(0).random((3, 8, 8))
+    assert M.psnr(a, a) > 100 and abs(M.psnr(a, a + 0.1) - 20.0) < 1e-6
+    gt = np.full((4, 4), 0.5)
+    assert abs(M.abs_rel(gt * 1.1, gt) - 0.1) < 1e-9
