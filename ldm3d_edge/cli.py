@@ -96,10 +96,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _or(value, default):
-    return default if value is None else value
-
-
 def _slug(text: str, seed) -> str:
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "ldm3d"
     return f"{s}-{seed}" if seed is not None else s
@@ -118,20 +114,17 @@ def cmd_export(a) -> int:
     return 0
 
 
-def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | None = None, **kw) -> list[Path]:
-    """Validate cheaply, load, generate with a progress bar, save; prints what it did."""
-    from .runtime import GenerationConfig, Pipeline, create_scheduler, read_manifest
-    from .runtime.pipeline import read_scheduler_config
+def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | None = None,
+                   device: str = "auto", precision: str | None = None, **kw) -> list[Path]:
+    """Validate (before compiling anything), load, generate with a progress bar, save; prints what it did."""
+    from .runtime import Pipeline
 
-    manifest = read_manifest(model)
-    scheduler, device, precision = kw.pop("scheduler", None), kw.pop("device", "auto"), kw.pop("precision", None)
-    GenerationConfig(prompt, kw.get("negative_prompt"), kw["num_inference_steps"], kw["guidance_scale"],
-                     _or(kw.get("height"), manifest.height), _or(kw.get("width"), manifest.width),
-                     kw.get("seed")).validate(manifest.vae_scale_factor, manifest.latent_channels)
-    create_scheduler(read_scheduler_config(manifest.root), scheduler)
-    pipe = Pipeline.load(model, device=device, precision=precision)
-    print(f"model {manifest.root} on {pipe.device} (loaded in {pipe.load_seconds:.1f}s)", flush=True)
-    result = pipe(prompt, scheduler=scheduler, progress=True, **kw)
+    pipe = Pipeline.load(model, device=device, precision=precision, compile_now=False)
+    cfg, _ = pipe.make_config(prompt, **kw)
+    t0 = time.perf_counter()
+    pipe.prepare(cfg.height, cfg.width)
+    print(f"model {pipe.manifest.root} on {pipe.device} (ready in {time.perf_counter() - t0:.1f}s)", flush=True)
+    result = pipe(prompt, progress=True, **{**kw, "seed": cfg.seed})
     paths = result.save(Path(out) / (name or _slug(prompt, result.seed)))
     mt = result.metrics
     print(f"{result.steps} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, seed {result.seed}")

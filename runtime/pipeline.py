@@ -73,6 +73,21 @@ class Pipeline:
         log.info("loaded %s on %s in %.2fs", root, pipe.device, pipe.load_seconds)
         return pipe
 
+    def make_config(self, prompt: str, negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
+                    guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
+                    seed: int | None = None, latents: np.ndarray | None = None,
+                    scheduler: str | Scheduler | None = None) -> tuple[GenerationConfig, Scheduler]:
+        """The validated generation config and its scheduler; raises InvalidArgumentError before any work."""
+        m = self.manifest
+        if seed is None and latents is None:
+            seed = int(np.random.SeedSequence().entropy % 2**63)
+        cfg = GenerationConfig(prompt, negative_prompt, num_inference_steps, guidance_scale,
+                               m.height if height is None else height, m.width if width is None else width,
+                               seed, latents, scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name)
+        cfg.validate(m.vae_scale_factor, m.latent_channels)
+        sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
+        return cfg, sched
+
     def prepare(self, height: int, width: int) -> None:
         """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static)."""
         m = self.manifest
@@ -91,18 +106,12 @@ class Pipeline:
                  guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
                  seed: int | None = None, latents: np.ndarray | None = None, scheduler: str | Scheduler | None = None,
                  callback: StepCallback | None = None, progress: bool = False) -> RGBDResult:
-        m = self.manifest
         t_start = time.perf_counter()
         metrics = GenerationMetrics()
         # 1. validate
-        if seed is None and latents is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
-        cfg = GenerationConfig(prompt, negative_prompt, num_inference_steps, guidance_scale,
-                               m.height if height is None else height, m.width if width is None else width,
-                               seed, latents,
-                               scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name)
-        cfg.validate(m.vae_scale_factor, m.latent_channels)
-        sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
+        cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
+                                      seed, latents, scheduler)
+        m = self.manifest
         h, w = cfg.height, cfg.width
         self.prepare(h, w)
 
