@@ -20,7 +20,7 @@ from .dataset import load_split
 
 VAE_CONFIG = dict(in_channels=4, out_channels=4, latent_channels=4, layers_per_block=1,
                   block_out_channels=[32, 64, 128, 128], down_block_types=["DownEncoderBlock2D"] * 4,
-                  up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=32, sample_size=128)
+                  up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=8, sample_size=128)
 DEPTH_WEIGHT = 2.0
 KL_WEIGHT = 1e-6
 
