@@ -23,7 +23,9 @@ def default_model_dir() -> Path:
 
     path = MODELS_DIR / DEFAULT_MODEL
     if not (path / "model_index.json").is_file():
-        raise ModelFolderError(f"the embedded model is missing from {path}; pass --model")
+        raise ModelFolderError(f"no embedded model in {path} (it is still being trained: README, 'The embedded "
+                               "default model'); pass --model with a folder made by 'ldm3d export', or run "
+                               "'ldm3d demo'")
     return path
 
 
