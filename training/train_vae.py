@@ -23,6 +23,9 @@ VAE_CONFIG = dict(in_channels=4, out_channels=4, latent_channels=4, layers_per_b
                   up_block_types=["UpDecoderBlock2D"] * 4, norm_num_groups=8, sample_size=128)
 DEPTH_WEIGHT = 2.0
 KL_WEIGHT = 1e-6
+# Objects cover a few percent of the pixels; unweighted, the VAE learned floors and walls and washed the
+# objects' colours out (PSNR 22.6 dB at 2,800 steps with grey objects). Object pixels count this much more:
+OBJECT_WEIGHT = 8.0
 
 
 def build_vae():
@@ -31,24 +34,27 @@ def build_vae():
     return AutoencoderKL(**VAE_CONFIG)
 
 
-def crops(data: list[np.ndarray], depth: list[np.ndarray], batch: int, size: int, rng: np.random.Generator):
-    """Random size x size crops, randomly mirrored, drawn from the given arrays (RGB uint8, depth uint16)."""
-    k = rng.integers(len(data))
-    rgb, d = data[k], depth[k]
-    idx = rng.integers(0, len(rgb), batch)
-    h, w = rgb.shape[1:3]
+def crops(sets: list[dict], batch: int, size: int, rng: np.random.Generator):
+    """Random size x size crops, randomly mirrored: (RGBD tensor in [-1, 1], per-pixel loss weight tensor)."""
+    import torch
+
+    s = sets[rng.integers(len(sets))]
+    idx = rng.integers(0, len(s["rgb"]), batch)
+    h, w = s["rgb"].shape[1:3]
     ys, xs = rng.integers(0, h - size + 1, batch), rng.integers(0, w - size + 1, batch)
-    r = np.stack([rgb[i, y:y + size, x:x + size] for i, y, x in zip(idx, ys, xs)])
-    dd = np.stack([d[i, y:y + size, x:x + size] for i, y, x in zip(idx, ys, xs)])
+    cut = {k: np.stack([s[k][i, y:y + size, x:x + size] for i, y, x in zip(idx, ys, xs)])
+           for k in ("rgb", "depth", "mask")}
     flip = rng.random(batch) < 0.5
-    r[flip], dd[flip] = r[flip, :, ::-1], dd[flip, :, ::-1]
-    return rgbd_tensor(r, dd)
+    for k in cut:
+        cut[k][flip] = cut[k][flip, :, ::-1]
+    weight = 1.0 + OBJECT_WEIGHT * (cut["mask"] >= 0).astype(np.float32)
+    return rgbd_tensor(cut["rgb"], cut["depth"]), torch.from_numpy(weight)[:, None]
 
 
-def vae_loss(vae, x):
+def vae_loss(vae, x, weight):
     post = vae.encode(x).latent_dist
     rec = vae.decode(post.sample()).sample
-    l1 = (rec - x).abs()
+    l1 = (rec - x).abs() * weight / weight.mean()
     rec_loss = l1[:, :3].mean() + DEPTH_WEIGHT * l1[:, 3:].mean()
     kl = post.kl().mean() / x[0].numel()
     return rec_loss + KL_WEIGHT * kl, rec_loss.detach()
@@ -91,9 +97,9 @@ def main(argv=None) -> int:
         lr = a.lr * 0.5 * (1 + math.cos(math.pi * step / a.steps)) if step > 100 else a.lr * (step + 1) / 100
         for g in opt.param_groups:
             g["lr"] = lr
-        x = crops(rgbs, depths, a.batch, a.crop, rng)
+        x, weight = crops(data, a.batch, a.crop, rng)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            loss, rec = vae_loss(vae, x)
+            loss, rec = vae_loss(vae, x, weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
