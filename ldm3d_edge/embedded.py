@@ -9,9 +9,9 @@ a new model version is exported again. Exporting needs the [export] extra once.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
+from .runtime.constants import cache_base
 from .runtime.errors import Ldm3dError, ModelFolderError
 
 PERSPECTIVE_SIZE = (128, 128)   # height, width
@@ -38,16 +38,10 @@ def _fingerprint(model_dir: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def cache_root() -> Path:
-    base = os.environ.get("LDM3D_EDGE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ldm3d-edge")
-    return Path(base) / "embedded"
-
-
 def embedded_artifacts(model_dir: str | Path | None = None, progress: bool = True) -> tuple[Path, Path, Path]:
     """(perspective artifacts, panorama artifacts, diffusers folder), exporting them first if needed."""
     model_dir = Path(model_dir) if model_dir else default_model_dir()
-    root = cache_root() / f"{model_dir.name}-{_fingerprint(model_dir)}"
+    root = cache_base() / "embedded" / f"{model_dir.name}-{_fingerprint(model_dir)}"
     out = []
     for name, (h, w) in (("perspective", PERSPECTIVE_SIZE), ("panorama", PANORAMA_SIZE)):
         art = root / f"{model_dir.name}-{name}-{w}x{h}"

@@ -1,8 +1,11 @@
-"""Every file and folder name of an artifact folder, in one place.
+"""Every file and folder name of an artifact folder (and the user cache), in one place.
 
 The export writes these names and the runtime (Python now, C++ later) reads them; nothing else
 spells them out.
 """
+
+import os
+from pathlib import Path
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT_VERSION = 1
@@ -56,3 +59,10 @@ SIDECAR_SUFFIX = ".json"
 # Depth encodings of the VAE's extra output channels.
 DEPTH_ENCODING_1CH = "1ch-float"          # 4-channel VAE: channel 3 is depth in [-1, 1]
 DEPTH_ENCODING_PACKED16 = "rgblike-16bit"  # 6-channel VAE: channels 4 (high byte) and 5 (low byte)
+
+
+def cache_base() -> Path:
+    """$LDM3D_EDGE_CACHE, else $XDG_CACHE_HOME/ldm3d-edge, else ~/.cache/ldm3d-edge."""
+    base = os.environ.get("LDM3D_EDGE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ldm3d-edge")
+    return Path(base)

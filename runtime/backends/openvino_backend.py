@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..constants import cache_base
 from ..errors import DeviceError, InvalidArgumentError
 from .base import Backend, CompiledModel
 
@@ -14,9 +14,7 @@ PRECISIONS = {"f32": "f32", "fp32": "f32", "bf16": "bf16", "f16": "f16", "fp16":
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("LDM3D_EDGE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ldm3d-edge")
-    return Path(base) / "openvino"
+    return cache_base() / "openvino"
 
 
 _CORE = None
