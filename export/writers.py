@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -108,7 +107,3 @@ def write_openvino(onnx_path: Path, folder: Path, fp16: bool, stamp: dict) -> Pa
     xml = folder / C.OV_XML_FILE
     ov.save_model(model, str(xml), compress_to_fp16=fp16)
     return xml
-
-
-def file_size(path: Path) -> int:
-    return os.path.getsize(path)

@@ -6,8 +6,6 @@ what it is given against the manifest before running.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from . import constants as C
@@ -26,7 +24,6 @@ class ModelPart:
         self.spec = manifest.components[self.component]
         self.path = manifest.model_path(self.component, fmt)
         self._compiled: dict[tuple, CompiledModel] = {}
-        self.compile_seconds: dict[tuple, float] = {}
 
     def input_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         shapes = {}
@@ -41,9 +38,7 @@ class ModelPart:
     def compiled(self, height: int, width: int) -> CompiledModel:
         key = (height, width) if self.spatial_inputs else ()
         if key not in self._compiled:
-            t0 = time.perf_counter()
             self._compiled[key] = self.backend.load(self.path, self.input_shapes(height, width))
-            self.compile_seconds[key] = time.perf_counter() - t0
         return self._compiled[key]
 
     def unload(self) -> None:

@@ -35,12 +35,11 @@ class Pipeline:
     """Load once, generate many times; compiled models are reused across calls."""
 
     def __init__(self, manifest: Manifest, fmt: str, device: str, tokenizer: ClipTokenizer, scheduler_config: dict,
-                 text_encoder: TextEncoder, unet: UNet, vae_decoder: VaeDecoder, vae_encoder: VaeEncoder | None,
-                 load_seconds: float = 0.0):
+                 text_encoder: TextEncoder, unet: UNet, vae_decoder: VaeDecoder, vae_encoder: VaeEncoder | None):
         self.manifest, self.format, self.device = manifest, fmt, device
         self.tokenizer, self.scheduler_config = tokenizer, scheduler_config
         self.text_encoder, self.unet, self.vae_decoder, self.vae_encoder = text_encoder, unet, vae_decoder, vae_encoder
-        self.load_seconds = load_seconds
+        self.load_seconds = 0.0  # set by load(): manifest to compiled models
 
     @classmethod
     def load(cls, artifact_dir: str | Path, device: str = "auto", precision: str | None = None,
