@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .. import __version__
 from ..runtime import constants as C
 from ..runtime.errors import InvalidArgumentError, ModelFolderError
 from .graphs import build_graphs
@@ -45,7 +46,7 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     text_length = int(getattr(text_encoder.config, "max_position_embeddings", 77))
     graphs = build_graphs(unet, vae, text_encoder, height, width, text_length=text_length)
     precision = "fp16" if fp16 else "fp32"
-    stamp = {"version": __import__("ldm3d_edge").__version__, "source": source.path.name, "precision": precision,
+    stamp = {"version": __version__, "source": source.path.name, "precision": precision,
              "height": height, "width": width}
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,35 +22,24 @@ class Graph:
 def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: int = 77) -> list[Graph]:
     import torch
 
-    class TextEncoder(torch.nn.Module):
+    class Wrapped(torch.nn.Module):
         def __init__(self, m):
             super().__init__()
             self.m = m
 
+    class TextEncoder(Wrapped):
         def forward(self, input_ids):
             return self.m(input_ids=input_ids, return_dict=False)[0]
 
-    class UNet(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
+    class UNet(Wrapped):
         def forward(self, sample, timestep, encoder_hidden_states):
             return self.m(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
 
-    class VaeDecoder(torch.nn.Module):  # post_quant_conv + decoder: latents (already / scaling_factor) -> image
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
+    class VaeDecoder(Wrapped):  # post_quant_conv + decoder: latents (already / scaling_factor) -> image
         def forward(self, latent_sample):
             return self.m.decode(latent_sample, return_dict=False)[0]
 
-    class VaeEncoder(torch.nn.Module):  # encoder + quant_conv: image -> [mean, logvar] of the latent Gaussian
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
+    class VaeEncoder(Wrapped):  # encoder + quant_conv: image -> [mean, logvar] of the latent Gaussian
         def forward(self, sample):
             h = self.m.encoder(sample)
             return self.m.quant_conv(h) if self.m.quant_conv is not None else h
