@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics as M
-from .dataset import HELDOUT_SEED0, load_split
+from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, load_split
 from .scenes import sample
 
 BARS = {"vae_rgb_psnr_db": (">=", 28.0), "vae_depth_absrel": ("<=", 0.05), "colour_adherence": (">=", 0.80),
@@ -75,7 +75,7 @@ def contact_sheet(artifacts: Path, pano_artifacts: Path | None, out: Path, steps
         pp = Pipeline.load(pano_artifacts, device=device)
         ptiles = []
         for k in range(4):
-            o = pp(sample(9_500_000 + 200 + k, 16, panorama=True).scene.caption, num_inference_steps=steps, seed=k)
+            o = pp(sample(HELDOUT_PANO_SEED0 + 200 + k, 16, panorama=True).scene.caption, num_inference_steps=steps, seed=k)
             ptiles.append(np.concatenate([o.rgb, np.repeat((o.depth[..., None] * 255).astype(np.uint8), 3, -1)], 0))
         row = np.concatenate(ptiles[:3], 1)
         sheet.append(row[:, : sheet[0].shape[1]] if row.shape[1] >= sheet[0].shape[1] else

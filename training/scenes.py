@@ -87,7 +87,7 @@ def _sdf(obj: Obj, p: np.ndarray) -> np.ndarray:
         k1x, k1y = 0.0, h
         k2x, k2y = -r, 2 * h
         cax = qx - np.minimum(qx, np.where(qy < 0, r, 0.0))
-        cay = np.abs(qy - h / 2 * 0 - h / 2) - h / 2
+        cay = np.abs(qy - h / 2) - h / 2
         t = np.clip(((k1x - qx) * k2x + (k1y - qy) * k2y) / (k2x * k2x + k2y * k2y), 0, 1)
         cbx, cby = qx - k1x + k2x * t, qy - k1y + k2y * t
         sign = np.where((cbx < 0) & (cay < 0), -1.0, 1.0)
@@ -103,17 +103,13 @@ def _scene_sdf(scene: Scene, p: np.ndarray, objects_only: bool = False) -> tuple
     """(distance, id): id -1 floor, -2 wall/room, k >= 0 object k. objects_only: for shadow rays."""
     d = np.full(len(p), np.inf) if objects_only else p[:, 1].copy()   # floor y = 0
     ident = np.full(len(p), -1, np.int16)
-    if objects_only:
-        pass
-    elif scene.panorama:
-        if scene.wall != "sky":           # open-top room: walls at |x|, |z| = 4.5
-            room = np.minimum(4.5 - np.abs(p[:, 0]), 4.5 - np.abs(p[:, 2]))
-            closer = room < d
-            d, ident = np.where(closer, room, d), np.where(closer, -2, ident)
-    elif scene.wall != "sky":
-        wall = scene.meta["wall_z"] - p[:, 2]
-        closer = wall < d
-        d, ident = np.where(closer, wall, d), np.where(closer, -2, ident)
+    if not objects_only and scene.wall != "sky":
+        if scene.panorama:                # open-top room: walls at |x|, |z| = 4.5
+            backdrop = np.minimum(4.5 - np.abs(p[:, 0]), 4.5 - np.abs(p[:, 2]))
+        else:                             # a back wall facing the camera
+            backdrop = scene.meta["wall_z"] - p[:, 2]
+        closer = backdrop < d
+        d, ident = np.where(closer, backdrop, d), np.where(closer, -2, ident)
     for k, obj in enumerate(scene.objects):
         od = _sdf(obj, p)
         closer = od < d
