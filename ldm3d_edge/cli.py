@@ -85,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("eval-embedded", help="measure the embedded model (reconstruction, prompt adherence)",
                        description="Evaluate the embedded model: VAE reconstruction on held-out renders, prompt "
                                    "adherence and depth/RGB agreement through the exported runtime, a contact sheet. "
-                                   "Needs the [export] extra and held-out renders (python -m "
-                                   "ldm3d_edge.training.dataset).")
+                                   "Needs the [export] extra.")
     v.add_argument("--model", help="diffusers folder (default: the embedded model)")
-    v.add_argument("--data", default="training/data")
+    v.add_argument("--data", default="training/data", help="held-out renders (rendered there first if missing; "
+                                                           "default: training/data)")
     v.add_argument("--out", help="folder for eval.json, samples.json, contact_sheet.png (default: <model>/eval)")
     v.add_argument("--prompts", type=_int, default=100)
     v.add_argument("--steps", type=_int, default=30)

@@ -8,6 +8,11 @@ from ldm3d_edge.training import scenes as S
 SEEDS = range(9_000_000, 9_000_040)
 
 
+def hue_gap(a: str, b: str) -> float:
+    d = abs(M.HUES[a] - M.HUES[b])
+    return min(d, 360 - d)
+
+
 def test_adherence_on_ground_truth_renders_is_high():
     rows = []
     for seed in SEEDS:
@@ -18,10 +23,22 @@ def test_adherence_on_ground_truth_renders_is_high():
     assert np.mean([r["iou"] for r in rows]) >= 0.7
 
 
+def test_panorama_adherence_accepts_any_prompted_colour():
+    rows = []
+    for seed in range(9_500_000, 9_500_016):
+        s = S.sample(seed, 64, panorama=True)
+        rows.append(M.adherence(s.rgb, s.depth, {o.colour for o in s.scene.objects}))
+    assert np.mean([r["colour_ok"] for r in rows]) >= 0.8
+    assert np.mean([r["nearer_ok"] for r in rows]) >= 0.9
+    s = S.sample(9_500_000, 64, panorama=True)
+    absent = {c for c in S.COLOURS if all(hue_gap(c, o.colour) > 60 for o in s.scene.objects)}
+    assert absent and not M.adherence(s.rgb, s.depth, absent)["colour_ok"]
+
+
 def test_adherence_catches_a_wrong_colour_and_flat_depth():
     s = S.sample(9_000_001, 96)
     right = s.scene.objects[0].colour
-    wrong = next(c for c in S.COLOURS if abs(M.HUES[c] - M.HUES[right]) > 60)
+    wrong = next(c for c in S.COLOURS if hue_gap(c, right) > 60)
     assert M.adherence(s.rgb, s.depth, right)["colour_ok"]
     assert not M.adherence(s.rgb, s.depth, wrong)["colour_ok"]
     flat = M.adherence(s.rgb, np.full_like(s.depth, 0.5), right)

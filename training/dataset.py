@@ -41,6 +41,25 @@ def load_split(path: str | Path) -> dict:
         return {k: z[k] for k in z.files}
 
 
+def train_paths(data: str | Path, size: int = 128) -> list[Path]:
+    """The perspective and panorama training splits, in that order."""
+    return [Path(data) / f"{name}-{size}.npz" for name in ("train", "train_pano")]
+
+
+def heldout_splits(n: int) -> list[tuple[str, int, int, bool]]:
+    """(name, first seed, count, panorama) of the held-out splits the evaluation reads."""
+    return [("heldout", HELDOUT_SEED0, n, False), ("heldout_pano", HELDOUT_PANO_SEED0, n // 3, True)]
+
+
+def ensure_splits(out: Path, splits, size: int = 128, workers: int | None = None) -> None:
+    """Render each split not yet in `out` (seconds for the held-out sets, minutes for training)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name, seed0, n, pano in splits:
+        path = out / f"{name}-{size}.npz"
+        if not path.is_file():
+            render_split(path, list(range(seed0, seed0 + n)), size, pano, workers or os.cpu_count())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="training/data")
@@ -50,15 +69,9 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout", type=int, default=300)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     a = ap.parse_args(argv)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    splits = [("heldout", HELDOUT_SEED0, a.heldout, False), ("heldout_pano", HELDOUT_PANO_SEED0, a.heldout // 3, True),
-              ("train", TRAIN_SEED0, a.train, False), ("train_pano", PANO_SEED0, a.pano, True)]
-    for name, seed0, n, pano in splits:
-        path = out / f"{name}-{a.size}.npz"
-        if path.is_file():
-            continue
-        render_split(path, list(range(seed0, seed0 + n)), a.size, pano, a.workers)
+    splits = heldout_splits(a.heldout) + [("train", TRAIN_SEED0, a.train, False),
+                                          ("train_pano", PANO_SEED0, a.pano, True)]
+    ensure_splits(Path(a.out), splits, a.size, a.workers)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -15,11 +16,22 @@ import numpy as np
 from PIL import Image
 
 from . import metrics as M
-from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, load_split
+from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, ensure_splits, heldout_splits, load_split
 from .scenes import sample
 
 BARS = {"vae_rgb_psnr_db": (">=", 28.0), "vae_depth_absrel": ("<=", 0.05), "colour_adherence": (">=", 0.80),
         "nearer_adherence": (">=", 0.90), "depth_rgb_iou": (">=", 0.60)}
+
+
+def bars(values: dict) -> dict:
+    return {k: {"value": values[k], "bar": f"{op} {v}", "met": values[k] >= v if op == ">=" else values[k] <= v}
+            for k, (op, v) in BARS.items()}
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
 
 
 def vae_reconstruction(model_dir: Path, data: Path, n: int) -> dict:
@@ -28,6 +40,7 @@ def vae_reconstruction(model_dir: Path, data: Path, n: int) -> dict:
 
     from .common import rgbd_tensor
 
+    ensure_splits(data, heldout_splits(300))       # rendered here on a fresh clone (about half a minute)
     vae = AutoencoderKL.from_pretrained(str(model_dir), subfolder="vae").float().eval()
     out = {}
     for split in ("heldout-128.npz", "heldout_pano-128.npz"):
@@ -45,16 +58,19 @@ def vae_reconstruction(model_dir: Path, data: Path, n: int) -> dict:
     return out
 
 
-def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str) -> tuple[dict, list]:
+def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
+              panorama: bool = False) -> tuple[dict, list]:
+    """Generate n held-out captions (seed ranges unseen in training) through the runtime and score each."""
     from ..runtime import Pipeline
 
     pipe = Pipeline.load(artifacts, device=device)
     rows, t0 = [], time.perf_counter()
     for k in range(n):
-        scene = sample(HELDOUT_SEED0 + k, 16).scene    # held-out caption (seed range unseen in training)
+        scene = sample((HELDOUT_PANO_SEED0 if panorama else HELDOUT_SEED0) + k, 16, panorama=panorama).scene
+        colour = {o.colour for o in scene.objects} if panorama else scene.objects[0].colour
         out = pipe(scene.caption, num_inference_steps=steps, guidance_scale=guidance, seed=k)
-        r = M.adherence(out.rgb_float, out.depth, scene.objects[0].colour)
-        rows.append({"prompt": scene.caption, "seed": k, "colour": scene.objects[0].colour, **r})
+        r = M.adherence(out.rgb_float, out.depth, colour)
+        rows.append({"prompt": scene.caption, "seed": k, "colour": sorted(colour) if panorama else colour, **r})
     agg = {"colour_adherence": float(np.mean([r["colour_ok"] for r in rows])),
            "nearer_adherence": float(np.mean([r["nearer_ok"] for r in rows])),
            "depth_rgb_iou": float(np.mean([r["iou"] for r in rows])), "n": n, "steps": steps,
@@ -62,26 +78,27 @@ def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str)
     return agg, rows
 
 
-def contact_sheet(artifacts: Path, pano_artifacts: Path | None, out: Path, steps: int, device: str) -> Path:
+def contact_sheet(artifacts: Path, pano_artifacts: Path, out: Path, steps: int, device: str) -> list[str]:
+    """16 held-out prompts, each RGB above its depth: a row of 8 perspective scenes (128x128), then two rows of
+    4 panoramas (256x128). Returns the prompts in reading order."""
     from ..runtime import Pipeline
 
-    pipe = Pipeline.load(artifacts, device=device)
-    tiles = []
-    for k in range(12):
-        o = pipe(sample(HELDOUT_SEED0 + 500 + k, 16).scene.caption, num_inference_steps=steps, seed=k)
-        tiles.append(np.concatenate([o.rgb, np.repeat((o.depth[..., None] * 255).astype(np.uint8), 3, -1)], 0))
-    sheet = [np.concatenate(tiles[i:i + 6], 1) for i in (0, 6)]
-    if pano_artifacts is not None:
-        pp = Pipeline.load(pano_artifacts, device=device)
-        ptiles = []
-        for k in range(4):
-            o = pp(sample(HELDOUT_PANO_SEED0 + 200 + k, 16, panorama=True).scene.caption, num_inference_steps=steps, seed=k)
-            ptiles.append(np.concatenate([o.rgb, np.repeat((o.depth[..., None] * 255).astype(np.uint8), 3, -1)], 0))
-        row = np.concatenate(ptiles[:3], 1)
-        sheet.append(row[:, : sheet[0].shape[1]] if row.shape[1] >= sheet[0].shape[1] else
-                     np.pad(row, ((0, 0), (0, sheet[0].shape[1] - row.shape[1]), (0, 0))))
-    Image.fromarray(np.concatenate(sheet, 0)).save(out)
-    return out
+    prompts, rows = [], []
+    for art, seed0, pano, n in ((artifacts, HELDOUT_SEED0 + 500, False, 8), (pano_artifacts, HELDOUT_PANO_SEED0 + 200,
+                                                                             True, 8)):
+        pipe = Pipeline.load(art, device=device)
+        tiles = []
+        for k in range(n):
+            prompt = sample(seed0 + k, 16, panorama=pano).scene.caption
+            o = pipe(prompt, num_inference_steps=steps, seed=k)
+            prompts.append(prompt)
+            tiles.append(np.concatenate([o.rgb, np.repeat((o.depth[..., None] * 255).astype(np.uint8), 3, -1)], 0))
+        per_row = 4 if pano else 8
+        rows += [np.concatenate(tiles[i:i + per_row], 1) for i in range(0, n, per_row)]
+    tmp = out.with_suffix(".tmp.png")
+    Image.fromarray(np.concatenate(rows, 0)).save(tmp)
+    os.replace(tmp, out)
+    return prompts
 
 
 def main(argv=None) -> int:
@@ -89,9 +106,10 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="diffusers folder (default: the embedded model)")
-    ap.add_argument("--data", default="training/data", help="held-out renders from training/dataset.py")
+    ap.add_argument("--data", default="training/data", help="held-out renders (rendered there if missing)")
     ap.add_argument("--out", default=None, help="folder for eval.json and contact_sheet.png")
-    ap.add_argument("--prompts", type=int, default=100)
+    ap.add_argument("--prompts", type=int, default=100, help="held-out perspective prompts")
+    ap.add_argument("--pano-prompts", type=int, default=50, help="held-out panorama prompts")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--device", default="openvino:CPU")
@@ -101,15 +119,18 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     res = {"vae": vae_reconstruction(model_dir, Path(a.data), 300)}
     res["prompts"], rows = adherence(persp, a.prompts, a.steps, a.guidance, a.device)
-    flat = {"vae_rgb_psnr_db": res["vae"]["heldout"]["rgb_psnr_db"],
-            "vae_depth_absrel": res["vae"]["heldout"]["depth_absrel"], **res["prompts"]}
-    res["bars"] = {k: {"value": flat[k], "bar": f"{op} {v}", "met": flat[k] >= v if op == ">=" else flat[k] <= v}
-                   for k, (op, v) in BARS.items()}
-    (out / "eval.json").write_text(json.dumps(res, indent=2))
-    (out / "samples.json").write_text(json.dumps(rows, indent=1))
-    contact_sheet(persp, pano, out / "contact_sheet.png", a.steps, a.device)
-    for k, b in res["bars"].items():
-        print(f"{k:20s} {b['value']:.3f}  bar {b['bar']:8s} {'met' if b['met'] else 'NOT met'}")
+    res["panorama_prompts"], pano_rows = adherence(pano, a.pano_prompts, a.steps, a.guidance, a.device, True)
+    res["bars"] = {name: bars({"vae_rgb_psnr_db": res["vae"][split]["rgb_psnr_db"],
+                               "vae_depth_absrel": res["vae"][split]["depth_absrel"], **res[key]})
+                   for name, split, key in (("perspective", "heldout", "prompts"),
+                                            ("panorama", "heldout_pano", "panorama_prompts"))}
+    res["contact_sheet"] = contact_sheet(persp, pano, out / "contact_sheet.png", a.steps, a.device)
+    write_json(out / "eval.json", res)
+    write_json(out / "samples.json", {"perspective": rows, "panorama": pano_rows})
+    for name, bs in res["bars"].items():
+        for k, b in bs.items():
+            print(f"{name:12s} {k:18s} {b['value']:7.3f}  bar {b['bar']:8s} {'met' if b['met'] else 'NOT met'}")
+    print(f"wrote {out / 'eval.json'}, {out / 'samples.json'}, {out / 'contact_sheet.png'}")
     return 0
 
 

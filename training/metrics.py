@@ -95,8 +95,10 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / union) if union else 0.0
 
 
-def adherence(rgb: np.ndarray, depth: np.ndarray, colour: str) -> dict:
-    """Does the generated (rgb float [0,1], depth [0,1]) show the prompted nearest object?"""
+def adherence(rgb: np.ndarray, depth: np.ndarray, colour: str | set[str]) -> dict:
+    """Does the generated (rgb float [0,1], depth [0,1]) show the prompted nearest object? A set of colours
+    accepts any of them (panoramas: every object stands at the same distance, so any prompted one may be nearest)."""
+    allowed = {colour} if isinstance(colour, str) else set(colour)
     region = nearest_object(depth)
     if region is None:
         return {"colour_ok": False, "nearer_ok": False, "found": None, "iou": 0.0}
@@ -106,5 +108,5 @@ def adherence(rgb: np.ndarray, depth: np.ndarray, colour: str) -> dict:
     background[: rows.min()] = False
     background[rows.max() + 1:] = False
     nearer = bool(background.any() and depth[region].mean() > depth[background].mean() + STAND_OUT / 2)
-    return {"colour_ok": found == colour, "nearer_ok": nearer, "found": found,
+    return {"colour_ok": found in allowed, "nearer_ok": nearer, "found": found,
             "iou": iou(object_mask_from_depth(depth), colour_mask(rgb))}

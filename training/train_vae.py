@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import Timer, load_checkpoint, rgbd_tensor, save_checkpoint, seed_everything
-from .dataset import load_split
+from .dataset import load_split, train_paths
 
 VAE_CONFIG = dict(in_channels=4, out_channels=4, latent_channels=4, layers_per_block=1,
                   block_out_channels=[32, 64, 128, 128], down_block_types=["DownEncoderBlock2D"] * 4,
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="training/data")
     ap.add_argument("--run", default="training/runs/vae")
+    ap.add_argument("--size", type=int, default=128, help="which rendered splits to read (their image height)")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=64, help="training crop (the model is fully convolutional)")
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     run = Path(a.run)
     seed_everything(a.seed)
-    data = [load_split(Path(a.data) / n) for n in ("train-128.npz", "train_pano-128.npz")]
+    data = [load_split(p) for p in train_paths(a.data, a.size)]
     rgbs, depths = [d["rgb"] for d in data], [d["depth"] for d in data]
     vae = build_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=a.lr, weight_decay=0.0)
@@ -88,6 +89,8 @@ def main(argv=None) -> int:
         vae.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
+        if "torch_rng" in ck:       # the posterior samples' noise
+            torch.set_rng_state(ck["torch_rng"])
         print(f"resumed at step {step}")
     nparams = sum(p.numel() for p in vae.parameters())
     timer = Timer()
@@ -108,12 +111,13 @@ def main(argv=None) -> int:
         bar.update(1)
         bar.set_postfix(rec=f"{rec.item():.4f}", lr=f"{lr:.1e}", refresh=False)
         if step % a.save_every == 0 or step == a.steps:
-            save_checkpoint(run / "checkpoint.pt", model=vae.state_dict(), opt=opt.state_dict(), step=step, rng=rng)
+            save_checkpoint(run / "checkpoint.pt", model=vae.state_dict(), opt=opt.state_dict(), step=step, rng=rng,
+                            torch_rng=torch.get_rng_state())
     bar.close()
     vae.eval()
     # latent scaling factor: 1 / std of the posterior means over training images (SD's 0.18215 convention)
     with torch.no_grad():
-        sample_idx = np.random.default_rng(1).choice(len(rgbs[0]), 256, replace=False)
+        sample_idx = np.random.default_rng(1).choice(len(rgbs[0]), min(256, len(rgbs[0])), replace=False)
         z = torch.cat([vae.encode(rgbd_tensor(rgbs[0][i:i + 32], depths[0][i:i + 32])).latent_dist.mean
                        for i in sample_idx[::32]])
     scale = float(1.0 / z.std())
