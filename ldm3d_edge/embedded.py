@@ -23,9 +23,8 @@ def default_model_dir() -> Path:
 
     path = MODELS_DIR / DEFAULT_MODEL
     if not (path / "model_index.json").is_file():
-        raise ModelFolderError(f"no embedded model in {path} (it is still being trained: README, 'The embedded "
-                               "default model'); pass --model with a folder made by 'ldm3d export', or run "
-                               "'ldm3d demo'")
+        raise ModelFolderError(f"no embedded model in {path} (a partial checkout? README, 'The embedded default "
+                               "model', says how to rebuild it); pass --model with a folder made by 'ldm3d export'")
     return path
 
 

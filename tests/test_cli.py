@@ -85,8 +85,12 @@ def test_missing_model_folder(tmp_path, capsys):
     assert "not found" in err and "nope" in err
 
 
-def test_no_model_given(capsys):
-    assert "--model" in _err(capsys, ["generate", "p"])
+def test_missing_embedded_model_is_a_clear_error(capsys, monkeypatch):
+    import ldm3d_edge.models
+
+    monkeypatch.setattr(ldm3d_edge.models, "DEFAULT_MODEL", "no-such-model")
+    err = _err(capsys, ["generate", "p"])
+    assert "no embedded model in" in err and "--model" in err
 
 
 def test_incomplete_model_folder_names_the_missing_file(tiny4, tmp_path, capsys):

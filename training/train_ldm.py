@@ -179,6 +179,7 @@ def save_pipeline(out, text, unet, vae, tokenizer, sched_cfg) -> Path:
     pipe.save_pretrained(str(out), safe_serialization=True)
     for name in ("vocab.json", "merges.txt"):
         shutil.copy2(ASSETS_DIR / "clip-tokenizer" / name, out / "tokenizer" / name)
+    (out / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)   # 3.6 MB rebuilt from vocab + merges on load
     return out
 
 
