@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from . import metrics as M
 from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, ensure_splits, heldout_splits, load_split
@@ -65,7 +66,7 @@ def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
 
     pipe = Pipeline.load(artifacts, device=device)
     rows, t0 = [], time.perf_counter()
-    for k in range(n):
+    for k in tqdm(range(n), desc="panorama prompts" if panorama else "prompts", unit="prompt"):
         scene = sample((HELDOUT_PANO_SEED0 if panorama else HELDOUT_SEED0) + k, 16, panorama=panorama).scene
         colour = {o.colour for o in scene.objects} if panorama else scene.objects[0].colour
         out = pipe(scene.caption, num_inference_steps=steps, guidance_scale=guidance, seed=k)
