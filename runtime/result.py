@@ -78,13 +78,14 @@ class RGBDResult:
         depth_path = prefix.with_name(prefix.name + C.DEPTH_SUFFIX)
         json_path = prefix.with_name(prefix.name + C.SIDECAR_SUFFIX)
         depth16 = np.round(np.clip(self.depth, 0, 1) * 65535).astype(np.uint16)
-        _atomic(rgb_path, lambda p: Image.fromarray(self.rgb).save(p, format="PNG"))
-        _atomic(depth_path, lambda p: Image.fromarray(depth16).save(p, format="PNG"))
-        _atomic(json_path, lambda p: Path(p).write_text(json.dumps(self.info(), indent=2)))
+        atomic_write(rgb_path, lambda p: Image.fromarray(self.rgb).save(p, format="PNG"))
+        atomic_write(depth_path, lambda p: Image.fromarray(depth16).save(p, format="PNG"))
+        atomic_write(json_path, lambda p: Path(p).write_text(json.dumps(self.info(), indent=2)))
         return [rgb_path, depth_path, json_path]
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """write(tmp_path) into a temporary sibling, then rename: `path` is either complete or untouched."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:

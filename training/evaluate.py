@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..runtime.result import atomic_write
 from . import metrics as M
 from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, ensure_splits, heldout_splits, load_split
 from .scenes import sample
@@ -30,9 +30,7 @@ def bars(values: dict) -> dict:
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, lambda p: Path(p).write_text(json.dumps(obj, indent=1)))
 
 
 def vae_reconstruction(model_dir: Path, data: Path, n: int) -> dict:
@@ -96,9 +94,7 @@ def contact_sheet(artifacts: Path, pano_artifacts: Path, out: Path, steps: int, 
             tiles.append(np.concatenate([o.rgb, np.repeat((o.depth[..., None] * 255).astype(np.uint8), 3, -1)], 0))
         per_row = 4 if pano else 8
         rows += [np.concatenate(tiles[i:i + per_row], 1) for i in range(0, n, per_row)]
-    tmp = out.with_suffix(".tmp.png")
-    Image.fromarray(np.concatenate(rows, 0)).save(tmp)
-    os.replace(tmp, out)
+    atomic_write(out, lambda p: Image.fromarray(np.concatenate(rows, 0)).save(p, format="PNG"))
     return prompts
 
 
