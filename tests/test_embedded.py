@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from ldm3d_edge.cli import main
+from ldm3d_edge.runtime import Pipeline, load_depth_png
 from ldm3d_edge.training import metrics as M
 from ldm3d_edge.training.dataset import HELDOUT_SEED0
 from ldm3d_edge.training.scenes import sample
@@ -34,9 +35,15 @@ def embedded(ov_cache):
     return embedded_artifacts(progress=False)
 
 
+@pytest.fixture(scope="module")
+def pipe(embedded):
+    """The perspective export, loaded once for the module."""
+    return Pipeline.load(embedded[0], device="openvino:CPU")
+
+
 def read(out, name):
     rgb = np.asarray(Image.open(out / f"{name}_rgb.png"), dtype=np.float32) / 255
-    depth = np.asarray(Image.open(out / f"{name}_depth.png"), dtype=np.float32) / 65535
+    depth = load_depth_png(out / f"{name}_depth.png")
     return rgb, depth, json.loads((out / f"{name}.json").read_text())
 
 
@@ -51,10 +58,7 @@ def test_generate_without_model_uses_the_embedded_model(embedded, tmp_path):
     assert M.adherence(rgb, depth, "red")["nearer_ok"]
 
 
-def test_the_prompted_colour_steers_the_object(embedded):
-    from ldm3d_edge.runtime import Pipeline
-
-    pipe = Pipeline.load(embedded[0], device="openvino:CPU")
+def test_the_prompted_colour_steers_the_object(pipe):
     found = [(c, M.adherence(o.rgb_float, o.depth, c)["found"]) for seed in (0, 1, 2) for c, o in
              ((c, pipe(p, num_inference_steps=30, seed=seed)) for c, p in COLOUR_PROMPTS.items())]
     # 6 of 18 on the machine that trained it; chance (1 in 8 colours) gives ~2, and >= 5 by chance is ~6 % likely
@@ -71,10 +75,7 @@ def test_pano_flag_uses_the_panorama_export(embedded, tmp_path):
     assert r["nearer_ok"] and r["colour_ok"], r
 
 
-def test_vae_reconstructs_held_out_scenes_through_the_runtime(embedded):
-    from ldm3d_edge.runtime import Pipeline
-
-    pipe = Pipeline.load(embedded[0], device="openvino:CPU")
+def test_vae_reconstructs_held_out_scenes_through_the_runtime(pipe):
     psnr, absrel = [], []
     for k in range(6):
         s = sample(HELDOUT_SEED0 + k, 128)
