@@ -168,3 +168,19 @@ def test_fp16_export_is_smaller_and_close(tiny4, tmp_path):
         half = Pipeline.load(art, device=f"{fmt}:CPU")("x", num_inference_steps=3, seed=0)
         assert np.abs(half.rgb_float - ref.rgb_float).mean() < 0.02
         assert np.abs(half.depth - ref.depth).mean() < 0.02
+
+
+def test_compile_cache_keeps_precisions_apart(tiny4, tmp_path):
+    """OpenVINO 2026.4 keys its CPU cache blob without the inference precision: a text encoder cached in f32 and
+    then loaded with the bf16 hint returned NaN. The backend keeps one cache folder per precision."""
+    from ldm3d_edge.runtime import Pipeline
+
+    cache = tmp_path / "ov-cache"
+    outs = {}
+    for precision in ("f32", "bf16"):
+        pipe = Pipeline.load(tiny4[1], device="openvino:CPU", precision=precision, cache_dir=cache)
+        outs[precision] = pipe("a red cube", num_inference_steps=2, seed=1)
+    assert sorted(p.name for p in cache.iterdir()) == ["bf16", "f32"]
+    assert np.isfinite(outs["bf16"].rgb_float).all()
+    diff = np.abs(outs["bf16"].rgb_float - outs["f32"].rgb_float).mean()
+    assert 0 < diff < 0.05, diff          # bf16 really ran, and close to f32

@@ -38,7 +38,7 @@ def available_devices() -> list[str]:
 
 class _OVModel(CompiledModel):
     def __init__(self, compiled):
-        self._compiled = compiled
+        self.native = compiled   # the ov.CompiledModel, for inspection (runtime graph, properties)
         self._request = compiled.create_infer_request()
         # a port may carry several tensor names (OpenVINO keeps those of fused Cast nodes); expose each
         self._outputs = [(sorted(o.get_names()) or [o.get_any_name()], o) for o in compiled.outputs]
@@ -64,8 +64,11 @@ class OpenVINOBackend(Backend):
     def config(self) -> dict:
         cfg = {}
         if self.cache_dir:
-            Path(self.cache_dir).mkdir(parents=True, exist_ok=True)
-            cfg["CACHE_DIR"] = str(self.cache_dir)
+            # One cache folder per inference precision: OpenVINO 2026.4 keys a CPU blob without the precision
+            # hint, and a model cached in f32 then loaded with the bf16 hint returns NaN (measured; see the test).
+            folder = Path(self.cache_dir) / PRECISIONS.get(self.precision or "", "default")
+            folder.mkdir(parents=True, exist_ok=True)
+            cfg["CACHE_DIR"] = str(folder)
         if self.precision is not None:
             cfg["INFERENCE_PRECISION_HINT"] = PRECISIONS[self.precision]
         if self.num_threads and self.device.startswith("CPU"):
