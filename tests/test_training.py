@@ -66,3 +66,33 @@ def test_ldm_saves_a_standard_ldm3d_folder(data, tmp_path):
     clip = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
     prompt = "a red sphere in front of a blue cube"
     assert pipe.tokenizer(prompt).input_ids == clip(prompt).input_ids
+
+
+def test_folded_latent_transform_is_exact():
+    """Folding the per-channel shift and gain into the VAE gives latents a * (z - m) and decodes them to the same
+    image as before (so the diffusion model trains on unit-variance channels at no cost to the VAE)."""
+    from diffusers import AutoencoderKL
+
+    from ldm3d_edge.training.train_ldm import fold_latent_transform, unit_latent_stats
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(in_channels=4, out_channels=4, down_block_types=["DownEncoderBlock2D"] * 2,
+                        up_block_types=["UpDecoderBlock2D"] * 2, block_out_channels=[8, 16], norm_num_groups=4,
+                        latent_channels=4, scaling_factor=0.3).eval()
+    x = torch.rand(3, 4, 16, 16) * 2 - 1
+    with torch.no_grad():
+        before = vae.encode(x).latent_dist
+        m, a = unit_latent_stats([{"mean": before.mean, "std": before.std}])
+        decoded = vae.decode(before.mean).sample
+        fold_latent_transform(vae, m, a)
+        after = vae.encode(x).latent_dist
+        z = after.mean * vae.config.scaling_factor
+    assert vae.config.scaling_factor == 1.0
+    torch.testing.assert_close(after.mean, a.view(1, -1, 1, 1) * (before.mean - m.view(1, -1, 1, 1)),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(after.std, a.view(1, -1, 1, 1) * before.std, atol=1e-6, rtol=1e-4)
+    sampled_var = z.var((0, 2, 3)) + (after.std ** 2).mean((0, 2, 3))
+    torch.testing.assert_close(z.mean((0, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(sampled_var, torch.ones(4), atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(vae.decode(z / vae.config.scaling_factor).sample, decoded, atol=1e-5, rtol=1e-5)
