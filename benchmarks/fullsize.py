@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .common import interleaved, write_results
+
 
 def _rss_gb() -> float:
     with open("/proc/self/status") as f:
@@ -94,17 +96,9 @@ def unet_side_by_side(ckpt: Path, art: Path, size: int, repeat: int, threads: in
         part = UNet(manifest, create_backend(fmt, dev, precision=prec, num_threads=threads, cache_dir=""), fmt)
         part.compiled(size, size)
         runners[label] = (lambda p=part: p(sample, t, hidden, size, size))
-    times = {k: [] for k in runners}
-    for fn in runners.values():  # warm-up
-        fn()
-    for _ in range(repeat):
-        for k, fn in runners.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    base = statistics.median(times["diffusers PyTorch FP32"])
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": v,
-                "speedup_vs_torch": base / statistics.median(v)} for k, v in times.items()}
+    times = interleaved(runners, repeat)
+    base = times["diffusers PyTorch FP32"]["median_s"]
+    return {k: {**v, "speedup_vs_torch": base / v["median_s"]} for k, v in times.items()}
 
 
 def machine() -> dict:
@@ -170,11 +164,7 @@ def main(argv=None) -> int:
         print(json.dumps(r["end_to_end"][-1]), flush=True)
     r["unet_step"] = {} if a.skip_unet else unet_side_by_side(ckpt, art, a.size, a.repeat, a.threads)
     r["peak_rss_gb"] = _rss_gb()
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(r, indent=2))
-    out.with_suffix(".md").write_text(to_markdown(r))
-    print(to_markdown(r))
+    write_results(a.out, r, to_markdown(r))
     return 0
 
 

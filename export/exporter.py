@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..runtime import constants as C
 from ..runtime.errors import InvalidArgumentError, ModelFolderError
+from ..runtime.result import atomic_folder
 from .graphs import build_graphs
 from .manifest import tensor_specs, write_manifest
 from .source import check_size, inspect_source, load_torch_parts
@@ -49,11 +49,8 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     stamp = {"version": __version__, "source": source.path.name, "precision": precision,
              "height": height, "width": width}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     components: dict[str, dict] = {}
-    try:
+    with atomic_folder(out) as tmp:
         bar = tqdm(graphs, desc="export", unit="part", disable=not progress)
         for graph in bar:
             bar.set_postfix_str(graph.component)
@@ -70,12 +67,6 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
         (tmp / C.SCHEDULER_DIR).mkdir()
         shutil.copy2(source.path / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE, tmp / C.SCHEDULER_DIR)
         manifest = write_manifest(tmp, source, height, width, precision, formats, components, text_length)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
     return manifest
 

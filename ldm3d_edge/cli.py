@@ -82,6 +82,45 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=_int, default=DEFAULT_STEPS)
     d.add_argument("--seed", type=_int, default=0)
 
+    q = sub.add_parser("quantize", help="float artifact folder -> INT8 artifact folder (NNCF / ONNX Runtime)",
+                       description="Make an INT8 variant of an exported artifact folder; the result loads like any "
+                                   "artifact folder. Modes: weights = INT8 weights, float activations (every part); "
+                                   "hybrid = UNet MatMuls and attention in INT8 (weights and activations), its "
+                                   "convolutions with INT8 weights, conv_in/conv_out float; full = the whole UNet in "
+                                   "INT8, calibrated. Text encoder and VAE get INT8 weights (ONNX: the VAE stays "
+                                   "float). Calibration runs the float model over prompts and records UNet inputs. "
+                                   "Needs the [quantize] extra.")
+    q.add_argument("artifacts", help="float artifact folder made by 'ldm3d export'")
+    q.add_argument("out", help="INT8 artifact folder to create")
+    q.add_argument("--mode", default="hybrid", choices=["weights", "hybrid", "full"], help="default: hybrid")
+    q.add_argument("--calibration-prompts", metavar="FILE",
+                   help="one prompt per line (default: a shipped list of 12 scene and photo prompts)")
+    q.add_argument("--samples", type=_int, default=200, help="UNet calls recorded for calibration (default 200)")
+    q.add_argument("--steps", type=_int, default=20, help="denoising steps per calibration prompt (default 20)")
+    q.add_argument("--format", choices=["openvino", "onnx", "both"],
+                   help="which formats to quantize (default: every format the folder has)")
+    q.add_argument("--vae", default="int8", choices=["int8", "float"],
+                   help="OpenVINO VAE weights: int8 (default) or float")
+    q.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
+    u = sub.add_parser("quality", help="what a variant costs: the same prompts and seeds through two folders",
+                       description="Generate the same prompts with the same seeds (identical initial latents) "
+                                   "through a reference and a test artifact folder (or one folder at two "
+                                   "precisions) and compare: RGB PSNR and SSIM, depth AbsRel, RMSE, delta<1.25 and "
+                                   "prompt adherence. Writes quality.json, quality.md and quality.png (reference | "
+                                   "test | difference heat map). Needs the [quantize] extra.")
+    u.add_argument("ref", help="reference artifact folder (usually the FP32 export)")
+    u.add_argument("test", help="artifact folder to judge (e.g. the INT8 one; may equal REF with --test-precision)")
+    u.add_argument("--prompts", metavar="FILE", help="one prompt per line (default: 16 held-out scene captions)")
+    u.add_argument("--seeds", type=_int, default=2, help="seeds 0..N-1 per prompt (default 2)")
+    u.add_argument("--steps", type=_int, default=20, help="denoising steps (default 20)")
+    u.add_argument("--guidance", type=_float, default=5.0, help="guidance scale (default 5)")
+    u.add_argument("--device", default="openvino:CPU", help=f"{DEVICE_HELP} (default: openvino:CPU)")
+    u.add_argument("--ref-precision", choices=["f32", "bf16", "f16"], help="OpenVINO precision for REF (default f32)")
+    u.add_argument("--test-precision", choices=["f32", "bf16", "f16"],
+                   help="OpenVINO precision for TEST (default f32)")
+    u.add_argument("--out", default="quality", help="report folder (default: quality)")
+
     v = sub.add_parser("eval-embedded", help="measure the embedded model (reconstruction, prompt adherence)",
                        description="Evaluate the embedded model: VAE reconstruction on held-out renders, prompt "
                                    "adherence and depth/RGB agreement through the exported runtime, a contact sheet. "
@@ -169,6 +208,44 @@ def cmd_demo(a) -> int:
     return 0
 
 
+def _quantization(what: str):
+    try:
+        from . import quantization
+        from .quantization import quality
+        import nncf  # noqa: F401
+        import skimage  # noqa: F401
+    except ImportError as e:
+        raise Ldm3dError(f"'ldm3d {what}' needs the quantize extra ({e.name} is missing): "
+                         "pip install 'ldm3d-edge[quantize]'") from None
+    return quantization, quality
+
+
+def cmd_quantize(a) -> int:
+    quantization, _ = _quantization("quantize")
+    formats = None if a.format is None else (["openvino", "onnx"] if a.format == "both" else [a.format])
+    m = quantization.quantize_artifacts(a.artifacts, a.out, mode=a.mode, formats=formats,
+                                        prompts_file=a.calibration_prompts, samples=a.samples, steps=a.steps,
+                                        vae=a.vae, overwrite=a.overwrite)
+    q = m["quantization"]
+    print(f"quantized {a.artifacts} -> {a.out} ({m['precision']}, {', '.join(m['formats'])}) in {q['seconds']:.0f}s")
+    for comp, fmts in q["parts"].items():
+        print(f"  {comp:13s} " + ", ".join(f"{f}: {p}" for f, p in fmts.items()))
+    return 0
+
+
+def cmd_quality(a) -> int:
+    _, quality = _quantization("quality")
+    from .quantization.calibration import read_prompts
+
+    prompts = read_prompts(a.prompts or quality.DEFAULT_PROMPTS_FILE)
+    r = quality.compare(a.ref, a.test, prompts, seeds=a.seeds, steps=a.steps, guidance=a.guidance,
+                        ref_device=a.device, test_device=a.device, ref_precision=a.ref_precision,
+                        test_precision=a.test_precision, out=a.out)
+    print(quality.markdown(r).split("\n\n| prompt |")[0])
+    print(f"wrote {Path(a.out) / 'quality.json'}, quality.md, quality.png")
+    return 0
+
+
 def cmd_eval_embedded(a) -> int:
     from .training.evaluate import main as evaluate
 
@@ -176,7 +253,8 @@ def cmd_eval_embedded(a) -> int:
     return evaluate(argv + (["--out", a.out] if a.out else []) + (["--model", a.model] if a.model else []))
 
 
-COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "eval-embedded": cmd_eval_embedded}
+COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "quantize": cmd_quantize,
+            "quality": cmd_quality, "eval-embedded": cmd_eval_embedded}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,14 +48,15 @@ class Pipeline:
         """Open an artifact folder made by ``ldm3d export``.
 
         device: "auto", "CPU", "GPU", "CUDA" or "openvino:DEV" / "onnx:DEV" (see runtime.backends).
-        precision: OpenVINO inference precision "f32", "bf16" or "f16"; None runs FP32 artifacts in f32
-            (exact; OpenVINO would otherwise pick bf16 on CPUs that have it) and lets OpenVINO choose for others.
+        precision: OpenVINO inference precision "f32", "bf16" or "f16"; None runs FP32 and INT8 artifacts in f32
+            (exact outside the INT8 layers; OpenVINO would otherwise pick bf16 on CPUs that have it) and lets
+            OpenVINO choose for FP16 ones.
         cache_dir: OpenVINO compile cache (default ~/.cache/ldm3d-edge/openvino; "" turns it off).
         """
         t0 = time.perf_counter()
         manifest = read_manifest(artifact_dir)
         fmt, dev = resolve_device(device, manifest.formats)
-        if precision is None and manifest.precision == "fp32" and fmt == C.FORMAT_OPENVINO:
+        if precision is None and manifest.precision != "fp16" and fmt == C.FORMAT_OPENVINO:
             precision = "f32"
         backend = create_backend(fmt, dev, precision=precision, num_threads=num_threads, cache_dir=cache_dir)
         root = manifest.root

@@ -1,0 +1,34 @@
+"""What the benchmarks share: side-by-side timing (every runner once per round, rounds repeated, so machine
+noise hits all alike) and writing results as JSON plus a markdown table."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..runtime.result import atomic_write
+
+
+def interleaved(runners: dict[str, Callable[[], object]], repeat: int) -> dict[str, dict]:
+    """One untimed warm-up call each, then `repeat` timed rounds; median, min, max and every run, in seconds."""
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for fn in runners.values():
+        fn()
+    for _ in range(repeat):
+        for k, fn in runners.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": v} for k, v in times.items()}
+
+
+def write_results(out: str | Path, result: dict, markdown: str) -> None:
+    """<out>.json and <out>.md (each written whole or not at all), and the table on stdout."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(result, indent=2)))
+    atomic_write(out.with_suffix(".md"), lambda p: Path(p).write_text(markdown))
+    print(markdown)

@@ -1,0 +1,66 @@
+"""Calibration data for INT8: the UNet's real inputs, recorded while the float pipeline runs the calibration
+prompts through the runtime (no torch)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..runtime.errors import InvalidArgumentError
+
+DEFAULT_PROMPTS_FILE = Path(__file__).with_name("calibration_prompts.txt")
+DEFAULT_SAMPLES = 200        # UNet calls recorded (each one a CFG batch of 2)
+DEFAULT_STEPS = 20           # denoising steps per calibration prompt
+
+
+def read_prompts(path: str | Path | None = None) -> list[str]:
+    """One prompt per line; blank lines and lines starting with # are skipped."""
+    path = Path(path) if path else DEFAULT_PROMPTS_FILE
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidArgumentError(f"cannot read the calibration prompts {path}: {e}") from None
+    prompts = [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+    if not prompts:
+        raise InvalidArgumentError(f"{path} holds no prompts (one per line)")
+    return prompts
+
+
+class _Recorder:
+    """Stands in for the pipeline's UNet part: records each call's inputs, then runs the real UNet."""
+
+    def __init__(self, unet, records: list, limit: int):
+        self.unet, self.records, self.limit = unet, records, limit
+
+    def __call__(self, sample, timestep, hidden, height, width):
+        if len(self.records) < self.limit:
+            self.records.append({"sample": sample.copy(), "timestep": timestep.copy(),
+                                 "encoder_hidden_states": hidden.copy()})
+        return self.unet(sample, timestep, hidden, height, width)
+
+    def compiled(self, height, width):
+        return self.unet.compiled(height, width)
+
+
+def collect_unet_inputs(pipe, prompts: list[str], samples: int = DEFAULT_SAMPLES, steps: int = DEFAULT_STEPS,
+                        guidance_scale: float = 7.5, seed: int = 0, progress: bool = True) -> list[dict]:
+    """Run as many prompts (cycling) as it takes to record `samples` UNet calls; returns their input dicts,
+    keyed by the UNet's input names."""
+    from ..runtime import constants as C
+
+    if samples < 1 or steps < 1:
+        raise InvalidArgumentError("calibration needs at least one sample and one step")
+    records: list[dict] = []
+    real = pipe.unet
+    pipe.unet = _Recorder(real, records, samples)
+    try:
+        runs = math.ceil(samples / steps)
+        for k in tqdm(range(runs), desc="calibration", unit="prompt", disable=not progress):
+            pipe(prompts[k % len(prompts)], num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed + k)
+    finally:
+        pipe.unet = real
+    names = {"sample": C.UNET_SAMPLE, "timestep": C.UNET_TIMESTEP, "encoder_hidden_states": C.UNET_ENCODER_HIDDEN_STATES}
+    return [{names[k]: np.ascontiguousarray(v) for k, v in r.items()} for r in records]
