@@ -63,11 +63,13 @@ def heat(diff: np.ndarray, vmax: float) -> np.ndarray:
 
 def side_by_side(pairs: list[tuple], out: Path) -> None:
     """Per sample two rows, RGB then depth: reference | test | |test - ref| heat map (scaled to 0.1)."""
+    def grey(depth):
+        return np.repeat((np.clip(depth, 0, 1)[..., None] * 255).astype(np.uint8), 3, -1)
+
     rows = []
     for ref, test in pairs:
-        g = lambda d: np.repeat((np.clip(d, 0, 1)[..., None] * 255).astype(np.uint8), 3, -1)  # noqa: E731
         rows.append(np.concatenate([ref.rgb, test.rgb, heat(np.abs(test.rgb_float - ref.rgb_float).mean(-1), 0.1)], 1))
-        rows.append(np.concatenate([g(ref.depth), g(test.depth), heat(np.abs(test.depth - ref.depth), 0.1)], 1))
+        rows.append(np.concatenate([grey(ref.depth), grey(test.depth), heat(np.abs(test.depth - ref.depth), 0.1)], 1))
     atomic_write(out, lambda p: Image.fromarray(np.concatenate(rows, 0)).save(p, format="PNG"))
 
 
