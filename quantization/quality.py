@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..runtime.errors import InvalidArgumentError
 from ..runtime.result import atomic_write
+from ..training.metrics import abs_rel, psnr
 
 DEFAULT_PROMPTS_FILE = Path(__file__).with_name("quality_prompts.txt")
 MIN_DEPTH = 0.1
@@ -31,7 +32,7 @@ def depth_errors(test: np.ndarray, ref: np.ndarray) -> dict:
     m = ref >= MIN_DEPTH
     t, r = test[m].astype(np.float64), ref[m].astype(np.float64)
     ratio = np.maximum(t / r, r / np.maximum(t, 1e-6))
-    return {"depth_absrel": float(np.mean(np.abs(t - r) / r)),
+    return {"depth_absrel": abs_rel(test, ref, MIN_DEPTH),
             "depth_rmse": float(np.sqrt(np.mean((test.astype(np.float64) - ref) ** 2))),
             "depth_delta1": float(np.mean(ratio < 1.25))}
 
@@ -39,8 +40,7 @@ def depth_errors(test: np.ndarray, ref: np.ndarray) -> dict:
 def rgb_errors(test: np.ndarray, ref: np.ndarray) -> dict:
     from skimage.metrics import structural_similarity
 
-    mse = float(np.mean((test.astype(np.float64) - ref) ** 2))
-    return {"rgb_psnr_db": float(10 * np.log10(1 / max(mse, 1e-12))),
+    return {"rgb_psnr_db": psnr(test, ref),
             "rgb_ssim": float(structural_similarity(test, ref, channel_axis=-1, data_range=1.0))}
 
 
