@@ -30,6 +30,7 @@ def test_panorama_adherence_accepts_any_prompted_colour():
         rows.append(M.adherence(s.rgb, s.depth, {o.colour for o in s.scene.objects}))
     assert np.mean([r["colour_ok"] for r in rows]) >= 0.8
     assert np.mean([r["nearer_ok"] for r in rows]) >= 0.9
+    assert np.mean([r["iou"] for r in rows]) >= 0.8
     s = S.sample(9_500_000, 64, panorama=True)
     absent = {c for c in S.COLOURS if all(hue_gap(c, o.colour) > 60 for o in s.scene.objects)}
     assert absent and not M.adherence(s.rgb, s.depth, absent)["colour_ok"]
@@ -43,6 +44,14 @@ def test_adherence_catches_a_wrong_colour_and_flat_depth():
     assert not M.adherence(s.rgb, s.depth, wrong)["colour_ok"]
     flat = M.adherence(s.rgb, np.full_like(s.depth, 0.5), right)
     assert not flat["nearer_ok"] and flat["iou"] == 0.0
+
+
+def test_silhouette_iou_needs_the_same_scene_and_ignores_floor_colour_and_shading():
+    renders = [S.sample(seed, 64, panorama=True) for seed in range(9_500_000, 9_500_012)]
+    brown = [r for r in renders if r.scene.floor == "brown"]
+    assert brown and all(M.iou(M.object_mask_from_depth(r.depth), M.colour_mask(r.rgb)) >= 0.6 for r in brown)
+    swapped = [M.iou(M.object_mask_from_depth(a.depth), M.colour_mask(b.rgb)) for a, b in zip(renders, renders[1:])]
+    assert np.mean(swapped) < 0.25
 
 
 def test_reconstruction_metrics():

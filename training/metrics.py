@@ -7,6 +7,9 @@ Definitions (stated so the numbers can be checked):
 - object region: pixels whose depth stands out from the background of their own image row (the floor and the
   backdrop at one row share one depth; an object standing on the floor is nearer than they are).
 - dominant hue: the named colour nearest to the circular mean hue of the region's saturated pixels.
+- colour region: pixels whose chromaticity (RGB over its largest channel, so shading, shadows and the floor's
+  checker do not count) stands out from the row's background chromaticity (the row median) — the colour
+  counterpart of the object region. Depth/RGB agreement is the IoU of the two.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from .scenes import COLOURS
 HUES = {name: colorsys.rgb_to_hsv(*rgb)[0] * 360 for name, rgb in COLOURS.items()}
 STAND_OUT = 0.04       # depth above the row's background that marks an object pixel
 MIN_REGION = 12        # pixels; smaller regions are noise
+COLOUR_STAND_OUT = 0.25   # chromaticity distance from the row's background that marks an object pixel
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -84,10 +88,11 @@ def dominant_colour(rgb: np.ndarray, region: np.ndarray) -> str | None:
 
 
 def colour_mask(rgb: np.ndarray) -> np.ndarray:
-    """Saturated pixels that are not sky (objects are saturated; floors and walls are not)."""
-    h, s, v = hsv(rgb)
-    sky = (h > 200) & (h < 230) & (s < 0.7) & (v > 0.85)
-    return (s > 0.35) & (v > 0.15) & ~sky
+    """Pixels whose chromaticity stands out from their row's background. (An earlier version took every
+    saturated non-sky pixel; it counted brown floors and slightly dark skies as objects and scored 0.03 on
+    rendered ground truth with a brown floor.)"""
+    c = rgb / (rgb.max(-1, keepdims=True) + 0.05)
+    return np.linalg.norm(c - np.median(c, axis=1, keepdims=True), axis=-1) > COLOUR_STAND_OUT
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
