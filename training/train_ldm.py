@@ -29,7 +29,6 @@ UNET_CONFIG = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_blo
                    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
                    cross_attention_dim=128, attention_head_dim=8, norm_num_groups=32)
 UNCOND_PROB = 0.1       # caption dropped to "" this often, for classifier-free guidance
-PANO_EVERY = 4          # every 4th batch is panoramas
 
 
 def flip_caption(c: str) -> str:
@@ -103,6 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=250)
+    ap.add_argument("--pano-every", type=int, default=4, help="every n-th batch is panoramas")
+    ap.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     ap.add_argument("--init", default=None, help="start the text encoder and UNet from another run's checkpoint.pt")
     ap.add_argument("--unit-latents", action=argparse.BooleanOptionalAction, default=True,
                     help="fold a per-channel shift and scale into the VAE so latents have zero mean, unit std")
@@ -164,10 +165,10 @@ def main(argv=None) -> int:
     bar = tqdm(total=a.steps, initial=step, desc="ldm", unit="step")
     text.train(); unet.train()
     while step < a.steps:
-        lr = a.lr * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
+        lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
-        s = sets[1] if step % PANO_EVERY == PANO_EVERY - 1 else sets[0]
+        s = sets[1] if step % a.pano_every == a.pano_every - 1 else sets[0]
         idx = torch.randint(0, len(s["mean"]), (a.batch,), generator=gen)
         z = (s["mean"][idx] + s["std"][idx] * torch.randn(s["mean"][idx].shape, generator=gen)) * scale
         ids = s["ids"][idx].clone()
@@ -221,6 +222,9 @@ def save_pipeline(out, text, unet, vae, tokenizer, sched_cfg) -> Path:
                                         safety_checker=None, feature_extractor=None, image_encoder=None,
                                         requires_safety_checker=False)
     pipe.save_pretrained(str(out), safe_serialization=True)
+    cfg = out / "vae" / "config.json"        # a VAE loaded from disk records its local path: keep it out
+    cfg.write_text(json.dumps({k: v for k, v in json.loads(cfg.read_text()).items() if k != "_name_or_path"},
+                              indent=2, sort_keys=True) + "\n")
     for name in ("vocab.json", "merges.txt"):
         shutil.copy2(ASSETS_DIR / "clip-tokenizer" / name, out / "tokenizer" / name)
     (out / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)   # 3.6 MB rebuilt from vocab + merges on load

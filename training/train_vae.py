@@ -34,11 +34,12 @@ def build_vae():
     return AutoencoderKL(**VAE_CONFIG)
 
 
-def crops(sets: list[dict], batch: int, size: int, rng: np.random.Generator):
-    """Random size x size crops, randomly mirrored: (RGBD tensor in [-1, 1], per-pixel loss weight tensor)."""
+def crops(sets: list[dict], batch: int, size: int, rng: np.random.Generator, pano_share: float = 0.5):
+    """Random size x size crops, randomly mirrored: (RGBD tensor in [-1, 1], per-pixel loss weight tensor).
+    sets = [perspective, panorama]; a batch is panoramas with probability pano_share."""
     import torch
 
-    s = sets[rng.integers(len(sets))]
+    s = sets[1] if len(sets) > 1 and rng.random() < pano_share else sets[0]
     idx = rng.integers(0, len(s["rgb"]), batch)
     h, w = s["rgb"].shape[1:3]
     ys, xs = rng.integers(0, h - size + 1, batch), rng.integers(0, w - size + 1, batch)
@@ -51,8 +52,11 @@ def crops(sets: list[dict], batch: int, size: int, rng: np.random.Generator):
     return rgbd_tensor(cut["rgb"], cut["depth"]), torch.from_numpy(weight)[:, None]
 
 
-def vae_loss(vae, x, weight):
-    post = vae.encode(x).latent_dist
+def vae_loss(vae, x, weight, decoder_only: bool = False):
+    import torch
+
+    with torch.set_grad_enabled(not decoder_only):
+        post = vae.encode(x).latent_dist
     rec = vae.decode(post.sample()).sample
     l1 = (rec - x).abs() * weight / weight.mean()
     rec_loss = l1[:, :3].mean() + DEPTH_WEIGHT * l1[:, 3:].mean()
@@ -75,13 +79,24 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (AMX/AVX512)")
+    ap.add_argument("--pano-share", type=float, default=0.5, help="fraction of batches drawn from the panoramas")
+    ap.add_argument("--init", default=None, help="start from this saved VAE folder (fine-tuning)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="train post_quant_conv and the decoder only: the encoder, and so every latent a diffusion "
+                         "model was trained on, stays exactly as it was")
     a = ap.parse_args(argv)
     run = Path(a.run)
     seed_everything(a.seed)
     data = [load_split(p) for p in train_paths(a.data, a.size)]
     rgbs, depths = [d["rgb"] for d in data], [d["depth"] for d in data]
     vae = build_vae()
-    opt = torch.optim.AdamW(vae.parameters(), lr=a.lr, weight_decay=0.0)
+    if a.init:
+        from diffusers import AutoencoderKL
+
+        vae.load_state_dict(AutoencoderKL.from_pretrained(a.init).state_dict())
+    trained = (list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters()) if a.decoder_only
+               else list(vae.parameters()))
+    opt = torch.optim.AdamW(trained, lr=a.lr, weight_decay=0.0)
     rng = np.random.default_rng(a.seed)
     step = 0
     ck = load_checkpoint(run / "checkpoint.pt")
@@ -100,12 +115,12 @@ def main(argv=None) -> int:
         lr = a.lr * 0.5 * (1 + math.cos(math.pi * step / a.steps)) if step > 100 else a.lr * (step + 1) / 100
         for g in opt.param_groups:
             g["lr"] = lr
-        x, weight = crops(data, a.batch, a.crop, rng)
+        x, weight = crops(data, a.batch, a.crop, rng, a.pano_share)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            loss, rec = vae_loss(vae, x, weight)
+            loss, rec = vae_loss(vae, x, weight, a.decoder_only)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         opt.step()
         step += 1
         bar.update(1)
