@@ -20,11 +20,11 @@ def data(tmp_path_factory):
     return out
 
 
-def train_vae(data, run, steps):
+def train_vae(data, run, steps, *extra):
     from ldm3d_edge.training.train_vae import main
 
     assert main(["--data", str(data), "--size", str(SIZE), "--run", str(run), "--steps", str(steps), "--batch", "2",
-                 "--crop", "16", "--save-every", "1", "--no-bf16"]) == 0
+                 "--crop", "16", "--save-every", "1", "--no-bf16", *extra]) == 0
     return json.loads((run / "final" / "training.json").read_text())
 
 
@@ -43,6 +43,18 @@ def test_vae_is_seedable_and_resumes(data, tmp_path):
     b = weights(tmp_path / "b" / "final" / "diffusion_pytorch_model.safetensors")
     assert a.keys() == b.keys()
     assert all(np.array_equal(a[k], b[k]) for k in a), "an interrupted and resumed run differs from a straight one"
+
+
+def test_vae_decoder_only_fine_tuning_keeps_the_encoder(data, tmp_path):
+    train_vae(data, tmp_path / "base", 2)
+    base = tmp_path / "base" / "final"
+    info = train_vae(data, tmp_path / "ft", 3, "--init", str(base), "--decoder-only", "--pano-share", "1.0")
+    a, b = (weights(p / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "ft" / "final"))
+    frozen = [k for k in a if k.startswith(("encoder.", "quant_conv."))]
+    trained = [k for k in a if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(np.array_equal(a[k], b[k]) for k in frozen)
+    assert any(not np.array_equal(a[k], b[k]) for k in trained)
+    assert info["steps"] == 3
 
 
 def test_ldm_saves_a_standard_ldm3d_folder(data, tmp_path):

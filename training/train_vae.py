@@ -34,12 +34,16 @@ def build_vae():
     return AutoencoderKL(**VAE_CONFIG)
 
 
-def crops(sets: list[dict], batch: int, size: int, rng: np.random.Generator, pano_share: float = 0.5):
+def crops(sets: list[dict], batch: int, size: int, rng: np.random.Generator, pano_share: float | None = None):
     """Random size x size crops, randomly mirrored: (RGBD tensor in [-1, 1], per-pixel loss weight tensor).
-    sets = [perspective, panorama]; a batch is panoramas with probability pano_share."""
+    sets = [perspective, panorama]; a batch is panoramas with probability pano_share (None: each set alike, drawn
+    as the shipped VAE's runs drew it, so they replay exactly)."""
     import torch
 
-    s = sets[1] if len(sets) > 1 and rng.random() < pano_share else sets[0]
+    if pano_share is None:
+        s = sets[rng.integers(len(sets))]
+    else:
+        s = sets[1] if len(sets) > 1 and rng.random() < pano_share else sets[0]
     idx = rng.integers(0, len(s["rgb"]), batch)
     h, w = s["rgb"].shape[1:3]
     ys, xs = rng.integers(0, h - size + 1, batch), rng.integers(0, w - size + 1, batch)
@@ -79,7 +83,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=200)
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True, help="bf16 autocast (AMX/AVX512)")
-    ap.add_argument("--pano-share", type=float, default=0.5, help="fraction of batches drawn from the panoramas")
+    ap.add_argument("--pano-share", type=float, default=None,
+                    help="fraction of batches drawn from the panoramas (default: each split alike)")
     ap.add_argument("--init", default=None, help="start from this saved VAE folder (fine-tuning)")
     ap.add_argument("--decoder-only", action="store_true",
                     help="train post_quant_conv and the decoder only: the encoder, and so every latent a diffusion "
