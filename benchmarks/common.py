@@ -25,6 +25,15 @@ def interleaved(runners: dict[str, Callable[[], object]], repeat: int) -> dict[s
     return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": v} for k, v in times.items()}
 
 
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far (VmHWM), in GiB; NaN where /proc is not there."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024**2
+    except (OSError, StopIteration):
+        return float("nan")
+
+
 def write_results(out: str | Path, result: dict, markdown: str) -> None:
     """<out>.json and <out>.md (each written whole or not at all), and the table on stdout."""
     out = Path(out)

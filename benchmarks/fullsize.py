@@ -20,15 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import interleaved, write_results
-
-
-def _rss_gb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024**2
-    return float("nan")
+from .common import interleaved, peak_rss_gb, write_results
 
 
 def build_and_export(work: Path, release: str, size: int) -> tuple[Path, Path, dict]:
@@ -163,7 +155,7 @@ def main(argv=None) -> int:
         r["end_to_end"].append(end_to_end(art, dev, a.steps, a.threads))
         print(json.dumps(r["end_to_end"][-1]), flush=True)
     r["unet_step"] = {} if a.skip_unet else unet_side_by_side(ckpt, art, a.size, a.repeat, a.threads)
-    r["peak_rss_gb"] = _rss_gb()
+    r["peak_rss_gb"] = peak_rss_gb()
     write_results(a.out, r, to_markdown(r))
     return 0
 

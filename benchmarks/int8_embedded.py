@@ -28,6 +28,8 @@ BARS = {"depth_absrel": ("<=", 0.05), "rgb_psnr_db": (">=", 25.0), "adherence_dr
 
 
 def markdown(rows: dict, steps: int, samples: int) -> str:
+    from ..training.evaluate import bars
+
     lines = ["# INT8 and BF16 vs FP32 on the embedded model (ldm3d-edge-tiny, 128x128)", "",
              f"`ldm3d quality FP32 TEST` over the 16 default held-out prompts x 2 seeds = {samples} samples, "
              f"{steps} DDIM steps, guidance 5, identical initial latents; the FP32 reference runs on the same backend "
@@ -42,7 +44,7 @@ def markdown(rows: dict, steps: int, samples: int) -> str:
                      f"{100 * r['test_adherence']:.1f} % | {r['ref_step_s']:.4f} / {r['test_step_s']:.4f} |")
     if "hybrid" in rows:
         h = rows["hybrid"]
-        met = all(h[k] <= v if op == "<=" else h[k] >= v for k, (op, v) in BARS.items())
+        met = all(b["met"] for b in bars(h, BARS).values())
         lines += ["", f"Bars (issue 5, hybrid vs FP32, >= 32 samples): depth AbsRel <= 0.05, RGB PSNR >= 25 dB, "
                       f"adherence drop <= 5 points: {'met' if met else 'NOT met'} (AbsRel {h['depth_absrel']:.4f}, "
                       f"{h['rgb_psnr_db']:.1f} dB, adherence {-h['adherence_drop_points']:+.1f} points)."]

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..training.metrics import abs_rel
-from .common import interleaved, write_results
+from .common import interleaved, peak_rss_gb, write_results
 
 # label -> (artifact key, OpenVINO inference precision); INT8 variants run their float remainder in bf16
 VARIANTS = {"FP32": ("fp32", "f32"), "BF16": ("fp32", "bf16"), "INT8 hybrid": ("hybrid", "bf16"),
@@ -63,9 +63,7 @@ def child(spec: dict) -> dict:
         part(s, t, h, size, size)
     else:
         part(np.zeros((1, 4, size // 8, size // 8), np.float32), size, size)
-    with open("/proc/self/status") as f:
-        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM"))
-    return {"peak_rss_gb": hwm / 1024**2}
+    return {"peak_rss_gb": peak_rss_gb()}
 
 
 def peak_rss(art: Path, component: str, precision: str, size: int, threads: int) -> float:

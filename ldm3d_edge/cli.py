@@ -9,7 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from .quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
+from .quantization.quantize import MODES, VAE_CHOICES
 from .runtime.errors import Ldm3dError
+
+PRECISIONS = ["f32", "bf16", "f16"]     # OpenVINO inference precision hints
 
 EXIT_USAGE = 2
 
@@ -69,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", help=f"one of {', '.join(scheduler_names())} (default: the model's own, DDIM "
                                        "for the releases)")
     g.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
-    g.add_argument("--precision", choices=["f32", "bf16", "f16"],
+    g.add_argument("--precision", choices=PRECISIONS,
                    help="OpenVINO inference precision (default: f32 for FP32 artifacts)")
 
     d = sub.add_parser("demo", help="build a tiny random-weight LDM3D, export it and generate (no download)",
@@ -92,14 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Needs the [quantize] extra.")
     q.add_argument("artifacts", help="float artifact folder made by 'ldm3d export'")
     q.add_argument("out", help="INT8 artifact folder to create")
-    q.add_argument("--mode", default="hybrid", choices=["weights", "hybrid", "full"], help="default: hybrid")
+    q.add_argument("--mode", default="hybrid", choices=MODES, help="default: hybrid")
     q.add_argument("--calibration-prompts", metavar="FILE",
                    help="one prompt per line (default: a shipped list of 12 scene and photo prompts)")
-    q.add_argument("--samples", type=_int, default=200, help="UNet calls recorded for calibration (default 200)")
-    q.add_argument("--steps", type=_int, default=20, help="denoising steps per calibration prompt (default 20)")
+    q.add_argument("--samples", type=_int, default=DEFAULT_SAMPLES,
+                   help=f"UNet calls recorded for calibration (default {DEFAULT_SAMPLES})")
+    q.add_argument("--steps", type=_int, default=DEFAULT_STEPS,
+                   help=f"denoising steps per calibration prompt (default {DEFAULT_STEPS})")
     q.add_argument("--format", choices=["openvino", "onnx", "both"],
                    help="which formats to quantize (default: every format the folder has)")
-    q.add_argument("--vae", default="int8", choices=["int8", "float"],
+    q.add_argument("--vae", default="int8", choices=VAE_CHOICES,
                    help="OpenVINO VAE weights: int8 (default) or float")
     q.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
@@ -116,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--steps", type=_int, default=20, help="denoising steps (default 20)")
     u.add_argument("--guidance", type=_float, default=5.0, help="guidance scale (default 5)")
     u.add_argument("--device", default="openvino:CPU", help=f"{DEVICE_HELP} (default: openvino:CPU)")
-    u.add_argument("--ref-precision", choices=["f32", "bf16", "f16"], help="OpenVINO precision for REF (default f32)")
-    u.add_argument("--test-precision", choices=["f32", "bf16", "f16"],
+    u.add_argument("--ref-precision", choices=PRECISIONS, help="OpenVINO precision for REF (default f32)")
+    u.add_argument("--test-precision", choices=PRECISIONS,
                    help="OpenVINO precision for TEST (default f32)")
     u.add_argument("--out", default="quality", help="report folder (default: quality)")
 
@@ -241,7 +247,7 @@ def cmd_quality(a) -> int:
     r = quality.compare(a.ref, a.test, prompts, seeds=a.seeds, steps=a.steps, guidance=a.guidance,
                         ref_device=a.device, test_device=a.device, ref_precision=a.ref_precision,
                         test_precision=a.test_precision, out=a.out)
-    print(quality.markdown(r).split("\n\n| prompt |")[0])
+    print(quality.summary_markdown(r), end="")
     print(f"wrote {Path(a.out) / 'quality.json'}, quality.md, quality.png")
     return 0
 

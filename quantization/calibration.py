@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
+from ..runtime import constants as C
 from ..runtime.errors import InvalidArgumentError
 
 DEFAULT_PROMPTS_FILE = Path(__file__).with_name("calibration_prompts.txt")
@@ -30,15 +30,16 @@ def read_prompts(path: str | Path | None = None) -> list[str]:
 
 
 class _Recorder:
-    """Stands in for the pipeline's UNet part: records each call's inputs, then runs the real UNet."""
+    """Stands in for the pipeline's UNet part: records each call's inputs under the UNet's input names, then runs
+    the real UNet."""
 
     def __init__(self, unet, records: list, limit: int):
         self.unet, self.records, self.limit = unet, records, limit
 
     def __call__(self, sample, timestep, hidden, height, width):
         if len(self.records) < self.limit:
-            self.records.append({"sample": sample.copy(), "timestep": timestep.copy(),
-                                 "encoder_hidden_states": hidden.copy()})
+            self.records.append({C.UNET_SAMPLE: sample.copy(), C.UNET_TIMESTEP: timestep.copy(),
+                                 C.UNET_ENCODER_HIDDEN_STATES: hidden.copy()})
         return self.unet(sample, timestep, hidden, height, width)
 
     def compiled(self, height, width):
@@ -49,8 +50,6 @@ def collect_unet_inputs(pipe, prompts: list[str], samples: int = DEFAULT_SAMPLES
                         guidance_scale: float = 7.5, seed: int = 0, progress: bool = True) -> list[dict]:
     """Run as many prompts (cycling) as it takes to record `samples` UNet calls; returns their input dicts,
     keyed by the UNet's input names."""
-    from ..runtime import constants as C
-
     if samples < 1 or steps < 1:
         raise InvalidArgumentError("calibration needs at least one sample and one step")
     records: list[dict] = []
@@ -62,5 +61,4 @@ def collect_unet_inputs(pipe, prompts: list[str], samples: int = DEFAULT_SAMPLES
             pipe(prompts[k % len(prompts)], num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed + k)
     finally:
         pipe.unet = real
-    names = {"sample": C.UNET_SAMPLE, "timestep": C.UNET_TIMESTEP, "encoder_hidden_states": C.UNET_ENCODER_HIDDEN_STATES}
-    return [{names[k]: np.ascontiguousarray(v) for k, v in r.items()} for r in records]
+    return records

@@ -129,7 +129,8 @@ def label(side: dict) -> str:
     return side["precision"] + (f" ({side['inference_precision']})" if side.get("inference_precision") else "")
 
 
-def markdown(report: dict) -> str:
+def summary_markdown(report: dict) -> str:
+    """The title, the setup and the table of means."""
     s = report["summary"]
     lines = [f"# Quality: {label(report['test'])} vs {label(report['reference'])}", "",
              f"{report['samples']} samples ({report['samples'] // report['seeds']} prompts x {report['seeds']} seeds), "
@@ -143,6 +144,12 @@ def markdown(report: dict) -> str:
         lines += [f"| prompt adherence, reference | {100 * s['ref_adherence']:.1f} % |",
                   f"| prompt adherence, test | {100 * s['test_adherence']:.1f} % |",
                   f"| adherence drop (points) | {s['adherence_drop_points']:.1f} |"]
+    return "\n".join(lines) + "\n"
+
+
+def markdown(report: dict) -> str:
+    """The summary, then one row per sample."""
+    lines = [summary_markdown(report).rstrip("\n")]
     lines += ["", "| prompt | seed | PSNR | SSIM | AbsRel | RMSE | delta1 |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['prompt']} | {r['seed']} | {r['rgb_psnr_db']:.2f} | {r['rgb_ssim']:.4f} | {r['depth_absrel']:.4f} "
               f"| {r['depth_rmse']:.4f} | {r['depth_delta1']:.3f} |" for r in report["per_sample"]]

@@ -24,9 +24,10 @@ BARS = {"vae_rgb_psnr_db": (">=", 28.0), "vae_depth_absrel": ("<=", 0.05), "colo
         "nearer_adherence": (">=", 0.90), "depth_rgb_iou": (">=", 0.60)}
 
 
-def bars(values: dict) -> dict:
+def bars(values: dict, spec: dict = BARS) -> dict:
+    """Each measure of `spec` ({name: (">=" or "<=", bar)}) with its value and whether it meets its bar."""
     return {k: {"value": values[k], "bar": f"{op} {v}", "met": values[k] >= v if op == ">=" else values[k] <= v}
-            for k, (op, v) in BARS.items()}
+            for k, (op, v) in spec.items()}
 
 
 def write_json(path: Path, obj) -> None:
