@@ -4,6 +4,8 @@ noise hits all alike) and writing results as JSON plus a markdown table."""
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -41,3 +43,38 @@ def write_results(out: str | Path, result: dict, markdown: str) -> None:
     atomic_write(out.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(result, indent=2)))
     atomic_write(out.with_suffix(".md"), lambda p: Path(p).write_text(markdown))
     print(markdown)
+
+
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def machine() -> dict:
+    """CPU model, logical cores, the ISA flags that matter for FP32/BF16/INT8 kernels, library versions."""
+    import importlib.metadata as md
+
+    info = {"cpu": platform.processor() or "", "cores": os.cpu_count(), "python": platform.python_version(),
+            "isa": []}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = line.split(":", 1)[1].split()
+                    info["isa"] = [x for x in ISA_FLAGS if x in flags]
+                    break
+    except OSError:
+        pass
+    for lib in ("torch", "diffusers", "openvino", "onnxruntime", "nncf", "numpy"):
+        try:
+            info[lib] = md.version(lib)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        from ..runtime.backends.openvino_backend import core
+
+        info["openvino_devices"] = list(core().available_devices)
+        info["openvino_cpu_capabilities"] = list(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception:  # informational only: a broken plugin must not stop a benchmark
+        pass
+    return info

@@ -13,14 +13,13 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .common import interleaved, peak_rss_gb, write_results
+from .common import interleaved, machine, peak_rss_gb, write_results
 
 
 def build_and_export(work: Path, release: str, size: int) -> tuple[Path, Path, dict]:
@@ -91,26 +90,6 @@ def unet_side_by_side(ckpt: Path, art: Path, size: int, repeat: int, threads: in
     times = interleaved(runners, repeat)
     base = times["diffusers PyTorch FP32"]["median_s"]
     return {k: {**v, "speedup_vs_torch": base / v["median_s"]} for k, v in times.items()}
-
-
-def machine() -> dict:
-    import importlib.metadata as md
-
-    info = {"cpu": platform.processor() or "", "cores": os.cpu_count(), "python": platform.python_version()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    for lib in ("torch", "diffusers", "openvino", "onnxruntime", "numpy"):
-        try:
-            info[lib] = md.version(lib)
-        except md.PackageNotFoundError:
-            pass
-    return info
 
 
 def to_markdown(r: dict) -> str:

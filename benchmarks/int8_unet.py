@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     from ldm3d_edge.quantization import quantize_artifacts
     from ldm3d_edge.quantization.openvino_int8 import kernel_precisions
 
-    from .fullsize import build_and_export, machine
+    from .common import machine
+    from .fullsize import build_and_export
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,302 @@
+"""`ldm3d bench`: every variant side by side against diffusers PyTorch, at real model size, with the roofline.
+
+Steps:
+  1. prepare: build (once, cached under --work) a random-weight model from the release config, export it with the
+     project's exporter, make the INT8 folders with the project's quantizer — or take the given checkpoint or
+     artifact folder;
+  2. count each part's FLOPs (torch FlopCounterMode on the diffusers modules) and measure the matmul peak of
+     each precision (OpenVINO CPU microbenchmark);
+  3. rounds: in each round every variant runs once in a fresh process of its own (benchmarks.worker), variants
+     interleaved, so machine noise hits all alike; round 1 starts with an empty compile cache (cold start), later
+     rounds find it filled (warm start);
+  4. summarize: median and spread over rounds, ratios to diffusers PyTorch FP32, achieved FLOP/s against the
+     peak of each variant's precision; JSON + markdown + PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..runtime import constants as C
+from ..runtime.errors import InvalidArgumentError
+from .common import machine
+from .variants import BASELINE, DEVICES, Variant, parse_variants
+
+RELEASE_SIZES = {"ldm3d-4c": (512, 512), "ldm3d-pano": (512, 1024), "ldm3d": (512, 512), "tiny": (64, 64)}
+PEAK_SIZES = (2048, 4096)
+QUICK = dict(config="tiny", steps=2, repeat=2)
+CALIBRATION_SAMPLES = 8
+COMPONENTS = ("text_encoder", "unet", "vae_decoder")
+TIMINGS = ("text_encoder_s", "unet_step_s", "vae_decode_s", "e2e_s", "load_s", "first_unet_s", "ready_s")
+
+
+@dataclass
+class BenchOptions:
+    config: str = "ldm3d-4c"            # release name, "tiny", a diffusers folder or an artifact folder
+    height: int | None = None
+    width: int | None = None
+    steps: int = 20
+    repeat: int = 3
+    variants: str | None = None         # comma-separated; None: all for the device
+    device: str = "CPU"
+    threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    work: str = str(C.cache_base() / "bench")
+    checkpoint: str | None = None       # diffusers folder for the PyTorch rows when `config` is an artifact folder
+    quick: bool = False
+    timeout_s: float = 3600.0           # one variant run
+
+    def validate(self) -> list[Variant]:
+        if self.quick:
+            for k, v in QUICK.items():
+                setattr(self, k, v)
+        if self.device not in DEVICES:
+            raise InvalidArgumentError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        try:
+            variants = parse_variants(self.variants, self.device)
+        except ValueError as e:
+            raise InvalidArgumentError(str(e)) from None
+        if self.config not in RELEASE_SIZES and not Path(self.config).is_dir():
+            raise InvalidArgumentError(f"--config must be one of {', '.join(RELEASE_SIZES)} or a folder (diffusers "
+                                       f"checkpoint or artifact folder); {self.config!r} is neither")
+        h, w = RELEASE_SIZES.get(self.config, (512, 512))
+        self.height, self.width = self.height or h, self.width or w
+        for name in ("height", "width"):
+            v = getattr(self, name)
+            if not 8 <= v <= 4096 or v % 8:
+                raise InvalidArgumentError(f"--{name} must be a multiple of 8 from 8 to 4096, got {v}")
+        for name, lo, hi in (("steps", 1, 1000), ("repeat", 1, 100), ("threads", 1, 1024)):
+            if not lo <= getattr(self, name) <= hi:
+                raise InvalidArgumentError(f"--{name} must be from {lo} to {hi}, got {getattr(self, name)}")
+        return variants
+
+
+# ---------------------------------------------------------------- 1. prepare
+
+def _size_tag(h: int, w: int) -> str:
+    return str(h) if h == w else f"{w}x{h}"
+
+
+def prepare(o: BenchOptions, variants: list[Variant]) -> tuple[dict[str, Path | None], dict]:
+    """Paths of every model folder the variants need, keyed by Variant.artifacts; seconds spent making them."""
+    from ..quantization import quantize_artifacts
+
+    work, times = Path(o.work), {}
+    work.mkdir(parents=True, exist_ok=True)
+    src = Path(o.config)
+    ckpt = Path(o.checkpoint) if o.checkpoint else None
+    art = None
+    if o.config in RELEASE_SIZES:
+        ckpt = work / f"{o.config}-random"
+        if not (ckpt / "model_index.json").is_file():
+            from ..export.random_model import build_release_pipeline, build_tiny_pipeline
+
+            t0 = time.perf_counter()
+            if o.config == "tiny":
+                build_tiny_pipeline(ckpt, image_size=o.height)
+            else:
+                build_release_pipeline(o.config, ckpt, seed=0)
+            times["build_checkpoint_s"] = time.perf_counter() - t0
+    elif (src / C.MANIFEST_FILE).is_file():
+        art = src
+    elif (src / "model_index.json").is_file():
+        ckpt = src
+    else:
+        raise InvalidArgumentError(f"{src} has neither {C.MANIFEST_FILE} (artifacts) nor model_index.json (diffusers)")
+    needs = {v.artifacts for v in variants}
+    formats = sorted({C.FORMAT_OPENVINO if v.engine == "openvino" else C.FORMAT_ONNX
+                      for v in variants if v.engine != "torch"})
+    if "checkpoint" in needs and ckpt is None:
+        raise InvalidArgumentError("the PyTorch rows need the diffusers checkpoint: pass --checkpoint DIR, or leave "
+                                   "the torch variants out with --variants")
+    paths: dict[str, Path | None] = {"checkpoint": ckpt}
+    tag = _size_tag(o.height, o.width)
+    if art is None and formats:
+        art = work / f"{ckpt.name}-artifacts-{tag}"
+        have = json.loads((art / C.MANIFEST_FILE).read_text())["formats"] if (art / C.MANIFEST_FILE).is_file() else []
+        if not set(formats) <= set(have):
+            from ..export import export_pipeline
+
+            t0 = time.perf_counter()
+            export_pipeline(ckpt, art, fmt="both", height=o.height, width=o.width, overwrite=True)
+            times["export_s"] = time.perf_counter() - t0
+    paths["fp32"] = art
+    if "fp16" in needs:
+        from ..export import export_pipeline
+
+        paths["fp16"] = work / f"{ckpt.name}-artifacts-{tag}-fp16"
+        if not (paths["fp16"] / C.MANIFEST_FILE).is_file():
+            t0 = time.perf_counter()
+            export_pipeline(ckpt, paths["fp16"], fmt="onnx", height=o.height, width=o.width, fp16=True, overwrite=True)
+            times["export_fp16_s"] = time.perf_counter() - t0
+    for v in variants:
+        if not v.int8:
+            continue
+        mode = v.artifacts.split("-", 1)[1]
+        fmt = C.FORMAT_OPENVINO if v.engine == "openvino" else C.FORMAT_ONNX
+        q = work / f"{art.name}-int8-{mode}" if fmt == C.FORMAT_OPENVINO else work / f"{art.name}-int8-{mode}-onnx"
+        key = v.artifacts if fmt == C.FORMAT_OPENVINO else f"{v.artifacts}-onnx"
+        if not (q / C.MANIFEST_FILE).is_file():
+            t0 = time.perf_counter()
+            quantize_artifacts(art, q, mode=mode, formats=[fmt], samples=CALIBRATION_SAMPLES,
+                               steps=CALIBRATION_SAMPLES, overwrite=True)
+            times[f"quantize_{fmt}_{mode}_s"] = time.perf_counter() - t0
+        paths[key] = q
+    return paths, times
+
+
+def variant_path(v: Variant, paths: dict) -> Path:
+    key = v.artifacts if v.engine != "onnx" or not v.int8 else f"{v.artifacts}-onnx"
+    return paths[key]
+
+
+def model_bytes(v: Variant, folder: Path) -> int:
+    """Bytes of the weights and graphs a variant loads: the diffusers safetensors, or one format's model files."""
+    if v.engine == "torch":
+        return sum(p.stat().st_size for part in ("text_encoder", "unet", "vae") for p in (folder / part).glob("*")
+                   if p.suffix in (".safetensors", ".bin"))
+    names = (C.OV_XML_FILE, C.OV_BIN_FILE) if v.engine == "openvino" else (C.ONNX_FILE, C.ONNX_DATA_FILE)
+    return sum((folder / comp / n).stat().st_size for comp in COMPONENTS for n in names
+               if (folder / comp / n).is_file())
+
+
+# ---------------------------------------------------------------- 2. FLOPs and peaks
+
+def count_flops(o: BenchOptions, ckpt: Path | None) -> dict | None:
+    if ckpt is None:
+        return None
+    cache = Path(o.work) / f"flops-{ckpt.name}-{_size_tag(o.height, o.width)}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    res = run_worker({"kind": "flops", "checkpoint": str(ckpt), "height": o.height, "width": o.width,
+                      "threads": o.threads}, {}, o.timeout_s)
+    if "error" not in res:
+        cache.write_text(json.dumps(res))
+    return res
+
+
+def measure_peaks(o: BenchOptions) -> dict | None:
+    if o.device != "CPU":
+        return None
+    from .peak import measure
+
+    best = {}
+    for size in ((256,) if o.quick else PEAK_SIZES):
+        r = measure(size, o.threads, repeat=1 if o.quick else 3)
+        for k, p in r["peaks"].items():
+            if k not in best or p["gops"] > best[k]["gops"]:
+                best[k] = {**p, "size": size}
+    return best
+
+
+# ---------------------------------------------------------------- 3. rounds
+
+def run_worker(spec: dict, env: dict, timeout_s: float) -> dict:
+    spec = {**spec, "spawn_time": time.time()}
+    try:
+        p = subprocess.run([sys.executable, "-m", "ldm3d_edge.benchmarks.worker", json.dumps(spec)],
+                           capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **env})
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish within {timeout_s:.0f} s"}
+    lines = p.stdout.strip().splitlines()
+    if p.returncode != 0 or not lines:
+        return {"error": f"exit {p.returncode}: " + " | ".join(p.stderr.strip().splitlines()[-3:])}
+    return json.loads(lines[-1])
+
+
+def run_rounds(o: BenchOptions, variants: list[Variant], paths: dict) -> dict[str, list[dict]]:
+    caches = Path(o.work) / "compile-cache"
+    shutil.rmtree(caches, ignore_errors=True)   # round 1 is the cold start
+    runs: dict[str, list[dict]] = {v.name: [] for v in variants}
+    bar = tqdm(total=o.repeat * len(variants), desc="bench", unit="run")
+    for r in range(o.repeat):
+        for v in variants:
+            bar.set_postfix_str(f"round {r + 1} {v.name}")
+            spec = {"kind": "run", "variant": v.name, "device": o.device, "checkpoint": str(paths["checkpoint"]),
+                    "artifacts": str(variant_path(v, paths)), "height": o.height, "width": o.width,
+                    "steps": o.steps, "threads": o.threads, "cache_dir": str(caches / v.name), "kernels": r == 0}
+            runs[v.name].append(run_worker(spec, v.env, o.timeout_s))
+            bar.update()
+    bar.close()
+    return runs
+
+
+# ---------------------------------------------------------------- 4. summarize
+
+def _stats(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarize(o: BenchOptions, variants: list[Variant], paths: dict, runs: dict, flops: dict | None,
+              peaks: dict | None) -> dict:
+    rows = {}
+    for v in variants:
+        ok = [r for r in runs[v.name] if "error" not in r]
+        row = {"label": v.label, "engine": v.engine, "precision": v.precision, "float_kind": v.float_kind,
+               "artifacts": str(variant_path(v, paths)), "model_bytes": model_bytes(v, variant_path(v, paths)),
+               "env": v.env, "rounds_ok": len(ok), "errors": [r["error"] for r in runs[v.name] if "error" in r]}
+        if ok:
+            for k in TIMINGS:
+                row[k] = _stats([r[k] for r in ok])
+            row["start_cold_s"] = runs[v.name][0].get("ready_s")
+            warm = [r["ready_s"] for r in runs[v.name][1:] if "error" not in r]
+            row["start_warm_s"] = statistics.median(warm) if warm else None
+            row["peak_rss_gb"] = max(r["peak_rss_gb"] for r in ok)
+            row["device"] = ok[0]["device"]
+            row["unet_kernels"] = next((r["unet_kernels"] for r in ok if "unet_kernels" in r), None)
+        rows[v.name] = row
+    base = rows.get(BASELINE)
+    for row in rows.values():
+        if base and base.get("rounds_ok") and row.get("rounds_ok"):
+            row["speedup"] = {k: base[k]["median"] / row[k]["median"]
+                              for k in ("text_encoder_s", "unet_step_s", "vae_decode_s", "e2e_s")}
+    if flops and "flops" in flops and peaks:
+        for v in variants:
+            if rows[v.name].get("rounds_ok"):
+                rows[v.name]["roofline"] = roofline(v, rows[v.name], flops["flops"], peaks)
+    return rows
+
+
+def roofline(v: Variant, row: dict, flops: dict, peaks: dict) -> dict:
+    """Achieved GFLOP/s per part, and its fraction of the peak this variant's arithmetic could reach. A part with
+    a share s of its FLOPs in INT8 kernels and the rest in float has the time-weighted peak 1 / (s/P8 + (1-s)/Pf)."""
+    pf = {"fp32": "FP32", "bf16": "BF16", "fp16": "BF16"}[v.float_kind]
+    share, how = 0.0, "float"
+    if v.int8:
+        if row.get("unet_kernels"):
+            share, how = row["unet_kernels"]["int8_flop_share"], "int8 share read from the compiled model"
+        else:
+            share, how = 1.0, "assumed all Conv/MatMul FLOPs in INT8 (QDQ full)"
+    out = {"peak_precision": pf, "unet_int8_share": share, "unet_int8_share_source": how}
+    calls = {"text_encoder": 2, "unet": 1, "vae_decoder": 1}   # the text encoder runs for prompt and negative
+    times = {"text_encoder": "text_encoder_s", "unet": "unet_step_s", "vae_decoder": "vae_decode_s"}
+    for part in COMPONENTS:
+        s = share if part == "unet" else 0.0
+        peak = 1.0 / (s / peaks["INT8"]["gops"] + (1 - s) / peaks[pf]["gops"])
+        achieved = calls[part] * flops[part] / row[times[part]]["median"] / 1e9
+        out[part] = {"gflops_per_s": achieved, "peak_gops": peak, "fraction_of_peak": achieved / peak}
+    return out
+
+
+def run_bench(o: BenchOptions) -> dict:
+    """Steps 1-4; returns the result dict that report.write_report writes out."""
+    variants = o.validate()
+    t0 = time.perf_counter()
+    paths, prep = prepare(o, variants)
+    flops = count_flops(o, paths["checkpoint"])
+    peaks = measure_peaks(o)
+    runs = run_rounds(o, variants, paths)
+    rows = summarize(o, variants, paths, runs, flops, peaks)
+    return {"options": {k: v for k, v in asdict(o).items() if k != "timeout_s"},
+            "machine": {**machine(), "threads": o.threads},
+            "prepare_s": prep, "flops": flops, "peaks": peaks, "variants": rows, "runs": runs,
+            "baseline": BASELINE, "seconds": time.perf_counter() - t0}

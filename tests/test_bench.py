@@ -1,0 +1,116 @@
+"""`ldm3d bench`: the quick mode runs every CPU variant (so the benchmark code never rots) and its outputs parse
+back with the numbers they claim; the option checks and the roofline arithmetic hold."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ldm3d_edge.benchmarks.bench import BenchOptions, roofline
+from ldm3d_edge.benchmarks.variants import DEFAULT_VARIANTS, VARIANTS, parse_variants
+from ldm3d_edge.cli import main
+from ldm3d_edge.runtime.errors import InvalidArgumentError
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("nncf")
+    root = tmp_path_factory.mktemp("bench")
+    rc = main(["bench", "--quick", "--out", str(root / "out"), "--work", str(root / "work")])
+    return rc, root / "out"
+
+
+def test_quick_bench_runs_every_cpu_variant(quick):
+    rc, out = quick
+    assert rc == 0
+    r = json.loads((out / "bench.json").read_text())
+    assert list(r["variants"]) == DEFAULT_VARIANTS["CPU"]
+    assert r["options"]["config"] == "tiny" and r["options"]["steps"] == 2
+    for name, v in r["variants"].items():
+        assert v["rounds_ok"] == 2, (name, v["errors"])
+        runs = r["runs"][name]
+        assert all(len(run["unet_steps_s"]) == 2 for run in runs)      # one timing per denoising step
+        for key in ("text_encoder_s", "unet_step_s", "vae_decode_s", "e2e_s"):
+            s = v[key]
+            assert 0 < s["min"] <= s["median"] <= s["max"]
+        # end to end covers its parts
+        assert v["e2e_s"]["median"] >= v["unet_step_s"]["median"]
+        assert v["start_cold_s"] > 0 and v["start_warm_s"] > 0 and 0 < v["peak_rss_gb"] < 8
+        assert v["model_bytes"] > 0
+        assert np.isfinite(runs[0]["depth_range"]).all()
+        assert v["speedup"]["unet_step_s"] > 0
+    assert r["variants"]["torch"]["speedup"]["unet_step_s"] == pytest.approx(1.0)
+    # INT8 folders are smaller than the float ones, and the OpenVINO INT8 UNets really run i8/u8 kernels
+    v = r["variants"]
+    assert v["ov-int8-full"]["model_bytes"] < v["ov-fp32"]["model_bytes"]
+    assert v["ort-int8"]["model_bytes"] < v["ort-fp32"]["model_bytes"]
+    assert v["ov-int8-full"]["unet_kernels"]["int8_flop_share"] > 0.9
+    assert v["ov-fp32"]["unet_kernels"]["int8_flop_share"] == 0
+    # the malloc-tuned row ran with its environment
+    assert v["torch-malloc"]["env"]["MALLOC_MMAP_MAX_"] == "0"
+
+
+def test_quick_bench_roofline_and_report(quick):
+    _, out = quick
+    r = json.loads((out / "bench.json").read_text())
+    f = r["flops"]["flops"]
+    assert f["unet"] > f["text_encoder"] > 0 and f["vae_decoder"] > 0
+    assert {"FP32", "BF16", "INT8"} <= set(r["peaks"])
+    for name, v in r["variants"].items():
+        rf = v["roofline"]["unet"]
+        assert rf["gflops_per_s"] == pytest.approx(f["unet"] / v["unet_step_s"]["median"] / 1e9)
+        assert 0 < rf["fraction_of_peak"]
+    assert r["machine"]["cores"] >= 1 and "openvino" in r["machine"]
+    md = (out / "bench.md").read_text()
+    for name in r["variants"]:
+        assert f"| {name} |" in md
+    assert "## Roofline" in md and "## Goals" in md
+    img = np.asarray(Image.open(out / "bench.png").convert("L"), dtype=np.float32)
+    assert img.shape[0] > 200 and img.std() > 10       # bars drawn, not a blank canvas
+
+
+def test_roofline_uses_the_time_weighted_peak():
+    peaks = {"FP32": {"gops": 100.0}, "BF16": {"gops": 400.0}, "INT8": {"gops": 800.0}}
+    flops = {"text_encoder": 1e9, "unet": 1.2e12, "vae_decoder": 2e12}
+    row = {"text_encoder_s": {"median": 0.01}, "unet_step_s": {"median": 2.0}, "vae_decode_s": {"median": 10.0},
+           "unet_kernels": {"int8_flop_share": 0.5}}
+    rf = roofline(VARIANTS["ov-int8-hybrid"], row, flops, peaks)
+    peak = 1 / (0.5 / 800 + 0.5 / 400)                       # 533 GOP/s
+    assert rf["unet"]["peak_gops"] == pytest.approx(peak)
+    assert rf["unet"]["fraction_of_peak"] == pytest.approx(600 / peak)
+    assert rf["vae_decoder"]["peak_gops"] == pytest.approx(400)   # INT8 weights only: float arithmetic
+    assert rf["text_encoder"]["gflops_per_s"] == pytest.approx(200)  # prompt + negative prompt
+    fp32 = roofline(VARIANTS["torch"], {**row, "unet_kernels": None}, flops, peaks)
+    assert fp32["unet"]["fraction_of_peak"] == pytest.approx(6.0)  # 600 GFLOP/s against a 100 GOP/s peak
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(variants="ov-fp32,nope"), "unknown variant"),
+    (dict(variants="ov-fp16"), "do not run on CPU"),
+    (dict(variants="ov-fp32,ov-fp32"), "once"),
+    (dict(device="TPU"), "unknown device"),
+    (dict(config="/no/such/folder"), "--config"),
+    (dict(height=500), "--height must be a multiple of 8"),
+    (dict(steps=0), "--steps"),
+    (dict(repeat=0), "--repeat"),
+])
+def test_bad_options_are_named(kw, msg):
+    with pytest.raises(InvalidArgumentError, match=msg):
+        BenchOptions(**kw).validate()
+
+
+def test_bad_option_through_the_cli_is_one_line(capsys, tmp_path):
+    assert main(["bench", "--variants", "ov-int4", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown variant(s) ov-int4" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_default_variants_per_device():
+    assert [v.name for v in parse_variants(None, "GPU")] == DEFAULT_VARIANTS["GPU"]
+    assert all("CUDA" in v.devices for v in parse_variants(None, "CUDA"))
+    assert parse_variants(None, "CPU")[0].name == "torch"
