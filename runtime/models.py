@@ -38,7 +38,9 @@ class ModelPart:
     def compiled(self, height: int, width: int) -> CompiledModel:
         key = (height, width) if self.spatial_inputs else ()
         if key not in self._compiled:
-            self._compiled[key] = self.backend.load(self.path, self.input_shapes(height, width))
+            shapes = self.input_shapes(height, width)
+            exported = {t.name: tuple(t.shape) for t in self.spec.inputs}
+            self._compiled[key] = self.backend.load(self.path, shapes, as_exported=shapes == exported)
         return self._compiled[key]
 
     def unload(self) -> None:

@@ -184,3 +184,33 @@ def test_compile_cache_keeps_precisions_apart(tiny4, tmp_path):
     assert np.isfinite(outs["bf16"].rgb_float).all()
     diff = np.abs(outs["bf16"].rgb_float - outs["f32"].rgb_float).mean()
     assert 0 < diff < 0.05, diff          # bf16 really ran, and close to f32
+
+
+def test_cached_model_is_imported_by_path_and_a_changed_file_recompiles(tiny4, tmp_path):
+    """At its export shapes an OpenVINO part compiles from the file path, so a warm cache is imported without
+    reading the IR; the same outputs as a reshaped/read model, and new weights at the same path are noticed."""
+    import shutil
+
+    from ldm3d_edge.runtime import Pipeline
+
+    art = tmp_path / "art"
+    shutil.copytree(tiny4[1], art)
+    cache = tmp_path / "ov-cache"
+    ref = Pipeline.load(tiny4[1], device="openvino:CPU", cache_dir="")("a red cube", num_inference_steps=2, seed=1)
+    for _ in range(2):   # cold, then warm from the cache
+        out = Pipeline.load(art, device="openvino:CPU", cache_dir=cache)("a red cube", num_inference_steps=2, seed=1)
+        np.testing.assert_allclose(out.rgb_float, ref.rgb_float, atol=1e-5)
+    assert len(list((cache / "f32").glob("*.blob"))) >= 3
+    z = np.random.default_rng(0).standard_normal((1, 4, 8, 8)).astype(np.float32)
+    before = Pipeline.load(art, device="openvino:CPU", cache_dir=cache).vae_decoder(z, 64, 64)
+    other = tmp_path / "other"      # another model's VAE decoder, same architecture, copied over the first
+    from ldm3d_edge.export import export_pipeline
+    from ldm3d_edge.export.random_model import build_tiny_pipeline
+
+    export_pipeline(build_tiny_pipeline(tmp_path / "ck", seed=7), other, fmt="openvino", progress=False)
+    for name in (C.OV_XML_FILE, C.OV_BIN_FILE):
+        shutil.copy(other / C.VAE_DECODER / name, art / C.VAE_DECODER / name)
+    after = Pipeline.load(art, device="openvino:CPU", cache_dir=cache).vae_decoder(z, 64, 64)
+    expected = Pipeline.load(other, device="openvino:CPU", cache_dir="").vae_decoder(z, 64, 64)
+    assert np.abs(after - before).max() > 1e-3
+    np.testing.assert_allclose(after, expected, atol=1e-5)

@@ -27,8 +27,9 @@ class Backend(ABC):
         self.cache_dir = cache_dir
 
     @abstractmethod
-    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]]) -> CompiledModel:
-        """Compile the model at `path` for `input_shapes` (name -> static shape)."""
+    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]], as_exported: bool = False) -> CompiledModel:
+        """Compile the model at `path` for `input_shapes` (name -> static shape). as_exported: those are the
+        shapes the file was exported with (the manifest's), so nothing needs reshaping."""
 
     @property
     def label(self) -> str:

@@ -40,7 +40,7 @@ class OnnxRuntimeBackend(Backend):
             raise DeviceError("onnx:CUDA needs the onnxruntime-gpu package and an NVIDIA GPU; "
                               "this onnxruntime has " + ", ".join(available_providers()))
 
-    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]]) -> CompiledModel:
+    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]], as_exported: bool = False) -> CompiledModel:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
