@@ -73,6 +73,14 @@ def test_quick_bench_roofline_and_report(quick):
     assert img.shape[0] > 200 and img.std() > 10       # bars drawn, not a blank canvas
 
 
+def test_summary_is_reproducible_from_the_raw_runs(quick):
+    from ldm3d_edge.benchmarks.bench import resummarize
+
+    _, out = quick
+    r = json.loads((out / "bench.json").read_text())
+    assert resummarize(r)["variants"] == r["variants"]
+
+
 def test_roofline_uses_the_time_weighted_peak():
     peaks = {"FP32": {"gops": 100.0}, "BF16": {"gops": 400.0}, "INT8": {"gops": 800.0}}
     flops = {"text_encoder": 1e9, "unet": 1.2e12, "vae_decoder": 2e12}
@@ -86,6 +94,9 @@ def test_roofline_uses_the_time_weighted_peak():
     assert rf["text_encoder"]["gflops_per_s"] == pytest.approx(200)  # prompt + negative prompt
     fp32 = roofline(VARIANTS["torch"], {**row, "unet_kernels": None}, flops, peaks)
     assert fp32["unet"]["fraction_of_peak"] == pytest.approx(6.0)  # 600 GFLOP/s against a 100 GOP/s peak
+    ort = roofline(VARIANTS["ort-int8"], {**row, "unet_kernels": None}, flops, peaks)   # share not reported
+    assert ort["unet"]["fraction_of_peak"] == pytest.approx(600 / 800)
+    assert ort["unet"]["fraction_of_float_peak"] == pytest.approx(6.0)
 
 
 @pytest.mark.parametrize("kw, msg", [
@@ -114,3 +125,13 @@ def test_default_variants_per_device():
     assert [v.name for v in parse_variants(None, "GPU")] == DEFAULT_VARIANTS["GPU"]
     assert all("CUDA" in v.devices for v in parse_variants(None, "CUDA"))
     assert parse_variants(None, "CPU")[0].name == "torch"
+
+
+def test_missing_accelerator_is_named_before_any_work(tmp_path):
+    from ldm3d_edge.runtime.backends.openvino_backend import available_devices
+
+    if any(d.startswith("GPU") for d in available_devices()):
+        pytest.skip("this machine has an Intel GPU")
+    with pytest.raises(InvalidArgumentError, match="no Intel GPU"):
+        BenchOptions(device="GPU", work=str(tmp_path)).validate()
+    assert not any(tmp_path.iterdir())
