@@ -13,6 +13,7 @@ from .quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
 from .quantization.quantize import MODES, VAE_CHOICES
 from .runtime.errors import Ldm3dError
 
+from .benchmarks.bench import BenchOptions
 from .benchmarks.variants import DEVICES as BENCH_DEVICES, VARIANTS as BENCH_VARIANTS
 
 PRECISIONS = ["f32", "bf16", "f16"]     # OpenVINO inference precision hints
@@ -144,29 +145,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="every backend side by side against diffusers PyTorch, with the roofline",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Benchmark text encoder, UNet step, VAE decode, end to end, cold/warm start, peak "
-                                   "memory and size of each variant against diffusers' StableDiffusionLDM3DPipeline "
-                                   "(PyTorch FP32), each run in its own process, variants interleaved. With a release "
-                                   "name, a random-weight model of the release's exact shapes is built, exported and "
-                                   "quantized once under --work (tens of minutes and ~25 GB at full size). Needs "
-                                   "the export and quantize extras.",
+                       description="Benchmark text encoder, UNet step, VAE decode, end to end, cold/warm start, peak\n"
+                                   "memory and weights size of each variant against diffusers' StableDiffusionLDM3D-\n"
+                                   "Pipeline (PyTorch FP32); every run in a process of its own, variants interleaved.\n"
+                                   "With a release name, a random-weight model of the release's exact shapes is built,\n"
+                                   "exported and quantized once under --work (at full size: ~30 minutes and ~25 GB of\n"
+                                   "disk on 2 cores). Needs the export and quantize extras.",
                        epilog="examples:\n  ldm3d bench --quick                      # tiny model, 2 steps: a "
                               "smoke test\n  ldm3d bench                              # ldm3d-4c 512x512, 20 steps, "
                               "all CPU variants\n  ldm3d bench --config ldm3d-pano          # 1024x512\n  "
                               "ldm3d bench --device GPU                 # Intel GPU: OpenVINO FP32/FP16/INT8\n  "
                               "ldm3d bench --device CUDA                # NVIDIA: PyTorch and ONNX Runtime "
                               "(onnxruntime-gpu) FP32/FP16")
-    b.add_argument("--config", default="ldm3d-4c",
+    b.add_argument("--config", default=BenchOptions.config,
                    help="ldm3d-4c, ldm3d-pano, ldm3d, tiny, or a folder: a diffusers LDM3D checkpoint (exported "
                         "here) or an artifact folder (default: ldm3d-4c)")
     b.add_argument("--checkpoint", help="diffusers folder for the PyTorch rows when --config is an artifact folder")
     b.add_argument("--height", type=_int, help="default: 512 (ldm3d-pano: 512, width 1024)")
     b.add_argument("--width", type=_int, help="default: 512 (ldm3d-pano: 1024)")
-    b.add_argument("--steps", type=_int, default=20, help="denoising steps of the end-to-end run (default 20)")
+    b.add_argument("--steps", type=_int, default=BenchOptions.steps,
+                   help=f"denoising steps of the end-to-end run (default {BenchOptions.steps})")
     b.add_argument("--variants", help="comma-separated, from: " + ", ".join(VARIANT_NAMES) +
                                       " (default: all that run on --device)")
     b.add_argument("--device", default="CPU", choices=list(BENCH_DEVICES), help="default: CPU")
-    b.add_argument("--repeat", type=_int, default=3, help="rounds; every variant runs once per round (default 3)")
+    b.add_argument("--repeat", type=_int, default=BenchOptions.repeat,
+                   help=f"rounds; every variant runs once per round (default {BenchOptions.repeat})")
     b.add_argument("--threads", type=_int, help="threads for every engine (default: all logical cores)")
     b.add_argument("--work", help="where models, exports and compile caches are kept (default: "
                                   "~/.cache/ldm3d-edge/bench)")
@@ -302,7 +305,7 @@ def cmd_bench(a) -> int:
     except ImportError as e:
         raise Ldm3dError(f"'ldm3d bench' needs the export and quantize extras ({e.name} is missing): "
                          "pip install 'ldm3d-edge[export,quantize]'") from None
-    from .benchmarks.bench import BenchOptions, run_bench
+    from .benchmarks.bench import run_bench
     from .benchmarks.report import markdown, write_report
 
     o = BenchOptions(config=a.config, checkpoint=a.checkpoint, height=a.height, width=a.width, steps=a.steps,
