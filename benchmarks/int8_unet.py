@@ -3,7 +3,7 @@ INT8 hybrid and INT8 full, side by side (interleaved rounds in one process), wit
 resident memory (each variant alone in a child process), and the share of UNet FLOPs whose kernels really run
 in i8/u8 (from the compiled model's runtime graph).
 
-    python -m ldm3d_edge.benchmarks.int8_unet --work /tmp/ldm3d-fullsize --out benchmarks/results/int8-unet
+    python -m ldm3d_edge.benchmarks.int8_unet --work ~/.cache/ldm3d-edge/bench --out benchmarks/results/int8-unet
 
 Random weights from the ldm3d-4c release config (same shapes and FLOPs as the release). Calibration uses
 --samples UNet calls (latency does not depend on how well the ranges were calibrated; quality is measured on the
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..training.metrics import abs_rel
+from .bench import BenchOptions
 from .common import interleaved, peak_rss_gb, write_results
 
 # label -> (artifact key, OpenVINO inference precision); INT8 variants run their float remainder in bf16
@@ -76,7 +77,7 @@ def peak_rss(art: Path, component: str, precision: str, size: int, threads: int)
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="/tmp/ldm3d-fullsize")
+    ap.add_argument("--work", default=BenchOptions.work, help="shared with ldm3d bench (default: %(default)s)")
     ap.add_argument("--out", default="benchmarks/results/int8-unet")
     ap.add_argument("--release", default="ldm3d-4c")
     ap.add_argument("--size", type=int, default=512)
@@ -92,12 +93,15 @@ def main(argv=None) -> int:
     from ldm3d_edge.quantization import quantize_artifacts
     from ldm3d_edge.quantization.openvino_int8 import kernel_precisions
 
+    from .bench import prepare
     from .common import machine
-    from .fullsize import build_and_export
+    from .variants import VARIANTS
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    _, art, prep = build_and_export(work, a.release, a.size)
+    paths, prep = prepare(BenchOptions(config=a.release, height=a.size, width=a.size, work=str(work)),
+                          [VARIANTS["ov-fp32"]])
+    art = paths["fp32"]
     arts = {"fp32": art}
     for mode in ("hybrid", "full"):
         q = work / f"{art.name}-int8-{mode}"
