@@ -70,6 +70,9 @@ class BenchOptions:
             raise InvalidArgumentError(f"--config must be one of {', '.join(RELEASE_SIZES)} or a folder (diffusers "
                                        f"checkpoint or artifact folder); {self.config!r} is neither")
         h, w = RELEASE_SIZES.get(self.config, (512, 512))
+        if (Path(self.config) / C.MANIFEST_FILE).is_file():   # an artifact folder: its export size
+            m = json.loads((Path(self.config) / C.MANIFEST_FILE).read_text())
+            h, w = m.get("height", h), m.get("width", w)
         self.height, self.width = self.height or h, self.width or w
         for name in ("height", "width"):
             v = getattr(self, name)

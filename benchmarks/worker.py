@@ -15,7 +15,6 @@ import statistics
 import sys
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 

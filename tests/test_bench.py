@@ -114,6 +114,12 @@ def test_bad_options_are_named(kw, msg):
         BenchOptions(**kw).validate()
 
 
+def test_an_artifact_folder_sets_the_default_size(tiny4):
+    o = BenchOptions(config=str(tiny4[1]), variants="ov-fp32")
+    o.validate()
+    assert (o.height, o.width) == (64, 64)
+
+
 def test_bad_option_through_the_cli_is_one_line(capsys, tmp_path):
     assert main(["bench", "--variants", "ov-int4", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
