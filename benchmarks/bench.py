@@ -35,7 +35,6 @@ from .variants import BASELINE, DEVICES, VARIANTS, Variant, parse_variants
 RELEASE_SIZES = {"ldm3d-4c": (512, 512), "ldm3d-pano": (512, 1024), "ldm3d": (512, 512), "tiny": (64, 64)}
 PEAK_SIZES = (2048, 4096)
 QUICK = dict(config="tiny", steps=2, repeat=2)
-CALIBRATION_SAMPLES = 8
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 TIMINGS = ("text_encoder_s", "unet_step_s", "vae_decode_s", "e2e_s", "load_s", "first_unet_s", "ready_s")
 
@@ -53,6 +52,7 @@ class BenchOptions:
     work: str = str(C.cache_base() / "bench")
     checkpoint: str | None = None       # diffusers folder for the PyTorch rows when `config` is an artifact folder
     quick: bool = False
+    calibration_samples: int = 8        # UNet calls recorded to calibrate the INT8 folders (latency ignores it)
     timeout_s: float = 3600.0           # one variant run
 
     def validate(self) -> list[Variant]:
@@ -168,20 +168,18 @@ def prepare(o: BenchOptions, variants: list[Variant]) -> tuple[dict[str, Path | 
             continue
         mode = v.artifacts.split("-", 1)[1]
         fmt = C.FORMAT_OPENVINO if v.engine == "openvino" else C.FORMAT_ONNX
-        q = work / f"{art.name}-int8-{mode}" if fmt == C.FORMAT_OPENVINO else work / f"{art.name}-int8-{mode}-onnx"
-        key = v.artifacts if fmt == C.FORMAT_OPENVINO else f"{v.artifacts}-onnx"
+        q = work / f"{art.name}-{v.artifacts_key}"
         if not (q / C.MANIFEST_FILE).is_file():
             t0 = time.perf_counter()
-            quantize_artifacts(art, q, mode=mode, formats=[fmt], samples=CALIBRATION_SAMPLES,
-                               steps=CALIBRATION_SAMPLES, overwrite=True)
+            quantize_artifacts(art, q, mode=mode, formats=[fmt], samples=o.calibration_samples,
+                               steps=min(o.calibration_samples, 8), overwrite=True)
             times[f"quantize_{fmt}_{mode}_s"] = time.perf_counter() - t0
-        paths[key] = q
+        paths[v.artifacts_key] = q
     return paths, times
 
 
 def variant_path(v: Variant, paths: dict) -> Path:
-    key = v.artifacts if v.engine != "onnx" or not v.int8 else f"{v.artifacts}-onnx"
-    return paths[key]
+    return paths[v.artifacts_key]
 
 
 def model_bytes(v: Variant, folder: Path) -> int:
@@ -322,8 +320,7 @@ def resummarize(r: dict) -> dict:
     variants = parse_variants(o.variants, o.device) if o.variants else [VARIANTS[k] for k in r["variants"]]
     paths = {"checkpoint": None}
     for v in variants:
-        paths[v.artifacts if v.engine != "onnx" or not v.int8 else f"{v.artifacts}-onnx"] = \
-            Path(r["variants"][v.name]["artifacts"])
+        paths[v.artifacts_key] = Path(r["variants"][v.name]["artifacts"])
     return {**r, "variants": summarize(o, variants, paths, r["runs"], r["flops"], r["peaks"])}
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from ..training.metrics import abs_rel
 from .bench import BenchOptions
 from .common import interleaved, peak_rss_gb, write_results
+from .worker import unet_inputs
 
 # label -> (artifact key, OpenVINO inference precision); INT8 variants run their float remainder in bf16
 VARIANTS = {"FP32": ("fp32", "f32"), "BF16": ("fp32", "bf16"), "INT8 hybrid": ("hybrid", "bf16"),
@@ -34,13 +34,6 @@ VAE_VARIANTS = {"FP32": ("fp32", "f32"), "BF16": ("fp32", "bf16"), "INT8 weights
 
 def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def inputs(size: int, hidden_dim: int = 1024):
-    rng = np.random.default_rng(0)
-    lat = size // 8
-    return (rng.standard_normal((2, 4, lat, lat), dtype=np.float32), np.full((2,), 500.0, np.float32),
-            rng.standard_normal((2, 77, hidden_dim), dtype=np.float32))
 
 
 def load_part(art: Path, component: str, precision: str, threads: int):
@@ -60,7 +53,7 @@ def child(spec: dict) -> dict:
                                                 spec["size"], spec["threads"])
     part, m = load_part(art, component, precision, threads)
     if component == "unet":
-        s, t, h = inputs(size, m.components["unet"].input("encoder_hidden_states").shape[-1])
+        s, t, h = unet_inputs(size, size, m.components["unet"].input("encoder_hidden_states").shape[-1])
         part(s, t, h, size, size)
     else:
         part(np.zeros((1, 4, size // 8, size // 8), np.float32), size, size)
@@ -90,27 +83,15 @@ def main(argv=None) -> int:
     if a.child:
         print(json.dumps(child(json.loads(a.child))))
         return 0
-    from ldm3d_edge.quantization import quantize_artifacts
     from ldm3d_edge.quantization.openvino_int8 import kernel_precisions
 
+    from . import variants as bench_variants
     from .bench import prepare
     from .common import machine
-    from .variants import VARIANTS
 
-    work = Path(a.work)
-    work.mkdir(parents=True, exist_ok=True)
-    paths, prep = prepare(BenchOptions(config=a.release, height=a.size, width=a.size, work=str(work)),
-                          [VARIANTS["ov-fp32"]])
-    art = paths["fp32"]
-    arts = {"fp32": art}
-    for mode in ("hybrid", "full"):
-        q = work / f"{art.name}-int8-{mode}"
-        if not (q / "manifest.json").is_file():
-            t0 = time.perf_counter()
-            quantize_artifacts(art, q, mode=mode, formats=["openvino"], samples=a.samples,
-                               steps=min(a.samples, 8), overwrite=True)
-            prep[f"quantize_{mode}_s"] = time.perf_counter() - t0
-        arts[mode] = q
+    o = BenchOptions(config=a.release, height=a.size, width=a.size, work=a.work, calibration_samples=a.samples)
+    paths, prep = prepare(o, [bench_variants.VARIANTS[k] for k in ("ov-fp32", "ov-int8-hybrid", "ov-int8-full")])
+    arts = {"fp32": paths["fp32"], "hybrid": paths["int8-hybrid"], "full": paths["int8-full"]}
     print("prepared", prep, flush=True)
     if a.prepare_only:
         return 0
@@ -125,7 +106,7 @@ def main(argv=None) -> int:
         r["unet"][label] = {"artifacts": str(arts[key]), "inference_precision": prec,
                             "unet_bytes": (arts[key] / "unet" / "openvino_model.bin").stat().st_size,
                             "kernels": kernel_precisions(compiled.native)}
-    s, t, h = inputs(a.size, m.components["unet"].input("encoder_hidden_states").shape[-1])
+    s, t, h = unet_inputs(a.size, a.size, m.components["unet"].input("encoder_hidden_states").shape[-1])
     lat = interleaved({k: (lambda p=p: p(s, t, h, a.size, a.size)) for k, p in parts.items()}, a.repeat)
     base = lat["FP32"]["median_s"]
     for k, v in lat.items():

@@ -29,6 +29,11 @@ class Variant:
     def int8(self) -> bool:
         return self.artifacts.startswith("int8")
 
+    @property
+    def artifacts_key(self) -> str:
+        """Which prepared folder it runs: ONNX INT8 folders are separate from the OpenVINO ones of that mode."""
+        return f"{self.artifacts}-onnx" if self.engine == "onnx" and self.int8 else self.artifacts
+
 
 VARIANTS = {v.name: v for v in (
     Variant("torch", "torch", "checkpoint", "f32", "fp32", "diffusers PyTorch FP32", devices=("CPU", "CUDA")),
