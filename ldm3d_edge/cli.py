@@ -80,6 +80,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=PRECISIONS,
                    help="OpenVINO inference precision (default: f32 for FP32 artifacts)")
 
+    g.add_argument("--mesh", action="store_true", help="also write <name>.glb (textured), <name>.ply and <name>.obj "
+                                                       "(+ .mtl, texture): a perspective grid mesh, or a sphere for "
+                                                       "--pano")
+    g.add_argument("--video", action="store_true", help="also write <name>.mp4, a camera flight (see --path)")
+    g.add_argument("--all", action="store_true", help="--mesh and --video, plus <name>_points.ply, <name>.gif and "
+                                                      "<name>_strip.png (six frames of the flight)")
+    _add_3d_options(g, video=True)
+
+    vid = sub.add_parser("video", help="RGBD -> camera-flight video (MP4 or GIF)",
+                         description="Render a virtual camera moving through an RGBD scene (the output of 'ldm3d "
+                                     "generate', or any RGB image with --depth) and write an MP4 or a GIF. Paths: "
+                                     "orbit (circle, looking at the centre), dolly (in and out), swing (side to "
+                                     "side), pano-walk (a 360-degree turn inside a panorama). Disocclusions are "
+                                     "filled from the background side.")
+    vid.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
+                                   "RGB image (with --depth)")
+    vid.add_argument("--out", required=True, help="video file: .mp4 (H.264) or .gif")
+    vid.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
+    _add_3d_options(vid, video=True)
+
+    me = sub.add_parser("mesh", help="RGBD -> GLB / PLY / OBJ mesh and point cloud",
+                        description="Turn an RGBD result into 3D files: a textured grid mesh (perspective) with "
+                                    "triangles across depth edges dropped, or a closed sphere (panorama).")
+    me.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
+                                  "RGB image (with --depth)")
+    me.add_argument("--out", help="output prefix (default: the input's prefix)")
+    me.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
+    me.add_argument("--formats", default="glb,ply,obj", help="comma-separated from glb, ply, obj (default: all)")
+    me.add_argument("--points", action="store_true", help="also write <prefix>_points.ply, the coloured point cloud")
+    _add_3d_options(me, video=False)
+
     d = sub.add_parser("demo", help="build a tiny random-weight LDM3D, export it and generate (no download)",
                        description="Smoke-test the whole path on this machine: build a tiny LDM3D with RANDOM "
                                    "weights (its pictures are noise, not scenes), export it to ONNX + OpenVINO and "
@@ -180,6 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_3d_options(p: argparse.ArgumentParser, video: bool) -> None:
+    from .scene3d import DEFAULT_EDGE_THRESHOLD, DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, PATHS
+    from .scene3d.video import DEFAULT_FPS, DEFAULT_FRAMES
+
+    o = p.add_argument_group("3D options")
+    o.add_argument("--projection", choices=["perspective", "equirectangular"],
+                   help="how the image maps to rays (default: from the result's JSON, else equirectangular for 2:1 "
+                        "images, perspective otherwise)")
+    o.add_argument("--hfov", type=_float, help=f"horizontal field of view of a perspective image in degrees "
+                                               f"(default {DEFAULT_HFOV_DEG:g})")
+    o.add_argument("--near", type=_float, help=f"distance of the nearest depth value (default {DEFAULT_NEAR:g})")
+    o.add_argument("--far", type=_float, help=f"distance of the farthest depth value (default {DEFAULT_FAR:g}); "
+                                              "1/distance is interpolated linearly between them")
+    o.add_argument("--edge-threshold", type=_float, default=DEFAULT_EDGE_THRESHOLD,
+                   help="drop mesh triangles whose corner distances differ by more than this fraction of the nearest "
+                        f"(default {DEFAULT_EDGE_THRESHOLD:g})")
+    if video:
+        o.add_argument("--path", choices=PATHS, help="camera path (default: orbit, or pano-walk for panoramas)")
+        o.add_argument("--frames", type=_int, default=DEFAULT_FRAMES, help=f"default {DEFAULT_FRAMES}")
+        o.add_argument("--fps", type=_float, default=DEFAULT_FPS, help=f"default {DEFAULT_FPS}")
+
+
 def _slug(text: str, seed) -> str:
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "ldm3d"
     return f"{s}-{seed}" if seed is not None else s
@@ -199,9 +252,18 @@ def cmd_export(a) -> int:
 
 
 def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | None = None,
-                   device: str = "auto", precision: str | None = None, **kw) -> list[Path]:
-    """Validate (before compiling anything), load, generate with a progress bar, save; prints what it did."""
+                   device: str = "auto", precision: str | None = None, projection: str | None = None,
+                   hfov: float | None = None, near: float | None = None, far: float | None = None,
+                   outputs_3d: dict | None = None, **kw) -> list[Path]:
+    """Validate (before compiling anything), load, generate with a progress bar, save RGB, depth and the JSON
+    sidecar (with the camera and depth mapping), then any 3D outputs (scene3d.write_3d arguments); prints what
+    it did."""
     from .runtime import Pipeline
+    from .scene3d import DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, RGBD, Camera, DepthMapping
+
+    if outputs_3d or near is not None or far is not None or hfov is not None:   # bad 3D options fail before work
+        Camera.for_image(8, 8, projection, DEFAULT_HFOV_DEG if hfov is None else hfov)
+        DepthMapping(near or DEFAULT_NEAR, far or DEFAULT_FAR)
 
     pipe = Pipeline.load(model, device=device, precision=precision, compile_now=False)
     cfg, _ = pipe.make_config(prompt, **kw)
@@ -209,11 +271,28 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     pipe.prepare(cfg.height, cfg.width)
     print(f"model {pipe.manifest.root} on {pipe.device} (ready in {time.perf_counter() - t0:.1f}s)", flush=True)
     result = pipe(prompt, progress=True, **{**kw, "seed": cfg.seed})
-    paths = result.save(Path(out) / (name or _slug(prompt, result.seed)))
     mt = result.metrics
     print(f"{result.steps} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, seed {result.seed}")
+    prefix = Path(out) / (name or _slug(prompt, result.seed))
+    rgbd = RGBD(result.rgb, result.depth, Camera.for_image(result.height, result.width, projection,
+                                                             DEFAULT_HFOV_DEG if hfov is None else hfov),
+                DepthMapping(near or DEFAULT_NEAR, far or DEFAULT_FAR))
+    paths = result.save(prefix, extra={"camera": rgbd.camera.to_json(), "depth_mapping": rgbd.mapping.to_json()})
     for p in paths:
         print(f"wrote {p}")
+    if outputs_3d:
+        paths += _write_3d(rgbd, prefix, outputs_3d)
+    return paths
+
+
+def _write_3d(rgbd, prefix: Path, outputs: dict) -> list[Path]:
+    from .scene3d import write_3d
+
+    t0 = time.perf_counter()
+    paths = write_3d(rgbd, prefix, progress=True, **outputs)
+    for p in paths:
+        print(f"wrote {p}")
+    print(f"3D outputs in {time.perf_counter() - t0:.1f}s")
     return paths
 
 
@@ -227,10 +306,78 @@ def cmd_generate(a) -> int:
     elif a.pano:
         raise Ldm3dError("--pano picks the embedded panorama model; with --model, export your panorama model at "
                          "2:1 (e.g. --height 512 --width 1024) and pass that folder")
+    outputs = {}
+    if a.mesh or a.all:
+        outputs["mesh_formats"] = ("glb", "ply", "obj")
+    if a.video or a.all:
+        outputs["videos"] = (".mp4", ".gif") if a.all else (".mp4",)
+    if a.all:
+        outputs.update(points=True, strip=True)
+    if outputs:
+        outputs.update(path=a.path, frames=a.frames, fps=a.fps, edge_threshold=a.edge_threshold)
+        _check_video_options(a.frames, a.fps)
     generate_files(model, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
                    num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
-                   width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision)
+                   width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision,
+                   projection=a.projection or ("equirectangular" if a.pano else None), hfov=a.hfov, near=a.near,
+                   far=a.far, outputs_3d=outputs)
     return 0
+
+
+def _check_video_options(frames: int, fps: float) -> None:
+    from .runtime.errors import InvalidArgumentError
+
+    if not 2 <= frames <= 10000:
+        raise InvalidArgumentError(f"--frames must be from 2 to 10000, got {frames}")
+    if not 0 < fps <= 120:
+        raise InvalidArgumentError(f"--fps must be in (0, 120], got {fps:g}")
+
+
+def _read_input(a):
+    from .scene3d import read_rgbd
+
+    return read_rgbd(a.input, depth=a.depth, projection=a.projection, hfov_deg=a.hfov, near=a.near, far=a.far)
+
+
+def cmd_video(a) -> int:
+    from .runtime.errors import InvalidArgumentError
+    from .scene3d.video import VIDEO_FORMATS, render_frames, write_video
+
+    if Path(a.out).suffix.lower() not in VIDEO_FORMATS:
+        raise InvalidArgumentError(f"--out must end in {' or '.join(VIDEO_FORMATS)}, got {a.out}")
+    _check_video_options(a.frames, a.fps)
+    rgbd = _read_input(a)
+    t0 = time.perf_counter()
+    views = render_frames(rgbd, a.path, a.frames, progress=True)
+    out = write_video([v.image for v in views], a.out, a.fps)
+    holes = sum(v.hole_fraction for v in views) / len(views)
+    print(f"wrote {out} ({len(views)} frames, {a.fps:g} fps, {views[0].image.shape[1]}x{views[0].image.shape[0]}; "
+          f"{holes:.1%} of pixels were disocclusions, filled) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_mesh(a) -> int:
+    from .scene3d import MESH_FORMATS
+    from .runtime.errors import InvalidArgumentError
+
+    formats = tuple(f.strip().lower() for f in a.formats.split(",") if f.strip())
+    bad = [f for f in formats if f not in MESH_FORMATS]
+    if bad or not formats:
+        raise InvalidArgumentError(f"--formats takes a comma-separated list from {', '.join(MESH_FORMATS)}, got "
+                                   f"{a.formats!r}")
+    rgbd = _read_input(a)
+    prefix = Path(a.out) if a.out else _input_prefix(Path(a.input))
+    _write_3d(rgbd, prefix, {"mesh_formats": formats, "points": a.points, "edge_threshold": a.edge_threshold})
+    return 0
+
+
+def _input_prefix(path: Path) -> Path:
+    from .runtime import constants as C
+
+    for suffix in (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX):
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path.with_suffix("") if path.suffix else path
 
 
 def cmd_demo(a) -> int:
@@ -327,7 +474,7 @@ def cmd_bench(a) -> int:
 
 
 COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "quantize": cmd_quantize,
-            "quality": cmd_quality, "eval-embedded": cmd_eval_embedded,
+            "quality": cmd_quality, "eval-embedded": cmd_eval_embedded, "video": cmd_video, "mesh": cmd_mesh,
             "bench": cmd_bench}
 
 

@@ -69,8 +69,9 @@ class RGBDResult:
                           "meaning": "relative inverse depth, near = high, in [0, 1]"},
                 "timings": self.metrics.to_json()}
 
-    def save(self, prefix: str | Path) -> list[Path]:
-        """Write <prefix>_rgb.png, <prefix>_depth.png (16-bit) and <prefix>.json; returns the paths.
+    def save(self, prefix: str | Path, extra: dict | None = None) -> list[Path]:
+        """Write <prefix>_rgb.png, <prefix>_depth.png (16-bit) and <prefix>.json (info(), plus `extra`, e.g. the
+        camera model and depth mapping for 3D use); returns the paths.
 
         Each file is written to a temporary name beside it and renamed, so no half-written file remains.
         """
@@ -82,20 +83,27 @@ class RGBDResult:
         depth16 = np.round(np.clip(self.depth, 0, 1) * 65535).astype(np.uint16)
         atomic_write(rgb_path, lambda p: Image.fromarray(self.rgb).save(p, format="PNG"))
         atomic_write(depth_path, lambda p: Image.fromarray(depth16).save(p, format="PNG"))
-        atomic_write(json_path, lambda p: Path(p).write_text(json.dumps(self.info(), indent=2)))
+        atomic_write(json_path, lambda p: Path(p).write_text(json.dumps({**self.info(), **(extra or {})}, indent=2)))
         return [rgb_path, depth_path, json_path]
 
 
 def atomic_write(path: Path, write) -> None:
     """write(tmp_path) into a temporary sibling, then rename: `path` is either complete or untouched."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)  # keeps the extension
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; a finished file gets the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager

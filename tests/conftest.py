@@ -39,3 +39,12 @@ def tiny4(tmp_path_factory, ov_cache):
 def tiny6(tmp_path_factory, ov_cache):
     """(diffusers checkpoint folder, artifact folder) of a tiny 6-channel-VAE LDM3D (original Intel/ldm3d)."""
     return _tiny(tmp_path_factory, 6)
+
+
+@pytest.fixture(scope="session")
+def embedded(ov_cache):
+    """(perspective artifacts, panorama artifacts, diffusers folder) of the embedded model, exported once."""
+    pytest.importorskip("torch")        # the first use exports the model, which needs the [export] extra
+    from ldm3d_edge.embedded import embedded_artifacts
+
+    return embedded_artifacts(progress=False)

@@ -29,13 +29,6 @@ COLOUR_PROMPTS = {
 
 
 @pytest.fixture(scope="module")
-def embedded(ov_cache):
-    from ldm3d_edge.embedded import embedded_artifacts
-
-    return embedded_artifacts(progress=False)
-
-
-@pytest.fixture(scope="module")
 def pipe(embedded):
     """The perspective export, loaded once for the module."""
     return Pipeline.load(embedded[0], device="openvino:CPU")
