@@ -38,7 +38,7 @@ def _float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .runtime.backends import DEVICE_HELP
-    from .runtime.config import DEFAULT_GUIDANCE, DEFAULT_STEPS
+    from .runtime.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH
     from .runtime.schedulers import scheduler_names
 
     p = argparse.ArgumentParser(prog="ldm3d", description="LDM3D text -> RGB + depth on OpenVINO / ONNX Runtime.")
@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", choices=PRECISIONS,
                    help="OpenVINO inference precision (default: f32 for FP32 artifacts)")
 
+    g.add_argument("--init", metavar="IMAGE", help="image-to-image: start from this RGB image (or an 'ldm3d generate' "
+                                                   "result: its prefix or _rgb.png, whose depth is used too) instead "
+                                                   "of noise; resized to the output size")
+    g.add_argument("--init-depth", metavar="DEPTH", help="depth for --init (16- or 8-bit PNG, near = bright; default: "
+                                                         "the result's own, else a flat 0.5)")
+    g.add_argument("--strength", type=_float, default=DEFAULT_STRENGTH,
+                   help=f"with --init: how far to move from it, in (0, 1] (default {DEFAULT_STRENGTH}; 1 = ignore it)")
     g.add_argument("--mesh", action="store_true", help="also write <name>.glb (textured), <name>.ply and <name>.obj "
                                                        "(+ .mtl, texture): a perspective grid mesh, or a sphere for "
                                                        "--pano")
@@ -254,10 +261,11 @@ def cmd_export(a) -> int:
 def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | None = None,
                    device: str = "auto", precision: str | None = None, projection: str | None = None,
                    hfov: float | None = None, near: float | None = None, far: float | None = None,
-                   outputs_3d: dict | None = None, **kw) -> list[Path]:
+                   outputs_3d: dict | None = None, init: tuple | None = None, strength: float | None = None,
+                   **kw) -> list[Path]:
     """Validate (before compiling anything), load, generate with a progress bar, save RGB, depth and the JSON
     sidecar (with the camera and depth mapping), then any 3D outputs (scene3d.write_3d arguments); prints what
-    it did."""
+    it did. init: (image path, depth path or None) for image-to-image at `strength`."""
     from .runtime import Pipeline
     from .scene3d import DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, RGBD, Camera, DepthMapping
 
@@ -270,9 +278,15 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     t0 = time.perf_counter()
     pipe.prepare(cfg.height, cfg.width)
     print(f"model {pipe.manifest.root} on {pipe.device} (ready in {time.perf_counter() - t0:.1f}s)", flush=True)
-    result = pipe(prompt, progress=True, **{**kw, "seed": cfg.seed})
+    if init is None:
+        result = pipe(prompt, progress=True, **{**kw, "seed": cfg.seed})
+    else:
+        rgb, depth = _read_init(*init, cfg.height, cfg.width)
+        kw = {k: v for k, v in kw.items() if k not in ("height", "width", "latents")}
+        result = pipe.img2img(rgb, depth, prompt, strength=strength, progress=True, **{**kw, "seed": cfg.seed})
     mt = result.metrics
-    print(f"{result.steps} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, seed {result.seed}")
+    print(f"{len(mt.unet_step_s)} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, "
+          f"seed {result.seed}")
     prefix = Path(out) / (name or _slug(prompt, result.seed))
     rgbd = RGBD(result.rgb, result.depth, Camera.for_image(result.height, result.width, projection,
                                                              DEFAULT_HFOV_DEG if hfov is None else hfov),
@@ -283,6 +297,38 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     if outputs_3d:
         paths += _write_3d(rgbd, prefix, outputs_3d)
     return paths
+
+
+def _read_init(image: str, depth: str | None, height: int, width: int):
+    """An init image (and its depth: given, or the result's own _depth.png, else None), resized to height x width."""
+    import numpy as np
+    from PIL import Image
+
+    from .runtime import constants as C
+    from .runtime.errors import InvalidArgumentError
+
+    path = Path(image)
+    if not path.is_file():
+        prefix = path.with_name(path.name + C.RGB_SUFFIX)
+        if not prefix.is_file():
+            raise InvalidArgumentError(f"--init {image}: no such image (nor {prefix.name})")
+        path = prefix
+    if depth is None and path.name.endswith(C.RGB_SUFFIX):
+        own = path.with_name(path.name[: -len(C.RGB_SUFFIX)] + C.DEPTH_SUFFIX)
+        depth = str(own) if own.is_file() else None
+    try:
+        rgb = np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.BICUBIC))
+        d = None
+        if depth is not None:
+            img = Image.open(depth)
+            raw = np.asarray(img)
+            scale = 65535.0 if raw.dtype == np.uint16 or raw.max() > 255 else 255.0
+            d = np.asarray(Image.fromarray((raw[..., 0] if raw.ndim == 3 else raw).astype(np.float32) / scale)
+                           .resize((width, height), Image.BILINEAR), dtype=np.float32).clip(0, 1)
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot read the init image: {e}") from None
+    print(f"image-to-image from {path}" + (f" with depth {depth}" if d is not None else " (flat depth)"), flush=True)
+    return rgb, d
 
 
 def _write_3d(rgbd, prefix: Path, outputs: dict) -> list[Path]:
@@ -320,7 +366,8 @@ def cmd_generate(a) -> int:
                    num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
                    width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision,
                    projection=a.projection or ("equirectangular" if a.pano else None), hfov=a.hfov, near=a.near,
-                   far=a.far, outputs_3d=outputs)
+                   far=a.far, outputs_3d=outputs, init=(a.init, a.init_depth) if a.init else None,
+                   strength=a.strength)
     return 0
 
 

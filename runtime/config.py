@@ -11,6 +11,7 @@ from .errors import InvalidArgumentError
 
 DEFAULT_STEPS = 49        # Intel/ldm3d-4c release default
 DEFAULT_GUIDANCE = 5.0
+DEFAULT_STRENGTH = 0.75    # img2img: diffusers' default
 MAX_STEPS = 1000
 MAX_SIDE = 4096
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import constants as C
-from .errors import ModelFolderError, OutputError
+from .errors import InvalidArgumentError, ModelFolderError, OutputError
 
 
 def denormalize(image: np.ndarray) -> np.ndarray:
@@ -37,3 +37,38 @@ def split_rgbd(image: np.ndarray, encoding: str) -> tuple[np.ndarray, np.ndarray
     if encoding == C.DEPTH_ENCODING_PACKED16:
         return x[..., :3], unpack_depth16(x[..., 3:6])
     raise ModelFolderError(f"unknown depth encoding {encoding!r} in the manifest")
+
+
+def pack_depth16(depth: np.ndarray) -> np.ndarray:
+    """Inverse of unpack_depth16: depth in [0, 1] -> (H, W, 3) RGB-like [0, high byte, low byte] / 255."""
+    v = np.round(np.clip(depth, 0, 1) * 65535).astype(np.uint32)
+    return np.stack([np.zeros_like(v), v >> 8, v & 255], axis=-1).astype(np.float32) / 255.0
+
+
+def rgbd_to_image(rgb: np.ndarray, depth: np.ndarray | None, encoding: str, channels: int) -> np.ndarray:
+    """The VAE encoder's input from an RGB image and its depth: (1, C, H, W) in [-1, 1], the inverse of split_rgbd.
+
+    rgb: (H, W, 3) uint8, or float in [0, 1]; depth: (H, W) in [0, 1] (near = high), or None for a flat 0.5.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
+        raise InvalidArgumentError(f"rgb must be an (H, W, 3) image, got shape {list(rgb.shape)}")
+    rgb_f = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+    if depth is None:
+        depth = np.full(rgb.shape[:2], 0.5, np.float32)
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.shape != rgb.shape[:2]:
+        raise InvalidArgumentError(f"depth must be (H, W) = {list(rgb.shape[:2])} like the RGB image, got "
+                                   f"{list(depth.shape)}")
+    if not (np.isfinite(rgb_f).all() and np.isfinite(depth).all()) or rgb_f.min() < 0 or rgb_f.max() > 1 \
+            or depth.min() < 0 or depth.max() > 1:
+        raise InvalidArgumentError("rgb (as float) and depth must be finite values in [0, 1]")
+    if encoding == C.DEPTH_ENCODING_1CH:
+        x = np.concatenate([rgb_f, depth[..., None]], axis=-1)
+    elif encoding == C.DEPTH_ENCODING_PACKED16:
+        x = np.concatenate([rgb_f, pack_depth16(depth)], axis=-1)
+    else:
+        raise ModelFolderError(f"unknown depth encoding {encoding!r} in the manifest")
+    if x.shape[-1] != channels:
+        raise ModelFolderError(f"the VAE takes {channels} channels, the {encoding} encoding gives {x.shape[-1]}")
+    return np.ascontiguousarray((x * 2.0 - 1.0).transpose(2, 0, 1)[None]).astype(np.float32)

@@ -12,8 +12,8 @@ import numpy as np
 
 from . import constants as C
 from .backends import create_backend, resolve_device
-from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationConfig
-from .depth import split_rgbd
+from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, GenerationConfig
+from .depth import rgbd_to_image, split_rgbd
 from .errors import InvalidArgumentError, Ldm3dError, ModelFolderError
 from .manifest import Manifest, read_manifest
 from .models import TextEncoder, UNet, VaeDecoder, VaeEncoder
@@ -106,33 +106,98 @@ class Pipeline:
                  guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
                  seed: int | None = None, latents: np.ndarray | None = None, scheduler: str | Scheduler | None = None,
                  callback: StepCallback | None = None, progress: bool = False) -> RGBDResult:
+        """Text -> RGB + depth. `latents`: the initial noise (1, 4, H/8, W/8) instead of one drawn from `seed`."""
         t_start = time.perf_counter()
         metrics = GenerationMetrics()
         # 1. validate
         cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
                                       seed, latents, scheduler)
-        m = self.manifest
-        h, w = cfg.height, cfg.width
-        self.prepare(h, w)
+        self.prepare(cfg.height, cfg.width)
+        # 2. encode the prompt
+        hidden = self._encode_prompt(cfg, metrics)
+        # 3. timesteps
+        sched.set_timesteps(cfg.num_inference_steps)
+        # 4. initial latents: noise at the scheduler's starting sigma
+        latents = (self._noise(cfg) * np.float32(sched.init_noise_sigma)).astype(np.float32)
+        # 5. denoise, 6. decode and split RGB / depth
+        latents = self._denoise(latents, sched.timesteps, sched, hidden, cfg, metrics, callback, progress)
+        return self._decode(latents, cfg, sched, metrics, t_start)
 
-        # 2. encode the prompt and the negative prompt ("" when none), batch [negative, positive] for CFG
+    def img2img(self, rgb: np.ndarray, depth: np.ndarray | None, prompt: str, strength: float = DEFAULT_STRENGTH,
+                negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
+                guidance_scale: float = DEFAULT_GUIDANCE, seed: int | None = None, noise: np.ndarray | None = None,
+                init_latents: np.ndarray | None = None, scheduler: str | Scheduler | None = None,
+                callback: StepCallback | None = None, progress: bool = False) -> RGBDResult:
+        """Re-generate an existing RGBD image guided by a new prompt ("modify a template").
+
+        rgb: (H, W, 3) uint8 (or float in [0, 1]); depth: (H, W) relative inverse depth in [0, 1], or None for a
+        flat 0.5. H and W set the output size (multiples of 8). The image goes through the VAE encoder (the mean
+        of its latent Gaussian), is noised to the timestep `strength` of the way up the schedule and denoised
+        from there; as diffusers' img2img pipelines, int(steps * strength) steps are run (strength 1 = from pure
+        noise, small = close to the input). `noise`: (1, 4, H/8, W/8) instead of drawing it from `seed`;
+        `init_latents`: already-encoded, scaled latents (skips the encoder; rgb and depth may then be None).
+        """
+        t_start = time.perf_counter()
+        metrics = GenerationMetrics()
+        # 1. validate (image size sets the output size)
+        image = None
+        if init_latents is None:
+            image = rgbd_to_image(rgb, depth, self.manifest.depth_encoding, self.manifest.vae_channels)
+            h, w = image.shape[2:]
+        else:
+            init_latents = _check_latents(init_latents, self.manifest)
+            h, w = (d * self.manifest.vae_scale_factor for d in init_latents.shape[2:])
+        cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, h, w, seed,
+                                      noise, scheduler)
+        if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or \
+                not 0 < strength <= 1 or int(cfg.num_inference_steps * strength) < 1:
+            raise InvalidArgumentError(f"strength must be in (0, 1] with steps * strength >= 1, got strength "
+                                       f"{strength!r} for {cfg.num_inference_steps} steps")
+        self.prepare(h, w)
+        # 2. encode the image and the prompt
+        if init_latents is None:
+            if self.vae_encoder is None:
+                raise ModelFolderError(f"{self.manifest.root} has no {C.VAE_ENCODER}/: re-export the model with "
+                                       "this version to use img2img")
+            t0 = time.perf_counter()
+            moments = self.vae_encoder(image, h, w)
+            init_latents = moments[:, : self.manifest.latent_channels] * np.float32(self.manifest.vae_scaling_factor)
+            metrics.vae_encode_s = time.perf_counter() - t0
+        hidden = self._encode_prompt(cfg, metrics)
+        # 3. timesteps: the last int(steps * strength) of the schedule
+        sched.set_timesteps(cfg.num_inference_steps)
+        timesteps = img2img_timesteps(sched, cfg.num_inference_steps, float(strength))
+        # 4. initial latents: the image's, noised to the first of those timesteps
+        latents = sched.add_noise(init_latents.astype(np.float32), self._noise(cfg), timesteps[0])
+        # 5. denoise, 6. decode and split RGB / depth
+        latents = self._denoise(latents, timesteps, sched, hidden, cfg, metrics, callback, progress)
+        result = self._decode(latents, cfg, sched, metrics, t_start)
+        result.strength = float(strength)
+        return result
+
+    # -- the steps both entry points share -------------------------------------------------------------------
+
+    def _encode_prompt(self, cfg: GenerationConfig, metrics: GenerationMetrics) -> np.ndarray:
+        """The prompt and the negative prompt ("" when none), batch [negative, positive] for CFG."""
         t0 = time.perf_counter()
         cond = self.text_encoder(self.tokenizer.encode(cfg.prompt))
         uncond = self.text_encoder(self.tokenizer.encode(cfg.negative_prompt or "")) if cfg.do_cfg else cond
-        hidden = np.concatenate([uncond, cond], axis=0).astype(np.float32)
         metrics.text_encoder_s = time.perf_counter() - t0
+        return np.concatenate([uncond, cond], axis=0).astype(np.float32)
 
-        # 3. timesteps
-        sched.set_timesteps(cfg.num_inference_steps)
+    def _noise(self, cfg: GenerationConfig) -> np.ndarray:
+        m = self.manifest
+        shape = (1, m.latent_channels, cfg.height // m.vae_scale_factor, cfg.width // m.vae_scale_factor)
+        if cfg.latents is not None:
+            return cfg.latents.astype(np.float32)
+        return np.random.default_rng(cfg.seed).standard_normal(shape, dtype=np.float32)
 
-        # 4. initial latents
-        shape = (1, m.latent_channels, h // m.vae_scale_factor, w // m.vae_scale_factor)
-        noise = cfg.latents if cfg.latents is not None else \
-            np.random.default_rng(cfg.seed).standard_normal(shape, dtype=np.float32)
-        latents = (noise.astype(np.float32) * np.float32(sched.init_noise_sigma)).astype(np.float32)
-
-        # 5. denoising loop with classifier-free guidance (the UNet is exported at batch 2)
-        steps = _progress(sched.timesteps, progress)
+    def _denoise(self, latents: np.ndarray, timesteps: np.ndarray, sched: Scheduler, hidden: np.ndarray,
+                 cfg: GenerationConfig, metrics: GenerationMetrics, callback: StepCallback | None,
+                 progress: bool) -> np.ndarray:
+        """The denoising loop with classifier-free guidance (the UNet is exported at batch 2)."""
+        h, w = cfg.height, cfg.width
+        steps = _progress(timesteps, progress)
         for i, t in enumerate(steps):
             model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0), t)
             t0 = time.perf_counter()
@@ -148,10 +213,14 @@ class Pipeline:
                 steps.set_postfix_str(f"{metrics.unet_step_s[-1]:.2f}s/step", refresh=False)
             if callback is not None and callback(i, float(t), latents) is False:
                 raise GenerationCancelled(f"generation cancelled by the callback at step {i + 1}")
+        return latents
 
-        # 6. decode and 7. split RGB / depth
+    def _decode(self, latents: np.ndarray, cfg: GenerationConfig, sched: Scheduler, metrics: GenerationMetrics,
+                t_start: float) -> RGBDResult:
+        m = self.manifest
         t0 = time.perf_counter()
-        image = self.vae_decoder((latents / np.float32(m.vae_scaling_factor)).astype(np.float32), h, w)
+        image = self.vae_decoder((latents / np.float32(m.vae_scaling_factor)).astype(np.float32), cfg.height,
+                                 cfg.width)
         metrics.vae_decode_s = time.perf_counter() - t0
         rgb_f, depth = split_rgbd(image, m.depth_encoding)
         metrics.total_s = time.perf_counter() - t_start
@@ -159,7 +228,26 @@ class Pipeline:
             rgb=np.round(rgb_f * 255).astype(np.uint8), depth=depth, rgb_float=rgb_f, prompt=cfg.prompt,
             negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
             steps=cfg.num_inference_steps, guidance_scale=float(cfg.guidance_scale), scheduler=sched.name,
-            model=self.model_name, device=self.device, height=h, width=w, metrics=metrics)
+            model=self.model_name, device=self.device, height=cfg.height, width=cfg.width, metrics=metrics)
+
+
+def img2img_timesteps(sched: Scheduler, num_inference_steps: int, strength: float) -> np.ndarray:
+    """The tail of the schedule an img2img run denoises, exactly as diffusers' StableDiffusionImg2ImgPipeline
+    .get_timesteps: int(steps * strength) steps, and the scheduler told where it begins."""
+    init_timestep = min(int(num_inference_steps * strength), num_inference_steps)
+    t_start = max(num_inference_steps - init_timestep, 0)
+    sched.set_begin_index(t_start * sched.order)
+    return sched.timesteps[t_start * sched.order:]
+
+
+def _check_latents(latents, manifest: Manifest) -> np.ndarray:
+    if not isinstance(latents, np.ndarray) or latents.ndim != 4 or latents.shape[:2] != (1, manifest.latent_channels):
+        got = list(latents.shape) if isinstance(latents, np.ndarray) else type(latents).__name__
+        raise InvalidArgumentError(f"init_latents must be a numpy array (1, {manifest.latent_channels}, H/8, W/8), "
+                                   f"got {got}")
+    if not np.isfinite(latents).all():
+        raise InvalidArgumentError("init_latents contain NaN or inf")
+    return latents
 
 
 def read_scheduler_config(root: Path) -> dict:

@@ -22,6 +22,7 @@ class GenerationMetrics:
     """Seconds spent in each part of one generation (compile time counts in `load`/first calls)."""
 
     text_encoder_s: float = 0.0
+    vae_encode_s: float = 0.0          # img2img only
     unet_step_s: list[float] = field(default_factory=list)
     scheduler_s: float = 0.0
     vae_decode_s: float = 0.0
@@ -60,11 +61,13 @@ class RGBDResult:
     height: int
     width: int
     metrics: GenerationMetrics
+    strength: float | None = None   # img2img: how far up the schedule the input image was noised
 
     def info(self) -> dict:
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
                 "steps": self.steps, "guidance_scale": self.guidance_scale, "scheduler": self.scheduler,
                 "height": self.height, "width": self.width, "model": self.model, "device": self.device,
+                **({"img2img_strength": self.strength} if self.strength is not None else {}),
                 "depth": {"file_encoding": "uint16 PNG = round(depth * 65535)",
                           "meaning": "relative inverse depth, near = high, in [0, 1]"},
                 "timings": self.metrics.to_json()}

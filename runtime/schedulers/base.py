@@ -100,6 +100,18 @@ class Scheduler:
     def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> SchedulerOutput:
         raise NotImplementedError
 
+    def set_begin_index(self, begin_index: int) -> None:
+        """Start the loop at timesteps[begin_index] (image-to-image). Schedulers that count their steps (Euler,
+        DPM-Solver) start counting there, as diffusers' set_begin_index does; the others step by timestep value."""
+        if hasattr(self, "step_index"):
+            self.step_index = int(begin_index)
+
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep) -> np.ndarray:
+        """The forward process q(x_t | x_0): sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (DDPM-style
+        schedulers; sigma-based ones override it)."""
+        a = self.alphas_cumprod[int(timestep)]
+        return (a ** F32(0.5) * original + (F32(1) - a) ** F32(0.5) * noise).astype(F32)
+
     def _check_ready(self) -> None:
         if self.num_inference_steps is None:
             raise InvalidArgumentError(f"{self.name}: call set_timesteps() before step()")

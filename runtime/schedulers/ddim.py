@@ -59,7 +59,3 @@ class DDIMScheduler(Scheduler):
         # 6. x_{t-1}
         prev = a_prev ** F32(0.5) * x0 + direction
         return SchedulerOutput(prev.astype(F32, copy=False), x0.astype(F32, copy=False))
-
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep) -> np.ndarray:
-        a = self.alphas_cumprod[int(timestep)]
-        return (a ** F32(0.5) * original + (F32(1) - a) ** F32(0.5) * noise).astype(F32)

@@ -92,6 +92,11 @@ class DPMSolverMultistepScheduler(Scheduler):
         self.lower_order_nums = 0
         self.step_index = 0
 
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep) -> np.ndarray:
+        """alpha_t x_0 + sigma_t noise at the current (begin) step, as diffusers after set_begin_index."""
+        alpha_t, sigma_t = _alpha_sigma(self.sigmas[self.step_index])
+        return (alpha_t * original + sigma_t * noise).astype(F32)
+
     def _convert_model_output(self, model_output, sample):
         """The solver works on x_0 (dpmsolver++) or epsilon (dpmsolver) predictions."""
         cfg = self.config

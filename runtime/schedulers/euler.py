@@ -89,6 +89,10 @@ class EulerDiscreteScheduler(Scheduler):
         self.timesteps = ts.astype(np.float32)
         self.step_index = 0
 
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep) -> np.ndarray:
+        """x_0 + sigma noise at the current (begin) step, as diffusers after set_begin_index."""
+        return (original + noise * self.sigmas[self.step_index]).astype(F32)
+
     def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
         sigma = self.sigmas[self.step_index]
         return (sample / (sigma * sigma + F32(1)) ** F32(0.5)).astype(F32, copy=False)
