@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
 from .quantization.quantize import MODES, VAE_CHOICES
-from .runtime.errors import Ldm3dError
+from .runtime.errors import InvalidArgumentError, Ldm3dError
 
 from .benchmarks.bench import BenchOptions
 from .benchmarks.variants import DEVICES as BENCH_DEVICES, VARIANTS as BENCH_VARIANTS
@@ -62,8 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("prompt", help="what to generate, e.g. 'a red sphere on a grey floor'")
     g.add_argument("--model", help="artifact folder made by 'ldm3d export' (default: the embedded model, "
                                    "exported on first use)")
-    g.add_argument("--pano", action="store_true", help="360-degree panorama (2:1) from the embedded panorama export; "
-                                                       "prompts read best as '360 view of ...'")
+    g.add_argument("--pano", action="store_true",
+                   help="360-degree equirectangular panorama at 2:1 (the embedded panorama export, or --model at twice "
+                        "its height wide unless it is 2:1 already), with circular padding so the left and right edges "
+                        "meet, and the '360 view of ...' prompt convention (prefixed when missing)")
+    g.add_argument("--circular-padding", type=_int, metavar="COLS",
+                   help="latent columns wrapped around each side while denoising and decoding (default with --pano: "
+                        "1/8 of the latent width, at least 4; 0 turns it off; a multiple of 4). Needs an OpenVINO "
+                        "device (the padded size differs from the export size)")
     g.add_argument("--out", default="out", help="folder for <name>_rgb.png, <name>_depth.png, <name>.json "
                                                 "(default: out)")
     g.add_argument("--name", help="file name prefix (default: from the prompt and seed)")
@@ -262,10 +268,11 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
                    device: str = "auto", precision: str | None = None, projection: str | None = None,
                    hfov: float | None = None, near: float | None = None, far: float | None = None,
                    outputs_3d: dict | None = None, init: tuple | None = None, strength: float | None = None,
-                   **kw) -> list[Path]:
+                   pano: bool = False, circular_padding: int | None = None, **kw) -> list[Path]:
     """Validate (before compiling anything), load, generate with a progress bar, save RGB, depth and the JSON
     sidecar (with the camera and depth mapping), then any 3D outputs (scene3d.write_3d arguments); prints what
-    it did. init: (image path, depth path or None) for image-to-image at `strength`."""
+    it did. init: (image path, depth path or None) for image-to-image at `strength`. pano: 2:1 size, the
+    "360 view of" prompt prefix and circular padding (see --pano)."""
     from .runtime import Pipeline
     from .scene3d import DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, RGBD, Camera, DepthMapping
 
@@ -274,15 +281,28 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
         DepthMapping(near or DEFAULT_NEAR, far or DEFAULT_FAR)
 
     pipe = Pipeline.load(model, device=device, precision=precision, compile_now=False)
+    if pano:
+        m = pipe.manifest
+        if kw.get("height") is None and kw.get("width") is None and m.width != 2 * m.height:
+            kw.update(height=m.height, width=2 * m.height)
+        if not prompt.lower().startswith(PANO_PREFIX):
+            prompt = f"{PANO_PREFIX} {prompt}"
+            print(f"prompt: {prompt!r} (the panorama models' convention)")
+    if init is None:
+        width = kw.get("width") or pipe.manifest.width
+        pad = circular_padding if circular_padding is not None else (pano_padding(width, pipe.manifest) if pano else 0)
+        kw["circular_padding"] = pad
+    elif circular_padding:
+        raise InvalidArgumentError("--circular-padding applies to text-to-image, not to --init (image-to-image)")
     cfg, _ = pipe.make_config(prompt, **kw)
     t0 = time.perf_counter()
-    pipe.prepare(cfg.height, cfg.width)
+    pipe.prepare(cfg.height, cfg.width, cfg.circular_padding)
     print(f"model {pipe.manifest.root} on {pipe.device} (ready in {time.perf_counter() - t0:.1f}s)", flush=True)
     if init is None:
         result = pipe(prompt, progress=True, **{**kw, "seed": cfg.seed})
     else:
         rgb, depth = _read_init(*init, cfg.height, cfg.width)
-        kw = {k: v for k, v in kw.items() if k not in ("height", "width", "latents")}
+        kw = {k: v for k, v in kw.items() if k not in ("height", "width", "latents", "circular_padding")}
         result = pipe.img2img(rgb, depth, prompt, strength=strength, progress=True, **{**kw, "seed": cfg.seed})
     mt = result.metrics
     print(f"{len(mt.unet_step_s)} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, "
@@ -299,13 +319,20 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     return paths
 
 
+PANO_PREFIX = "360 view of"
+
+
+def pano_padding(width: int, manifest) -> int:
+    """Default circular padding: 1/8 of the latent width, a multiple of 4, at least 4 (1024 wide: 16 columns)."""
+    return max(4, width // manifest.vae_scale_factor // 8 // 4 * 4)
+
+
 def _read_init(image: str, depth: str | None, height: int, width: int):
     """An init image (and its depth: given, or the result's own _depth.png, else None), resized to height x width."""
     import numpy as np
     from PIL import Image
 
     from .runtime import constants as C
-    from .runtime.errors import InvalidArgumentError
 
     path = Path(image)
     if not path.is_file():
@@ -349,9 +376,6 @@ def cmd_generate(a) -> int:
 
         perspective, panorama, _ = embedded_artifacts()
         model = panorama if a.pano else perspective
-    elif a.pano:
-        raise Ldm3dError("--pano picks the embedded panorama model; with --model, export your panorama model at "
-                         "2:1 (e.g. --height 512 --width 1024) and pass that folder")
     outputs = {}
     if a.mesh or a.all:
         outputs["mesh_formats"] = ("glb", "ply", "obj")
@@ -367,12 +391,11 @@ def cmd_generate(a) -> int:
                    width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision,
                    projection=a.projection or ("equirectangular" if a.pano else None), hfov=a.hfov, near=a.near,
                    far=a.far, outputs_3d=outputs, init=(a.init, a.init_depth) if a.init else None,
-                   strength=a.strength)
+                   strength=a.strength, pano=a.pano, circular_padding=a.circular_padding)
     return 0
 
 
 def _check_video_options(frames: int, fps: float) -> None:
-    from .runtime.errors import InvalidArgumentError
 
     if not 2 <= frames <= 10000:
         raise InvalidArgumentError(f"--frames must be from 2 to 10000, got {frames}")
@@ -387,7 +410,6 @@ def _read_input(a):
 
 
 def cmd_video(a) -> int:
-    from .runtime.errors import InvalidArgumentError
     from .scene3d.video import VIDEO_FORMATS, render_frames, write_video
 
     if Path(a.out).suffix.lower() not in VIDEO_FORMATS:
@@ -405,7 +427,6 @@ def cmd_video(a) -> int:
 
 def cmd_mesh(a) -> int:
     from .scene3d import MESH_FORMATS
-    from .runtime.errors import InvalidArgumentError
 
     formats = tuple(f.strip().lower() for f in a.formats.split(",") if f.strip())
     bad = [f for f in formats if f not in MESH_FORMATS]

@@ -14,6 +14,7 @@ DEFAULT_GUIDANCE = 5.0
 DEFAULT_STRENGTH = 0.75    # img2img: diffusers' default
 MAX_STEPS = 1000
 MAX_SIDE = 4096
+PAD_MULTIPLE = 8   # a padded latent width must pass the UNet's downsamplings (3 in the releases: 2**3)
 
 
 @dataclass
@@ -27,6 +28,7 @@ class GenerationConfig:
     seed: int | None = None        # None: a fresh random seed, recorded in the result
     latents: np.ndarray | None = None
     scheduler: str | None = None   # None: the class named in scheduler_config.json
+    circular_padding: int = 0      # panoramas: latent columns wrapped around each side (see Pipeline.__call__)
 
     @property
     def do_cfg(self) -> bool:
@@ -52,6 +54,13 @@ class GenerationConfig:
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))
                                       or not 0 <= self.seed < 2**63):
             raise InvalidArgumentError(f"seed must be an integer from 0 to 2**63-1, got {self.seed!r}")
+        p = self.circular_padding
+        lw = self.width // scale_factor
+        if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p <= lw // 2 \
+                or (p and (lw + 2 * p) % PAD_MULTIPLE):
+            raise InvalidArgumentError(
+                f"circular padding must be 0 or a number of latent columns up to {lw // 2} (half the latent width) "
+                f"that keeps the padded latent width ({lw} + 2 x padding) a multiple of {PAD_MULTIPLE}, got {p!r}")
         if self.latents is not None:
             want = (1, latent_channels, self.height // scale_factor, self.width // scale_factor)
             a = self.latents

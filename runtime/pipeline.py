@@ -76,21 +76,29 @@ class Pipeline:
     def make_config(self, prompt: str, negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
                     guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
                     seed: int | None = None, latents: np.ndarray | None = None,
-                    scheduler: str | Scheduler | None = None) -> tuple[GenerationConfig, Scheduler]:
+                    scheduler: str | Scheduler | None = None,
+                    circular_padding: int = 0) -> tuple[GenerationConfig, Scheduler]:
         """The validated generation config and its scheduler; raises InvalidArgumentError before any work."""
         m = self.manifest
         if seed is None and latents is None:
             seed = int(np.random.SeedSequence().entropy % 2**63)
         cfg = GenerationConfig(prompt, negative_prompt, num_inference_steps, guidance_scale,
                                m.height if height is None else height, m.width if width is None else width,
-                               seed, latents, scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name)
+                               seed, latents, scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name,
+                               circular_padding)
         cfg.validate(m.vae_scale_factor, m.latent_channels)
         sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
         return cfg, sched
 
-    def prepare(self, height: int, width: int) -> None:
-        """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static)."""
+    def prepare(self, height: int, width: int, circular_padding: int = 0) -> None:
+        """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static).
+        With circular padding they run 2 x padding latent columns wider."""
         m = self.manifest
+        width += 2 * circular_padding * m.vae_scale_factor
+        if self.format == C.FORMAT_ONNX and circular_padding and (height, width) != (m.height, m.width):
+            raise InvalidArgumentError(
+                f"circular padding runs the UNet {width}x{height}, but ONNX artifacts serve only their export size "
+                f"{m.width}x{m.height}: use an OpenVINO device, or turn padding off (--circular-padding 0)")
         if self.format == C.FORMAT_ONNX and (height, width) != (m.height, m.width):
             raise InvalidArgumentError(
                 f"ONNX artifacts serve only their export size {m.width}x{m.height}, not {width}x{height}: re-export "
@@ -105,14 +113,21 @@ class Pipeline:
     def __call__(self, prompt: str, negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
                  guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
                  seed: int | None = None, latents: np.ndarray | None = None, scheduler: str | Scheduler | None = None,
-                 callback: StepCallback | None = None, progress: bool = False) -> RGBDResult:
-        """Text -> RGB + depth. `latents`: the initial noise (1, 4, H/8, W/8) instead of one drawn from `seed`."""
+                 callback: StepCallback | None = None, progress: bool = False,
+                 circular_padding: int = 0) -> RGBDResult:
+        """Text -> RGB + depth. `latents`: the initial noise (1, 4, H/8, W/8) instead of one drawn from `seed`.
+
+        circular_padding (panoramas): before every UNet call and the decode, the latent gets the last
+        `circular_padding` columns copied before its first and the first after its last, and the output is cropped
+        back; the left and right edges are then generated (and decoded) as neighbours, so an equirectangular
+        result closes at +-180 degrees without a seam. Costs (W/8 + 2p) / (W/8) in UNet and decoder time.
+        """
         t_start = time.perf_counter()
         metrics = GenerationMetrics()
         # 1. validate
         cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
-                                      seed, latents, scheduler)
-        self.prepare(cfg.height, cfg.width)
+                                      seed, latents, scheduler, circular_padding)
+        self.prepare(cfg.height, cfg.width, cfg.circular_padding)
         # 2. encode the prompt
         hidden = self._encode_prompt(cfg, metrics)
         # 3. timesteps
@@ -196,12 +211,13 @@ class Pipeline:
                  cfg: GenerationConfig, metrics: GenerationMetrics, callback: StepCallback | None,
                  progress: bool) -> np.ndarray:
         """The denoising loop with classifier-free guidance (the UNet is exported at batch 2)."""
-        h, w = cfg.height, cfg.width
+        p = cfg.circular_padding
+        h, w = cfg.height, cfg.width + 2 * p * self.manifest.vae_scale_factor
         steps = _progress(timesteps, progress)
         for i, t in enumerate(steps):
             model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0), t)
             t0 = time.perf_counter()
-            noise_pred = self.unet(model_in, np.full((2,), t, dtype=np.float32), hidden, h, w)
+            noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((2,), t, dtype=np.float32), hidden, h, w), p)
             metrics.unet_step_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             uncond_pred, text_pred = noise_pred[0:1], noise_pred[1:2]
@@ -218,9 +234,11 @@ class Pipeline:
     def _decode(self, latents: np.ndarray, cfg: GenerationConfig, sched: Scheduler, metrics: GenerationMetrics,
                 t_start: float) -> RGBDResult:
         m = self.manifest
+        p = cfg.circular_padding
         t0 = time.perf_counter()
-        image = self.vae_decoder((latents / np.float32(m.vae_scaling_factor)).astype(np.float32), cfg.height,
-                                 cfg.width)
+        image = self.vae_decoder(_wrap((latents / np.float32(m.vae_scaling_factor)).astype(np.float32), p),
+                                 cfg.height, cfg.width + 2 * p * m.vae_scale_factor)
+        image = _crop(image, p * m.vae_scale_factor)
         metrics.vae_decode_s = time.perf_counter() - t0
         rgb_f, depth = split_rgbd(image, m.depth_encoding)
         metrics.total_s = time.perf_counter() - t_start
@@ -228,7 +246,8 @@ class Pipeline:
             rgb=np.round(rgb_f * 255).astype(np.uint8), depth=depth, rgb_float=rgb_f, prompt=cfg.prompt,
             negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
             steps=cfg.num_inference_steps, guidance_scale=float(cfg.guidance_scale), scheduler=sched.name,
-            model=self.model_name, device=self.device, height=cfg.height, width=cfg.width, metrics=metrics)
+            model=self.model_name, device=self.device, height=cfg.height, width=cfg.width, metrics=metrics,
+            circular_padding=cfg.circular_padding)
 
 
 def img2img_timesteps(sched: Scheduler, num_inference_steps: int, strength: float) -> np.ndarray:
@@ -238,6 +257,15 @@ def img2img_timesteps(sched: Scheduler, num_inference_steps: int, strength: floa
     t_start = max(num_inference_steps - init_timestep, 0)
     sched.set_begin_index(t_start * sched.order)
     return sched.timesteps[t_start * sched.order:]
+
+
+def _wrap(x: np.ndarray, p: int) -> np.ndarray:
+    """Circular padding of the last axis: [x[..., -p:], x, x[..., :p]]."""
+    return np.ascontiguousarray(np.concatenate([x[..., -p:], x, x[..., :p]], axis=-1)) if p else x
+
+
+def _crop(x: np.ndarray, p: int) -> np.ndarray:
+    return np.ascontiguousarray(x[..., p:-p]) if p else x
 
 
 def _check_latents(latents, manifest: Manifest) -> np.ndarray:

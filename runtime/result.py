@@ -62,12 +62,14 @@ class RGBDResult:
     width: int
     metrics: GenerationMetrics
     strength: float | None = None   # img2img: how far up the schedule the input image was noised
+    circular_padding: int = 0       # panoramas: latent columns wrapped around each side
 
     def info(self) -> dict:
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
                 "steps": self.steps, "guidance_scale": self.guidance_scale, "scheduler": self.scheduler,
                 "height": self.height, "width": self.width, "model": self.model, "device": self.device,
                 **({"img2img_strength": self.strength} if self.strength is not None else {}),
+                **({"circular_padding": self.circular_padding} if self.circular_padding else {}),
                 "depth": {"file_encoding": "uint16 PNG = round(depth * 65535)",
                           "meaning": "relative inverse depth, near = high, in [0, 1]"},
                 "timings": self.metrics.to_json()}
