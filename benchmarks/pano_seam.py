@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"model": m.root.name, "height": m.height, "width": m.width, "steps": a.steps, "seeds": a.seeds,
               "prompts": PROMPTS, "images": len(PROMPTS) * a.seeds, "device": pipe.device,
               "paddings": {str(p): v for p, v in rows.items()},
-              "renders": measure_renders(Path(a.renders)) if Path(a.renders).is_file() else None, "seconds": round(time.perf_counter() - t0, 1),
+              "renders": measure_renders(Path(a.renders)) if Path(a.renders).is_file() else None,
+              "seconds": round(time.perf_counter() - t0, 1),
               "machine": machine()}
     write_results(Path(a.out), result, markdown(result))
     return 0

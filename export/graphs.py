@@ -35,6 +35,11 @@ def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: 
         def forward(self, sample, timestep, encoder_hidden_states):
             return self.m(sample, timestep, encoder_hidden_states=encoder_hidden_states, return_dict=False)[0]
 
+    class UpscaleUNet(Wrapped):  # ldm3d-sr: 8 input channels, the low-res noise level as class label
+        def forward(self, sample, timestep, encoder_hidden_states, class_labels):
+            return self.m(sample, timestep, encoder_hidden_states=encoder_hidden_states, class_labels=class_labels,
+                          return_dict=False)[0]
+
     class VaeDecoder(Wrapped):  # post_quant_conv + decoder: latents (already / scaling_factor) -> image
         def forward(self, latent_sample):
             return self.m.decode(latent_sample, return_dict=False)[0]
@@ -49,14 +54,17 @@ def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: 
     latent_ch = unet.config.in_channels
     hidden = text_encoder.config.hidden_size
     g = torch.Generator().manual_seed(0)
+    unet_inputs = {C.UNET_SAMPLE: torch.randn(2, latent_ch, lh, lw, generator=g),
+                   C.UNET_TIMESTEP: torch.tensor([981.0, 981.0]),
+                   C.UNET_ENCODER_HIDDEN_STATES: torch.randn(2, text_length, hidden, generator=g)}
+    conditioned = unet.config.num_class_embeds is not None or unet.config.class_embed_type is not None
+    if conditioned:
+        unet_inputs[C.UNET_CLASS_LABELS] = torch.tensor([20, 20], dtype=torch.int64)
     return [
         Graph(C.TEXT_ENCODER, TextEncoder(text_encoder),
               {C.TEXT_INPUT_IDS: torch.randint(0, 49000, (1, text_length), generator=g, dtype=torch.int64)},
               {C.TEXT_HIDDEN_STATES: (1, text_length, hidden)}),
-        Graph(C.UNET, UNet(unet),
-              {C.UNET_SAMPLE: torch.randn(2, latent_ch, lh, lw, generator=g),
-               C.UNET_TIMESTEP: torch.tensor([981.0, 981.0]),
-               C.UNET_ENCODER_HIDDEN_STATES: torch.randn(2, text_length, hidden, generator=g)},
+        Graph(C.UNET, (UpscaleUNet if conditioned else UNet)(unet), unet_inputs,
               {C.UNET_OUT: (2, unet.config.out_channels, lh, lw)}),
         Graph(C.VAE_DECODER, VaeDecoder(vae),
               {C.VAE_LATENT: torch.randn(1, vae.config.latent_channels, lh, lw, generator=g)},

@@ -93,3 +93,40 @@ def _save(out_dir, unet, vae, text_encoder, scheduler) -> Path:
     for name in (C.VOCAB_FILE, C.MERGES_FILE):  # keep the plain BPE files beside tokenizer.json
         shutil.copy2(CLIP_TOKENIZER_DIR / name, out / C.TOKENIZER_DIR / name)
     return out
+
+
+SR_MAX_NOISE_LEVEL = 350
+
+
+def build_tiny_upscaler(out_dir: str | Path, seed: int = 0, image_size: int = 64) -> Path:
+    """A tiny random-weight ldm3d-sr (StableDiffusionUpscaleLDM3DPipeline layout, as the release configs): a UNet
+    on 4 noisy + 4 low-res-image latent channels with the noise level as class label (1000 classes), an RGBD VAE
+    4/4, the release's schedulers (denoising and low-res DDPM). Saved part by part: the installed diffusers has no
+    class for this pipeline."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    quiet_libraries()
+    cfg_dir = RELEASE_CONFIGS_DIR / "ldm3d-sr"
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**{**TINY_UNET, "in_channels": 8, "num_class_embeds": 1000,
+                                   "sample_size": image_size // 8})
+    vae_cfg = {**tiny_vae_config(4), "sample_size": image_size}
+    vae = AutoencoderKL(**vae_cfg)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TINY_TEXT))
+    out = Path(out_dir)
+    for name, part in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder)):
+        part.eval().save_pretrained(str(out / name))
+    for folder in (C.SCHEDULER_DIR, C.LOW_RES_SCHEDULER_DIR):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cfg_dir / folder / C.SCHEDULER_CONFIG_FILE, out / folder / C.SCHEDULER_CONFIG_FILE)
+    DDPMScheduler.from_pretrained(str(out), subfolder=C.LOW_RES_SCHEDULER_DIR)   # the config must load
+    (out / C.TOKENIZER_DIR).mkdir(exist_ok=True)
+    for name in (C.VOCAB_FILE, C.MERGES_FILE, C.SPECIAL_TOKENS_FILE, C.TOKENIZER_CONFIG_FILE):
+        if (CLIP_TOKENIZER_DIR / name).is_file():
+            shutil.copy2(CLIP_TOKENIZER_DIR / name, out / C.TOKENIZER_DIR / name)
+    index = json.loads((cfg_dir / "model_index.json").read_text())
+    index["max_noise_level"] = SR_MAX_NOISE_LEVEL
+    (out / "model_index.json").write_text(json.dumps(index, indent=2))
+    return out

@@ -23,6 +23,16 @@ class Source:
     scheduler_config: dict
 
     @property
+    def pipeline(self) -> str:
+        """text2rgbd, or upscale for an ldm3d-sr folder (model_index names StableDiffusionUpscaleLDM3DPipeline)."""
+        return C.PIPELINE_UPSCALE if self.model_index.get("_class_name") == C.UPSCALE_PIPELINE_CLASS \
+            else C.PIPELINE_TEXT2RGBD
+
+    @property
+    def max_noise_level(self) -> int | None:
+        return int(self.model_index.get("max_noise_level", 350)) if self.pipeline == C.PIPELINE_UPSCALE else None
+
+    @property
     def vae_channels(self) -> int:
         return int(self.vae_config.get("out_channels", 3))
 
@@ -61,6 +71,14 @@ def inspect_source(src: str | Path) -> Source:
     source = Source(path=src, model_index=index, unet_config=_json(src / "unet" / C.CONFIG_FILE),
                     vae_config=_json(src / "vae" / C.CONFIG_FILE),
                     scheduler_config=_json(src / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE))
+    if source.pipeline == C.PIPELINE_UPSCALE:
+        low_res = src / C.LOW_RES_SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE
+        _json(low_res)
+        lat = int(source.vae_config.get("latent_channels", 4))
+        if int(source.unet_config.get("in_channels", 0)) != 2 * lat:
+            raise ModelFolderError(f"{src / 'unet' / C.CONFIG_FILE}: an ldm3d-sr UNet takes the noisy latents and the "
+                                   f"low-res image's latents ({lat} + {lat} channels), but in_channels is "
+                                   f"{source.unet_config.get('in_channels')}")
     if source.vae_channels not in (4, 6):
         raise ModelFolderError(f"{src / 'vae' / C.CONFIG_FILE}: out_channels is {source.vae_channels}; an LDM3D RGBD "
                                "VAE has 4 (RGB + depth) or 6 (RGB + packed 16-bit depth)")

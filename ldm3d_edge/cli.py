@@ -124,6 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--points", action="store_true", help="also write <prefix>_points.ply, the coloured point cloud")
     _add_3d_options(me, video=False)
 
+    from .runtime.upscale import UPSCALE_GUIDANCE, UPSCALE_NOISE_LEVEL, UPSCALE_PROMPT, UPSCALE_STEPS
+
+    up = sub.add_parser("upscale", help="low-res RGBD -> high-res RGBD with an exported ldm3d-sr upscaler",
+                        description="Upscale an RGBD result (or an RGB image with --depth) with an ldm3d-sr artifact "
+                                    "folder ('ldm3d export' of an ldm3d-sr checkpoint): the input is resized to the "
+                                    "target size, encoded by the VAE and appended to the UNet's input at every step, "
+                                    "with the noise level as the UNet's class label.")
+    up.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
+                                  "RGB image (with --depth)")
+    up.add_argument("--model", required=True, help="ldm3d-sr artifact folder made by 'ldm3d export'")
+    up.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
+    up.add_argument("--out", default="out", help="folder for <name>_rgb.png, <name>_depth.png, <name>.json")
+    up.add_argument("--name", help="file name prefix (default: the input's, + '-up')")
+    up.add_argument("--prompt", default=UPSCALE_PROMPT, help=f"default: {UPSCALE_PROMPT!r}")
+    up.add_argument("--height", type=_int, help="target height, a multiple of 8 (default: the export size)")
+    up.add_argument("--width", type=_int, help="target width, a multiple of 8 (default: the export size)")
+    up.add_argument("--noise-level", type=_int, default=UPSCALE_NOISE_LEVEL,
+                    help=f"0 .. the model's max_noise_level (350 for the release); default {UPSCALE_NOISE_LEVEL}")
+    up.add_argument("--steps", type=_int, default=UPSCALE_STEPS, help=f"default {UPSCALE_STEPS}")
+    up.add_argument("--guidance", type=_float, default=UPSCALE_GUIDANCE, help=f"default {UPSCALE_GUIDANCE}")
+    up.add_argument("--seed", type=_int)
+    up.add_argument("--scheduler", help="default: the model's own")
+    up.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    up.add_argument("--precision", choices=PRECISIONS)
+
     d = sub.add_parser("demo", help="build a tiny random-weight LDM3D, export it and generate (no download)",
                        description="Smoke-test the whole path on this machine: build a tiny LDM3D with RANDOM "
                                    "weights (its pictures are noise, not scenes), export it to ONNX + OpenVINO and "
@@ -332,29 +357,14 @@ def _read_init(image: str, depth: str | None, height: int, width: int):
     import numpy as np
     from PIL import Image
 
-    from .runtime import constants as C
+    from .runtime.result import read_rgbd_files
 
-    path = Path(image)
-    if not path.is_file():
-        prefix = path.with_name(path.name + C.RGB_SUFFIX)
-        if not prefix.is_file():
-            raise InvalidArgumentError(f"--init {image}: no such image (nor {prefix.name})")
-        path = prefix
-    if depth is None and path.name.endswith(C.RGB_SUFFIX):
-        own = path.with_name(path.name[: -len(C.RGB_SUFFIX)] + C.DEPTH_SUFFIX)
-        depth = str(own) if own.is_file() else None
-    try:
-        rgb = np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.BICUBIC))
-        d = None
-        if depth is not None:
-            img = Image.open(depth)
-            raw = np.asarray(img)
-            scale = 65535.0 if raw.dtype == np.uint16 or raw.max() > 255 else 255.0
-            d = np.asarray(Image.fromarray((raw[..., 0] if raw.ndim == 3 else raw).astype(np.float32) / scale)
-                           .resize((width, height), Image.BILINEAR), dtype=np.float32).clip(0, 1)
-    except OSError as e:
-        raise InvalidArgumentError(f"cannot read the init image: {e}") from None
-    print(f"image-to-image from {path}" + (f" with depth {depth}" if d is not None else " (flat depth)"), flush=True)
+    f = read_rgbd_files(image, depth, need_depth=False)
+    rgb = np.asarray(Image.fromarray(f.rgb).resize((width, height), Image.BICUBIC))
+    d = None if f.depth is None else \
+        np.asarray(Image.fromarray(f.depth).resize((width, height), Image.BILINEAR), dtype=np.float32).clip(0, 1)
+    print(f"image-to-image from {f.rgb_path}" + (f" with depth {f.depth_path}" if d is not None else " (flat depth)"),
+          flush=True)
     return rgb, d
 
 
@@ -422,6 +432,25 @@ def cmd_video(a) -> int:
     holes = sum(v.hole_fraction for v in views) / len(views)
     print(f"wrote {out} ({len(views)} frames, {a.fps:g} fps, {views[0].image.shape[1]}x{views[0].image.shape[0]}; "
           f"{holes:.1%} of pixels were disocclusions, filled) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def cmd_upscale(a) -> int:
+    from .runtime import UpscalePipeline
+    from .runtime.result import read_rgbd_files
+
+    files = read_rgbd_files(a.input, a.depth)
+    pipe = UpscalePipeline.load(a.model, device=a.device, precision=a.precision, compile_now=False)
+    h, w = files.rgb.shape[:2]
+    result = pipe(files.rgb, files.depth, a.prompt, num_inference_steps=a.steps, guidance_scale=a.guidance,
+                  noise_level=a.noise_level, height=a.height, width=a.width, seed=a.seed, scheduler=a.scheduler,
+                  progress=True)
+    mt = result.metrics
+    print(f"upscaled {files.rgb_path} {w}x{h} -> {result.width}x{result.height} on {pipe.device}: "
+          f"{len(mt.unet_step_s)} steps, {mt.median_step_s:.3f} s/step, total {mt.total_s:.1f}s, seed {result.seed}")
+    name = a.name or (_input_prefix(Path(a.input)).name + "-up")
+    for p in result.save(Path(a.out) / name):
+        print(f"wrote {p}")
     return 0
 
 
@@ -543,6 +572,7 @@ def cmd_bench(a) -> int:
 
 COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "quantize": cmd_quantize,
             "quality": cmd_quality, "eval-embedded": cmd_eval_embedded, "video": cmd_video, "mesh": cmd_mesh,
+            "upscale": cmd_upscale,
             "bench": cmd_bench}
 
 

@@ -36,11 +36,14 @@ class _Recorder:
     def __init__(self, unet, records: list, limit: int):
         self.unet, self.records, self.limit = unet, records, limit
 
-    def __call__(self, sample, timestep, hidden, height, width):
+    def __call__(self, sample, timestep, hidden, height, width, class_labels=None):
         if len(self.records) < self.limit:
-            self.records.append({C.UNET_SAMPLE: sample.copy(), C.UNET_TIMESTEP: timestep.copy(),
-                                 C.UNET_ENCODER_HIDDEN_STATES: hidden.copy()})
-        return self.unet(sample, timestep, hidden, height, width)
+            record = {C.UNET_SAMPLE: sample.copy(), C.UNET_TIMESTEP: timestep.copy(),
+                      C.UNET_ENCODER_HIDDEN_STATES: hidden.copy()}
+            if class_labels is not None:
+                record[C.UNET_CLASS_LABELS] = class_labels.copy()
+            self.records.append(record)
+        return self.unet(sample, timestep, hidden, height, width, class_labels)
 
     def compiled(self, height, width):
         return self.unet.compiled(height, width)

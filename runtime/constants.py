@@ -17,8 +17,14 @@ VAE_ENCODER = "vae_encoder"
 COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER)
 REQUIRED_COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER)
 
+# What an artifact folder does (manifest "pipeline"): text -> RGBD, or RGBD -> RGBD at a higher resolution.
+PIPELINE_TEXT2RGBD = "text2rgbd"      # ldm3d, ldm3d-4c, ldm3d-pano (StableDiffusionLDM3DPipeline)
+PIPELINE_UPSCALE = "upscale"          # ldm3d-sr (StableDiffusionUpscaleLDM3DPipeline)
+UPSCALE_PIPELINE_CLASS = "StableDiffusionUpscaleLDM3DPipeline"
+
 TOKENIZER_DIR = "tokenizer"
 SCHEDULER_DIR = "scheduler"
+LOW_RES_SCHEDULER_DIR = "low_res_scheduler"   # upscaler only (kept for reference; the runtime does not noise)
 SCHEDULER_CONFIG_FILE = "scheduler_config.json"
 CONFIG_FILE = "config.json"
 
@@ -45,6 +51,7 @@ TEXT_HIDDEN_STATES = "last_hidden_state"
 UNET_SAMPLE = "sample"
 UNET_TIMESTEP = "timestep"
 UNET_ENCODER_HIDDEN_STATES = "encoder_hidden_states"
+UNET_CLASS_LABELS = "class_labels"     # upscaler UNet only: the low-res noise level, one per batch row
 UNET_OUT = "out_sample"
 VAE_LATENT = "latent_sample"
 VAE_IMAGE = "sample"

@@ -56,6 +56,8 @@ class Manifest:
     components: dict[str, ComponentSpec]
     files: dict[str, str]
     raw: dict = field(repr=False, default_factory=dict)
+    pipeline: str = C.PIPELINE_TEXT2RGBD      # or C.PIPELINE_UPSCALE (ldm3d-sr)
+    max_noise_level: int | None = None        # upscaler: the largest low-res noise level (class label) it takes
 
     @property
     def formats(self) -> tuple[str, ...]:
@@ -115,10 +117,15 @@ def read_manifest(root: str | Path) -> Manifest:
             latent_channels=int(raw["latent_channels"]), unet_batch=int(raw["unet_batch"]),
             text_max_length=int(raw["text_max_length"]), components=components,
             files={str(k): str(v) for k, v in raw["files"].items()}, raw=raw,
+            pipeline=str(raw.get("pipeline", C.PIPELINE_TEXT2RGBD)),
+            max_noise_level=None if raw.get("max_noise_level") is None else int(raw["max_noise_level"]),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFolderError(f"corrupt manifest {path}: {type(e).__name__}: {e}") from None
-    for comp in C.REQUIRED_COMPONENTS:
+    if m.pipeline not in (C.PIPELINE_TEXT2RGBD, C.PIPELINE_UPSCALE):
+        raise ModelFolderError(f"manifest {path}: unknown pipeline {m.pipeline!r}")
+    required = C.REQUIRED_COMPONENTS + ((C.VAE_ENCODER,) if m.pipeline == C.PIPELINE_UPSCALE else ())
+    for comp in required:
         if comp not in components:
             raise ModelFolderError(f"manifest {path} lists no {comp!r} component")
     for rel in m.files:

@@ -72,9 +72,12 @@ class UNet(ModelPart):
     latent_space = True
 
     def __call__(self, sample: np.ndarray, timestep: np.ndarray, hidden: np.ndarray, height: int,
-                 width: int) -> np.ndarray:
-        return self.run(height, width, **{C.UNET_SAMPLE: sample, C.UNET_TIMESTEP: timestep,
-                                          C.UNET_ENCODER_HIDDEN_STATES: hidden})[C.UNET_OUT]
+                 width: int, class_labels: np.ndarray | None = None) -> np.ndarray:
+        """class_labels: the upscaler's noise level per batch row (int64); only for UNets exported with it."""
+        inputs = {C.UNET_SAMPLE: sample, C.UNET_TIMESTEP: timestep, C.UNET_ENCODER_HIDDEN_STATES: hidden}
+        if class_labels is not None:
+            inputs[C.UNET_CLASS_LABELS] = class_labels
+        return self.run(height, width, **inputs)[C.UNET_OUT]
 
 
 class VaeDecoder(ModelPart):

@@ -34,6 +34,8 @@ class GenerationCancelled(Ldm3dError):
 class Pipeline:
     """Load once, generate many times; compiled models are reused across calls."""
 
+    kind = C.PIPELINE_TEXT2RGBD   # which artifact folders this class runs (manifest "pipeline")
+
     def __init__(self, manifest: Manifest, fmt: str, device: str, tokenizer: ClipTokenizer, scheduler_config: dict,
                  text_encoder: TextEncoder, unet: UNet, vae_decoder: VaeDecoder, vae_encoder: VaeEncoder | None):
         self.manifest, self.format, self.device = manifest, fmt, device
@@ -55,6 +57,11 @@ class Pipeline:
         """
         t0 = time.perf_counter()
         manifest = read_manifest(artifact_dir)
+        if manifest.pipeline != cls.kind:
+            raise ModelFolderError(
+                f"{manifest.root} is an ldm3d-sr upscaler (RGBD in, RGBD out): load it with UpscalePipeline, or use "
+                "'ldm3d upscale'" if manifest.pipeline == C.PIPELINE_UPSCALE else
+                f"{manifest.root} is a text-to-RGBD model, not an upscaler: load it with Pipeline")
         fmt, dev = resolve_device(device, manifest.formats)
         if precision is None and manifest.precision != "fp16" and fmt == C.FORMAT_OPENVINO:
             precision = "f32"
@@ -209,15 +216,21 @@ class Pipeline:
 
     def _denoise(self, latents: np.ndarray, timesteps: np.ndarray, sched: Scheduler, hidden: np.ndarray,
                  cfg: GenerationConfig, metrics: GenerationMetrics, callback: StepCallback | None,
-                 progress: bool) -> np.ndarray:
-        """The denoising loop with classifier-free guidance (the UNet is exported at batch 2)."""
+                 progress: bool, extra_channels: np.ndarray | None = None,
+                 class_labels: np.ndarray | None = None) -> np.ndarray:
+        """The denoising loop with classifier-free guidance (the UNet is exported at batch 2). extra_channels
+        (1, C, h, w) are appended to the scaled model input's channels (the upscaler's low-res latents)."""
         p = cfg.circular_padding
         h, w = cfg.height, cfg.width + 2 * p * self.manifest.vae_scale_factor
         steps = _progress(timesteps, progress)
         for i, t in enumerate(steps):
             model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0), t)
+            if extra_channels is not None:
+                model_in = np.concatenate([model_in, np.concatenate([extra_channels] * 2)], axis=1)
             t0 = time.perf_counter()
-            noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((2,), t, dtype=np.float32), hidden, h, w), p)
+            labels = {} if class_labels is None else {"class_labels": class_labels}
+            noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((2,), t, dtype=np.float32), hidden, h, w,
+                                         **labels), p)
             metrics.unet_step_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             uncond_pred, text_pred = noise_pred[0:1], noise_pred[1:2]

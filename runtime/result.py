@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from . import constants as C
+from .errors import InvalidArgumentError
 
 
 @dataclass
@@ -63,6 +64,8 @@ class RGBDResult:
     metrics: GenerationMetrics
     strength: float | None = None   # img2img: how far up the schedule the input image was noised
     circular_padding: int = 0       # panoramas: latent columns wrapped around each side
+    upscaled_from: tuple[int, int] | None = None   # upscaler: the low-res input's (height, width)
+    noise_level: int | None = None                 # upscaler: the noise level (class label) it ran with
 
     def info(self) -> dict:
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
@@ -70,6 +73,8 @@ class RGBDResult:
                 "height": self.height, "width": self.width, "model": self.model, "device": self.device,
                 **({"img2img_strength": self.strength} if self.strength is not None else {}),
                 **({"circular_padding": self.circular_padding} if self.circular_padding else {}),
+                **({"upscaled_from": list(self.upscaled_from), "noise_level": self.noise_level}
+                   if self.upscaled_from is not None else {}),
                 "depth": {"file_encoding": "uint16 PNG = round(depth * 65535)",
                           "meaning": "relative inverse depth, near = high, in [0, 1]"},
                 "timings": self.metrics.to_json()}
@@ -128,6 +133,55 @@ def atomic_folder(out: Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@dataclass
+class RGBDFiles:
+    """An RGB image and its depth as read from files (see read_rgbd_files)."""
+
+    rgb: np.ndarray                  # (H, W, 3) uint8
+    depth: np.ndarray | None         # (H, W) float32 in [0, 1], near = high; None when there was no depth file
+    rgb_path: Path
+    depth_path: Path | None
+    sidecar: Path | None             # the result's JSON, when there is one
+
+
+def read_rgbd_files(source: str | Path, depth: str | Path | None = None, need_depth: bool = True) -> RGBDFiles:
+    """Read an RGBD result by its prefix, <prefix>_rgb.png, _depth.png or .json (depth = its _depth.png), or any
+    RGB image with `depth` a depth image: a 16-bit PNG is depth * 65535, an 8-bit one depth * 255 (near = bright).
+    Raises InvalidArgumentError naming what is missing or unreadable."""
+    source = Path(source)
+    name = source.name
+    for suffix in (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    result_rgb = source.with_name(name + C.RGB_SUFFIX)
+    rgb_path = result_rgb if result_rgb.is_file() else source
+    if not rgb_path.is_file():
+        raise InvalidArgumentError(f"{source} not found: give the prefix, _rgb.png or .json of an 'ldm3d generate' "
+                                   "result, or an RGB image (with a depth image)")
+    is_result = rgb_path == result_rgb
+    if depth is None and is_result and source.with_name(name + C.DEPTH_SUFFIX).is_file():
+        depth = source.with_name(name + C.DEPTH_SUFFIX)
+    if depth is None and need_depth:
+        raise InvalidArgumentError(f"no depth for {rgb_path}: expected {name + C.DEPTH_SUFFIX} beside it, or give "
+                                   "a depth image")
+    if depth is not None and not Path(depth).is_file():
+        raise InvalidArgumentError(f"depth image {depth} not found")
+    try:
+        rgb = np.asarray(Image.open(rgb_path).convert("RGB"))
+        d = None
+        if depth is not None:
+            raw = np.asarray(Image.open(depth))
+            raw = raw[..., 0] if raw.ndim == 3 else raw
+            scale = 65535.0 if raw.dtype == np.uint16 or raw.max() > 255 else 255.0
+            d = np.clip(raw.astype(np.float32) / scale, 0, 1)
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot read the images: {e}") from None
+    sidecar = source.with_name(name + C.SIDECAR_SUFFIX)
+    return RGBDFiles(rgb, d, rgb_path, None if depth is None else Path(depth),
+                     sidecar if is_result and sidecar.is_file() else None)
 
 
 def load_depth_png(path: str | Path) -> np.ndarray:

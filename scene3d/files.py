@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime import constants as C
 from ..runtime.errors import InvalidArgumentError
-from ..runtime.result import atomic_write
+from ..runtime.result import atomic_write, read_rgbd_files
 from .camera import DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, EQUIRECTANGULAR, PERSPECTIVE, Camera, DepthMapping
 from .geometry import RGBD, Mesh
 
@@ -87,46 +86,19 @@ def read_rgbd(source: str | Path, depth: str | Path | None = None, projection: s
     """An RGBD written by `ldm3d generate`: its prefix, its <prefix>_rgb.png or its <prefix>.json sidecar (whose
     camera and depth mapping are used unless overridden). Or any RGB image with `depth=` a depth image (16-bit
     PNG = relative inverse depth * 65535, or 8-bit, near = bright)."""
-    from PIL import Image
-
-    source = Path(source)
-    if depth is None:
-        name = source.name
-        for suffix in (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX):
-            if name.endswith(suffix):
-                name = name[: -len(suffix)]
-                break
-        prefix = source.with_name(name)
-        rgb_path = prefix.with_name(name + C.RGB_SUFFIX)
-        depth_path = prefix.with_name(name + C.DEPTH_SUFFIX)
-        sidecar = prefix.with_name(name + C.SIDECAR_SUFFIX)
-    else:
-        rgb_path, depth_path, sidecar = source, Path(depth), None
-    for p in (rgb_path, depth_path):
-        if not p.is_file():
-            raise InvalidArgumentError(f"{p} not found: give the prefix, _rgb.png or .json of an 'ldm3d generate' "
-                                       "result, or an RGB image with --depth")
-    try:
-        rgb = np.asarray(Image.open(rgb_path).convert("RGB"))
-        d_img = Image.open(depth_path)
-        d = np.asarray(d_img)
-    except OSError as e:
-        raise InvalidArgumentError(f"cannot read the images: {e}") from None
-    if d.ndim == 3:
-        d = d[..., 0]
-    d = d.astype(np.float32) / (65535.0 if d.dtype == np.uint16 or d.max() > 255 else 255.0)
+    files = read_rgbd_files(source, depth)
     info = {}
-    if sidecar is not None and sidecar.is_file():
+    if files.sidecar is not None:
         try:
-            info = json.loads(sidecar.read_text())
+            info = json.loads(files.sidecar.read_text())
         except (OSError, json.JSONDecodeError) as e:
-            raise InvalidArgumentError(f"cannot read {sidecar}: {e}") from None
+            raise InvalidArgumentError(f"cannot read {files.sidecar}: {e}") from None
     cam = info.get("camera") or {}
     mapping = info.get("depth_mapping") or {}
     if projection is None and cam.get("model"):
         projection = EQUIRECTANGULAR if cam["model"] == EQUIRECTANGULAR else PERSPECTIVE
     hfov = hfov_deg if hfov_deg is not None else float(cam.get("hfov_deg", DEFAULT_HFOV_DEG))
-    camera = Camera.for_image(*d.shape, projection=projection, hfov_deg=hfov)
+    camera = Camera.for_image(*files.depth.shape, projection=projection, hfov_deg=hfov)
     dm = DepthMapping(near if near is not None else float(mapping.get("near", DEFAULT_NEAR)),
                       far if far is not None else float(mapping.get("far", DEFAULT_FAR)))
-    return RGBD(rgb, d, camera, dm)
+    return RGBD(files.rgb, files.depth, camera, dm)

@@ -159,4 +159,4 @@ def test_generate_init_runs_image_to_image_from_a_result(embedded, tmp_path, cap
     assert "image-to-image from" in out and "a_depth.png" in out and "10 steps" in out
     assert json.loads((tmp_path / "b.json").read_text())["img2img_strength"] == 0.5
     assert main(["generate", "x", "--init", str(tmp_path / "missing"), "--out", str(tmp_path / "no")]) == 2
-    assert "no such image" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    assert "missing not found" in capsys.readouterr().err and not (tmp_path / "no").exists()
