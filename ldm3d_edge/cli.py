@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--video", action="store_true", help="also write <name>.mp4, a camera flight (see --path)")
     g.add_argument("--all", action="store_true", help="--mesh and --video, plus <name>_points.ply, <name>.gif and "
                                                       "<name>_strip.png (six frames of the flight)")
-    _add_3d_options(g, video=True)
+    _add_3d_options(g, video=True, mesh=True)
 
     vid = sub.add_parser("video", help="RGBD -> camera-flight video (MP4 or GIF)",
                          description="Render a virtual camera moving through an RGBD scene (the output of 'ldm3d "
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "RGB image (with --depth)")
     vid.add_argument("--out", required=True, help="video file: .mp4 (H.264) or .gif")
     vid.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
-    _add_3d_options(vid, video=True)
+    _add_3d_options(vid, video=True, mesh=False)
 
     me = sub.add_parser("mesh", help="RGBD -> GLB / PLY / OBJ mesh and point cloud",
                         description="Turn an RGBD result into 3D files: a textured grid mesh (perspective) with "
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     me.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
     me.add_argument("--formats", default="glb,ply,obj", help="comma-separated from glb, ply, obj (default: all)")
     me.add_argument("--points", action="store_true", help="also write <prefix>_points.ply, the coloured point cloud")
-    _add_3d_options(me, video=False)
+    _add_3d_options(me, video=False, mesh=True)
 
     from .runtime.upscale import UPSCALE_GUIDANCE, UPSCALE_NOISE_LEVEL, UPSCALE_PROMPT, UPSCALE_STEPS
 
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_3d_options(p: argparse.ArgumentParser, video: bool) -> None:
+def _add_3d_options(p: argparse.ArgumentParser, video: bool, mesh: bool) -> None:
     from .scene3d import DEFAULT_EDGE_THRESHOLD, DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, PATHS
     from .scene3d.video import DEFAULT_FPS, DEFAULT_FRAMES
 
@@ -262,9 +262,10 @@ def _add_3d_options(p: argparse.ArgumentParser, video: bool) -> None:
     o.add_argument("--near", type=_float, help=f"distance of the nearest depth value (default {DEFAULT_NEAR:g})")
     o.add_argument("--far", type=_float, help=f"distance of the farthest depth value (default {DEFAULT_FAR:g}); "
                                               "1/distance is interpolated linearly between them")
-    o.add_argument("--edge-threshold", type=_float, default=DEFAULT_EDGE_THRESHOLD,
-                   help="drop mesh triangles whose corner distances differ by more than this fraction of the nearest "
-                        f"(default {DEFAULT_EDGE_THRESHOLD:g})")
+    if mesh:
+        o.add_argument("--edge-threshold", type=_float, default=DEFAULT_EDGE_THRESHOLD,
+                       help="drop mesh triangles whose corner distances differ by more than this fraction of the "
+                            f"nearest (default {DEFAULT_EDGE_THRESHOLD:g})")
     if video:
         o.add_argument("--path", choices=PATHS, help="camera path (default: orbit, or pano-walk for panoramas)")
         o.add_argument("--frames", type=_int, default=DEFAULT_FRAMES, help=f"default {DEFAULT_FRAMES}")
@@ -395,7 +396,7 @@ def cmd_generate(a) -> int:
         outputs.update(points=True, strip=True)
     if outputs:
         outputs.update(path=a.path, frames=a.frames, fps=a.fps, edge_threshold=a.edge_threshold)
-        _check_video_options(a.frames, a.fps)
+        _check_3d_options(a)
     generate_files(model, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
                    num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
                    width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision,
@@ -405,8 +406,11 @@ def cmd_generate(a) -> int:
     return 0
 
 
-def _check_video_options(frames: int, fps: float) -> None:
-
+def _check_3d_options(a) -> None:
+    """The 3D options' ranges, checked before any work (so a bad value never leaves a half-done set of files)."""
+    frames, fps = getattr(a, "frames", 2), getattr(a, "fps", 1.0)
+    if getattr(a, "edge_threshold", 1.0) <= 0:
+        raise InvalidArgumentError(f"--edge-threshold must be > 0, got {a.edge_threshold:g}")
     if not 2 <= frames <= 10000:
         raise InvalidArgumentError(f"--frames must be from 2 to 10000, got {frames}")
     if not 0 < fps <= 120:
@@ -424,7 +428,7 @@ def cmd_video(a) -> int:
 
     if Path(a.out).suffix.lower() not in VIDEO_FORMATS:
         raise InvalidArgumentError(f"--out must end in {' or '.join(VIDEO_FORMATS)}, got {a.out}")
-    _check_video_options(a.frames, a.fps)
+    _check_3d_options(a)
     rgbd = _read_input(a)
     t0 = time.perf_counter()
     views = render_frames(rgbd, a.path, a.frames, progress=True)
@@ -462,6 +466,7 @@ def cmd_mesh(a) -> int:
     if bad or not formats:
         raise InvalidArgumentError(f"--formats takes a comma-separated list from {', '.join(MESH_FORMATS)}, got "
                                    f"{a.formats!r}")
+    _check_3d_options(a)
     rgbd = _read_input(a)
     prefix = Path(a.out) if a.out else _input_prefix(Path(a.input))
     _write_3d(rgbd, prefix, {"mesh_formats": formats, "points": a.points, "edge_threshold": a.edge_threshold})
