@@ -381,6 +381,9 @@ def _write_3d(rgbd, prefix: Path, outputs: dict) -> list[Path]:
 
 
 def cmd_generate(a) -> int:
+    _check_3d_options(a)
+    if a.path == "pano-walk" and not (a.pano or a.projection == "equirectangular"):
+        raise InvalidArgumentError("--path pano-walk needs a panorama: add --pano (or --projection equirectangular)")
     model = a.model
     if model is None:
         from .embedded import embedded_artifacts
@@ -396,7 +399,6 @@ def cmd_generate(a) -> int:
         outputs.update(points=True, strip=True)
     if outputs:
         outputs.update(path=a.path, frames=a.frames, fps=a.fps, edge_threshold=a.edge_threshold)
-        _check_3d_options(a)
     generate_files(model, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
                    num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
                    width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision,

@@ -242,6 +242,11 @@ def test_cli_video_and_mesh_reject_bad_input_without_writing(tmp_path, capsys):
     assert "glb, ply, obj" in capsys.readouterr().err
     assert main(["mesh", str(tmp_path / "s"), "--near", "5", "--far", "2"]) == 2
     assert "near < far" in capsys.readouterr().err
+    # generate checks its 3D options before it loads (or exports) any model
+    assert main(["generate", "x", "--mesh", "--edge-threshold", "0", "--out", str(tmp_path / "g")]) == 2
+    assert "--edge-threshold must be > 0" in capsys.readouterr().err
+    assert main(["generate", "x", "--video", "--path", "pano-walk", "--out", str(tmp_path / "g")]) == 2
+    assert "needs a panorama" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s_depth.png", "s_rgb.png"]
     assert main(["mesh", str(tmp_path / "s"), "--formats", "glb", "--points"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.glb", "s_depth.png", "s_points.ply", "s_rgb.png"]
