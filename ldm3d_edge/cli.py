@@ -402,8 +402,8 @@ def cmd_generate(a) -> int:
     generate_files(model, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
                    num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
                    width=a.width, scheduler=a.scheduler, device=a.device, precision=a.precision,
-                   projection=a.projection or ("equirectangular" if a.pano else None), hfov=a.hfov, near=a.near,
-                   far=a.far, outputs_3d=outputs, init=(a.init, a.init_depth) if a.init else None,
+                   projection=a.projection or ("equirectangular" if a.pano else "perspective"), hfov=a.hfov,
+                   near=a.near, far=a.far, outputs_3d=outputs, init=(a.init, a.init_depth) if a.init else None,
                    strength=a.strength, pano=a.pano, circular_padding=a.circular_padding)
     return 0
 
