@@ -107,19 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                                      "orbit (circle, looking at the centre), dolly (in and out), swing (side to "
                                      "side), pano-walk (a 360-degree turn inside a panorama). Disocclusions are "
                                      "filled from the background side.")
-    vid.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
-                                   "RGB image (with --depth)")
+    _add_rgbd_input(vid)
     vid.add_argument("--out", required=True, help="video file: .mp4 (H.264) or .gif")
-    vid.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
     _add_3d_options(vid, video=True, mesh=False)
 
     me = sub.add_parser("mesh", help="RGBD -> GLB / PLY / OBJ mesh and point cloud",
                         description="Turn an RGBD result into 3D files: a textured grid mesh (perspective) with "
                                     "triangles across depth edges dropped, or a closed sphere (panorama).")
-    me.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
-                                  "RGB image (with --depth)")
+    _add_rgbd_input(me)
     me.add_argument("--out", help="output prefix (default: the input's prefix)")
-    me.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
     me.add_argument("--formats", default="glb,ply,obj", help="comma-separated from glb, ply, obj (default: all)")
     me.add_argument("--points", action="store_true", help="also write <prefix>_points.ply, the coloured point cloud")
     _add_3d_options(me, video=False, mesh=True)
@@ -131,10 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "folder ('ldm3d export' of an ldm3d-sr checkpoint): the input is resized to the "
                                     "target size, encoded by the VAE and appended to the UNet's input at every step, "
                                     "with the noise level as the UNet's class label.")
-    up.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
-                                  "RGB image (with --depth)")
+    _add_rgbd_input(up)
     up.add_argument("--model", required=True, help="ldm3d-sr artifact folder made by 'ldm3d export'")
-    up.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
     up.add_argument("--out", default="out", help="folder for <name>_rgb.png, <name>_depth.png, <name>.json")
     up.add_argument("--name", help="file name prefix (default: the input's, + '-up')")
     up.add_argument("--prompt", default=UPSCALE_PROMPT, help=f"default: {UPSCALE_PROMPT!r}")
@@ -247,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="tiny random model, 64x64, 2 steps, 2 rounds: checks that "
                                                         "every variant runs; its numbers mean nothing")
     return p
+
+
+def _add_rgbd_input(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
+                                 "RGB image (with --depth)")
+    p.add_argument("--depth", help="depth image for an RGB INPUT (16-bit or 8-bit PNG, near = bright)")
 
 
 def _add_3d_options(p: argparse.ArgumentParser, video: bool, mesh: bool) -> None:
