@@ -304,7 +304,7 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
 
     if outputs_3d or near is not None or far is not None or hfov is not None:   # bad 3D options fail before work
         Camera.for_image(8, 8, projection, DEFAULT_HFOV_DEG if hfov is None else hfov)
-        DepthMapping(near or DEFAULT_NEAR, far or DEFAULT_FAR)
+        DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far)
 
     pipe = Pipeline.load(model, device=device, precision=precision, compile_now=False)
     if pano:
@@ -336,7 +336,7 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     prefix = Path(out) / (name or _slug(prompt, result.seed))
     rgbd = RGBD(result.rgb, result.depth, Camera.for_image(result.height, result.width, projection,
                                                              DEFAULT_HFOV_DEG if hfov is None else hfov),
-                DepthMapping(near or DEFAULT_NEAR, far or DEFAULT_FAR))
+                DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far))
     paths = result.save(prefix, extra={"camera": rgbd.camera.to_json(), "depth_mapping": rgbd.mapping.to_json()})
     for p in paths:
         print(f"wrote {p}")
