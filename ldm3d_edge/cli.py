@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import sys
 import time
@@ -142,6 +143,31 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--scheduler", help="default: the model's own")
     up.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
     up.add_argument("--precision", choices=PRECISIONS)
+
+    sv = sub.add_parser("serve", help="HTTP service + 360-degree viewer (kiosk): generation jobs, results, metrics",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Serve generation over HTTP with the viewer at /. The model is loaded once per "
+                                    "worker; jobs wait in a bounded queue (429 + Retry-After when full), report their "
+                                    "step, can be cancelled, and a failing job never takes the server down.\n"
+                                    "API: POST /v1/generate, GET|DELETE /v1/jobs/{id}, GET /v1/results[/{name}], "
+                                    "GET /v1/health, GET /v1/metrics (Prometheus), /docs (OpenAPI). Needs the "
+                                    "[serve] extra.")
+    sv.add_argument("--model", help="artifact folder (default: the embedded model, perspective and 360 exports)")
+    sv.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    sv.add_argument("--port", type=_int, default=8000, help="default 8000")
+    sv.add_argument("--workers", type=_int, default=1, help="model replicas generating in parallel (default 1)")
+    sv.add_argument("--queue-size", type=_int, default=4, help="jobs that may wait (default 4); more get 429")
+    sv.add_argument("--results", default="ldm3d-results", help="folder for results (default: ldm3d-results)")
+    sv.add_argument("--api-key", default=os.environ.get("LDM3D_API_KEY"),
+                    help="required (header X-API-Key) from clients off this machine (default: $LDM3D_API_KEY)")
+    sv.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+
+    vw = sub.add_parser("view", help="open one result in the viewer (no model, no generation)",
+                        description="Serve the folder of an 'ldm3d generate' result on localhost and open the "
+                                    "viewer on it. Needs the [serve] extra.")
+    vw.add_argument("result", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result")
+    vw.add_argument("--port", type=_int, default=8765, help="default 8765")
+    vw.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
 
     d = sub.add_parser("demo", help="build a tiny random-weight LDM3D, export it and generate (no download)",
                        description="Smoke-test the whole path on this machine: build a tiny LDM3D with RANDOM "
@@ -300,6 +326,7 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     it did. init: (image path, depth path or None) for image-to-image at `strength`. pano: 2:1 size, the
     "360 view of" prompt prefix and circular padding (see --pano)."""
     from .runtime import Pipeline
+    from .runtime.pipeline import pano_prompt, pano_settings
     from .scene3d import DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, RGBD, Camera, DepthMapping
 
     if outputs_3d or near is not None or far is not None or hfov is not None:   # bad 3D options fail before work
@@ -307,17 +334,14 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
         DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far)
 
     pipe = Pipeline.load(model, device=device, precision=precision, compile_now=False)
+    pad = 0
     if pano:
-        m = pipe.manifest
-        if kw.get("height") is None and kw.get("width") is None and m.width != 2 * m.height:
-            kw.update(height=m.height, width=2 * m.height)
-        if not prompt.lower().startswith(PANO_PREFIX):
-            prompt = f"{PANO_PREFIX} {prompt}"
+        kw["height"], kw["width"], pad = pano_settings(pipe.manifest, kw.get("height"), kw.get("width"))
+        if pano_prompt(prompt) != prompt:
+            prompt = pano_prompt(prompt)
             print(f"prompt: {prompt!r} (the panorama models' convention)")
     if init is None:
-        width = kw.get("width") or pipe.manifest.width
-        pad = circular_padding if circular_padding is not None else (pano_padding(width, pipe.manifest) if pano else 0)
-        kw["circular_padding"] = pad
+        kw["circular_padding"] = pad if circular_padding is None else circular_padding
     elif circular_padding:
         raise InvalidArgumentError("--circular-padding applies to text-to-image, not to --init (image-to-image)")
     cfg, _ = pipe.make_config(prompt, **kw)
@@ -334,23 +358,14 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     print(f"{len(mt.unet_step_s)} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, "
           f"seed {result.seed}")
     prefix = Path(out) / (name or _slug(prompt, result.seed))
-    rgbd = RGBD(result.rgb, result.depth, Camera.for_image(result.height, result.width, projection,
-                                                             DEFAULT_HFOV_DEG if hfov is None else hfov),
-                DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far))
-    paths = result.save(prefix, extra={"camera": rgbd.camera.to_json(), "depth_mapping": rgbd.mapping.to_json()})
+    rgbd = RGBD.from_result(result, projection, DEFAULT_HFOV_DEG if hfov is None else hfov,
+                            DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far))
+    paths = result.save(prefix, extra=rgbd.sidecar())
     for p in paths:
         print(f"wrote {p}")
     if outputs_3d:
         paths += _write_3d(rgbd, prefix, outputs_3d)
     return paths
-
-
-PANO_PREFIX = "360 view of"
-
-
-def pano_padding(width: int, manifest) -> int:
-    """Default circular padding: 1/8 of the latent width, a multiple of 4, at least 4 (1024 wide: 16 columns)."""
-    return max(4, width // manifest.vae_scale_factor // 8 // 4 * 4)
 
 
 def _read_init(image: str, depth: str | None, height: int, width: int):
@@ -457,6 +472,26 @@ def cmd_upscale(a) -> int:
     name = a.name or (_input_prefix(Path(a.input)).name + "-up")
     for p in result.save(Path(a.out) / name):
         print(f"wrote {p}")
+    return 0
+
+
+def _server():
+    try:
+        from .server import run
+    except ImportError as e:
+        raise Ldm3dError(f"'ldm3d serve' and 'ldm3d view' need the serve extra ({e.name} is missing): "
+                         "pip install 'ldm3d-edge[serve]'") from None
+    return run
+
+
+def cmd_serve(a) -> int:
+    _server().serve(a.model, a.host, a.port, a.results, workers=a.workers, queue_size=a.queue_size,
+                    api_key=a.api_key, device=a.device)
+    return 0
+
+
+def cmd_view(a) -> int:
+    _server().view(a.result, port=a.port, open_browser=not a.no_browser)
     return 0
 
 
@@ -579,7 +614,7 @@ def cmd_bench(a) -> int:
 
 COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "quantize": cmd_quantize,
             "quality": cmd_quality, "eval-embedded": cmd_eval_embedded, "video": cmd_video, "mesh": cmd_mesh,
-            "upscale": cmd_upscale,
+            "upscale": cmd_upscale, "serve": cmd_serve, "view": cmd_view,
             "bench": cmd_bench}
 
 

@@ -263,6 +263,25 @@ class Pipeline:
             circular_padding=cfg.circular_padding)
 
 
+PANO_PREFIX = "360 view of"   # ldm3d-pano's prompt convention
+
+
+def pano_prompt(prompt: str) -> str:
+    """The prompt with the panorama models' "360 view of" prefix (added when missing)."""
+    return prompt if prompt.lower().startswith(PANO_PREFIX) else f"{PANO_PREFIX} {prompt}"
+
+
+def pano_settings(manifest: Manifest, height: int | None, width: int | None) -> tuple[int, int, int]:
+    """(height, width, circular padding) for a panorama: 2:1 at the export height unless a size is given (or
+    the export is 2:1 already); padding 1/8 of the latent width, a multiple of 4, at least 4 (16 at 1024 wide)."""
+    if height is None and width is None:
+        height, width = manifest.height, (manifest.width if manifest.width == 2 * manifest.height
+                                          else 2 * manifest.height)
+    height = manifest.height if height is None else height
+    width = manifest.width if width is None else width
+    return height, width, max(4, width // manifest.vae_scale_factor // 8 // 4 * 4)
+
+
 def img2img_timesteps(sched: Scheduler, num_inference_steps: int, strength: float) -> np.ndarray:
     """The tail of the schedule an img2img run denoises, exactly as diffusers' StableDiffusionImg2ImgPipeline
     .get_timesteps: int(steps * strength) steps, and the scheduler told where it begins."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..runtime.errors import InvalidArgumentError
-from .camera import EQUIRECTANGULAR, Camera, DepthMapping
+from .camera import DEFAULT_HFOV_DEG, EQUIRECTANGULAR, Camera, DepthMapping
 
-DEFAULT_EDGE_THRESHOLD = 0.08
+DEFAULT_EDGE_THRESHOLD = 0.2   # the floor near the horizon changes ~1/(rows below it) per pixel: keep it
 
 
 @dataclass
@@ -42,6 +42,17 @@ class RGBD:
         if (self.camera.height, self.camera.width) != depth.shape:
             self.camera = self.camera.resized(*depth.shape)
         self.rgb, self.depth = rgb, depth.astype(np.float32)
+
+    @classmethod
+    def from_result(cls, result, projection: str | None = None, hfov_deg: float = DEFAULT_HFOV_DEG,
+                    mapping: DepthMapping | None = None) -> "RGBD":
+        """From a runtime RGBDResult (projection None: equirectangular for 2:1, else perspective)."""
+        return cls(result.rgb, result.depth, Camera.for_image(result.height, result.width, projection, hfov_deg),
+                   mapping or DepthMapping())
+
+    def sidecar(self) -> dict:
+        """What the result JSON records for 3D use: the camera model and the depth mapping."""
+        return {"camera": self.camera.to_json(), "depth_mapping": self.mapping.to_json()}
 
     @property
     def distance(self) -> np.ndarray:

@@ -1,0 +1,158 @@
+"""The HTTP service: FastAPI routes over a JobManager, the viewer's static files, results, health and metrics.
+
+    POST   /v1/generate          GenerateRequest -> {id, status, links}; 429 + Retry-After when the queue is full
+    GET    /v1/jobs/{id}         status, progress (step k of n), error, result links
+    DELETE /v1/jobs/{id}         cancel (waiting: at once; running: at the next step)
+    GET    /v1/results           the results folder's results, newest first (the viewer's gallery)
+    GET    /v1/results/{name}    one result file (name checked: no paths, known suffixes only)
+    GET    /v1/health            liveness and model
+    GET    /v1/metrics           Prometheus text: queue depth, running, jobs by outcome, step and job latency
+    GET    /                     the viewer (three.js vendored in the package; nothing is fetched from outside)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..runtime import constants as C
+from ..runtime.result import load_depth_png
+from .jobs import DEPTH_F32_SUFFIX, JobManager, QueueFull
+from .metrics import prometheus_text
+from .schema import GenerateRequest, JobCreated, JobStatus
+
+VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer" / "static"
+RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, DEPTH_F32_SUFFIX, ".glb", ".mp4", ".gif",
+                   "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
+API_KEY_HEADER = "x-api-key"
+
+
+def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str | None = None,
+               model_name: str = "") -> FastAPI:
+    """manager None: viewer only (`ldm3d view`), generation answers 503."""
+    results = Path(results_dir).resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    app = FastAPI(title="ldm3d-edge", version=__version__,
+                  description="LDM3D text -> RGB + depth, 3D outputs and a 360-degree viewer, offline.")
+    app.state.manager, app.state.results = manager, results
+
+    @app.middleware("http")
+    async def require_key_off_loopback(request: Request, call_next):
+        if api_key and not _is_loopback(request.client.host if request.client else "") \
+                and request.headers.get(API_KEY_HEADER) != api_key:
+            return JSONResponse({"error": f"a request from off this machine needs the {API_KEY_HEADER} header"},
+                                status_code=401)
+        return await call_next(request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError):
+        problems = [f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg')}"
+                    for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(problems), "detail": json.loads(json.dumps(exc.errors(), default=str))},
+                            status_code=422)
+
+    @app.post("/v1/generate", response_model=JobCreated)
+    def generate(body: GenerateRequest) -> JSONResponse:
+        if manager is None:
+            raise HTTPException(503, "no model is loaded (viewer only): start 'ldm3d serve' to generate")
+        try:
+            job = manager.submit(body)
+        except QueueFull as e:
+            return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": str(e.retry_after)})
+        return JSONResponse({"id": job.id, "status": job.status, "links": _job_links(job.id)})
+
+    @app.get("/v1/jobs/{job_id}", response_model=JobStatus)
+    def job_status(job_id: str):
+        job = manager.get(job_id) if manager else None
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return {**job.to_json(), "links": {**_job_links(job.id), **{k: f"/v1/results/{f}" for k, f in
+                                                                  job.files.items()}}}
+
+    @app.delete("/v1/jobs/{job_id}", response_model=JobStatus)
+    def cancel(job_id: str):
+        job = manager.cancel(job_id) if manager else None
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r}")
+        return {**job.to_json(), "links": _job_links(job.id)}
+
+    @app.get("/v1/results")
+    def list_results() -> list[dict]:
+        out = []
+        for sidecar in sorted(results.glob("*" + C.SIDECAR_SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True):
+            name = sidecar.name[: -len(C.SIDECAR_SUFFIX)]
+            if not (NAME_RE.match(name) and (results / (name + C.RGB_SUFFIX)).is_file()):
+                continue
+            try:
+                info = json.loads(sidecar.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            out.append({"name": name, "prompt": info.get("prompt"), "width": info.get("width"),
+                        "height": info.get("height"), "camera": (info.get("camera") or {}).get("model"),
+                        "rgb": f"/v1/results/{name}{C.RGB_SUFFIX}", "info": f"/v1/results/{name}{C.SIDECAR_SUFFIX}"})
+        return out
+
+    @app.get("/v1/results/{name}")
+    def result_file(name: str):
+        path = _result_path(results, name)
+        if path.is_file():
+            return FileResponse(path)
+        if name.endswith(DEPTH_F32_SUFFIX):   # results of 'ldm3d generate': full precision from the 16-bit PNG
+            png = results / (name[: -len(DEPTH_F32_SUFFIX)] + C.DEPTH_SUFFIX)
+            if png.is_file():
+                return Response(load_depth_png(png).astype("<f4").tobytes(), media_type="application/octet-stream")
+        raise HTTPException(404, f"no result file {name!r}")
+
+    @app.get("/v1/health")
+    def health() -> dict:
+        m = manager.metrics() if manager else {}
+        return {"status": "ok", "version": __version__, "model": model_name or None, "generate": manager is not None,
+                "queue_depth": m.get("queue_depth", 0), "running": m.get("running", 0)}
+
+    @app.get("/v1/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(prometheus_text(manager.metrics() if manager else None),
+                                 media_type="text/plain; version=0.0.4")
+
+    @app.get("/", include_in_schema=False)
+    def index():
+        return FileResponse(VIEWER_DIR / "index.html")
+
+    app.mount("/static", StaticFiles(directory=VIEWER_DIR), name="static")
+    return app
+
+
+def _job_links(job_id: str) -> dict[str, str]:
+    return {"status": f"/v1/jobs/{job_id}"}
+
+
+def _result_path(results: Path, name: str) -> Path:
+    """The file `name` in the results folder; 400 for anything that is not a plain result file name."""
+    if not NAME_RE.match(name) or ".." in name or not name.endswith(RESULT_SUFFIXES):
+        raise HTTPException(400, f"name: {name!r} is not a result file name (letters, digits, '_', '-', '.'; no "
+                                 f"paths; ending in one of {', '.join(RESULT_SUFFIXES)})")
+    path = (results / name).resolve()
+    if path.parent != results:
+        raise HTTPException(400, f"name: {name!r} is outside the results folder")
+    return path
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

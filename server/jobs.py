@@ -1,0 +1,228 @@
+"""Generation jobs: a bounded queue in front of worker threads, each with its own loaded models.
+
+Independent of HTTP (the FastAPI app in app.py and the Ray deployment call it). A worker owns one set of
+pipelines (one model replica) because a compiled model keeps one inference request; the queue holds at most
+`queue_size` waiting jobs and refuses more (QueueFull, with a retry estimate). A job reports its step, can be
+cancelled while waiting or between steps, and a failing job records why and leaves no files behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import statistics
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..runtime import Pipeline
+from ..runtime.errors import Ldm3dError
+from ..runtime.pipeline import GenerationCancelled, pano_prompt, pano_settings
+from ..runtime.result import atomic_write
+from ..scene3d import RGBD, write_3d
+from .schema import GenerateRequest
+
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINAL = (DONE, FAILED, CANCELLED)
+HISTORY = 1000            # finished jobs remembered (their files stay in the results folder)
+DEPTH_F32_SUFFIX = "_depth.f32"   # raw little-endian float32 depth, row-major: full precision for the viewer
+
+# what each requested output kind writes, relative to the job's prefix
+OUTPUT_FILES = {"rgb": "_rgb.png", "depth": "_depth.png", "json": ".json", "depth_f32": DEPTH_F32_SUFFIX,
+                "glb": ".glb", "mp4": ".mp4"}
+
+
+class QueueFull(Ldm3dError):
+    def __init__(self, retry_after: int):
+        super().__init__(f"the queue is full; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Job:
+    id: str
+    request: GenerateRequest
+    status: str = QUEUED
+    step: int = 0
+    steps: int = 0
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+    files: dict[str, str] = field(default_factory=dict)     # output kind -> file name in the results folder
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "status": self.status, "progress": {"step": self.step, "steps": self.steps},
+                "created": self.created, "started": self.started, "finished": self.finished, "error": self.error,
+                "files": dict(self.files), "request": self.request.model_dump()}
+
+
+class Models:
+    """One worker's pipelines: the perspective model, and the panorama one (the embedded model has two exports;
+    a --model folder serves both, panoramas at 2:1 with circular padding)."""
+
+    def __init__(self, perspective: Path, panorama: Path | None, device: str):
+        self.perspective = Pipeline.load(perspective, device=device)
+        self.panorama = Pipeline.load(panorama, device=device) if panorama else self.perspective
+
+    def pick(self, pano: bool) -> Pipeline:
+        return self.panorama if pano else self.perspective
+
+
+class JobManager:
+    def __init__(self, load_models: Callable[[], Models], results_dir: str | Path, workers: int = 1,
+                 queue_size: int = 4):
+        self.results_dir = Path(results_dir)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        self.queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
+        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.lock = threading.Lock()
+        self.counts = {DONE: 0, FAILED: 0, CANCELLED: 0, "rejected": 0}
+        self.step_seconds: deque[float] = deque(maxlen=512)
+        self.job_seconds: deque[float] = deque(maxlen=128)
+        self.workers = workers
+        self.running = 0
+        self._stop = threading.Event()
+        self._ready = threading.Barrier(workers + 1)
+        self._load_errors: list[str] = []
+        self.threads = [threading.Thread(target=self._work, args=(load_models,), name=f"ldm3d-worker-{i}",
+                                         daemon=True) for i in range(workers)]
+        for t in self.threads:
+            t.start()
+        self._ready.wait()
+        if self._load_errors:
+            self.close()
+            raise Ldm3dError(f"could not load the model: {self._load_errors[0]}")
+
+    # -- the API the HTTP layer calls ------------------------------------------------------------------------
+
+    def submit(self, request: GenerateRequest) -> Job:
+        job = Job(uuid.uuid4().hex, request, steps=request.steps)
+        with self.lock:
+            try:
+                self.queue.put_nowait(job)
+            except queue.Full:
+                self.counts["rejected"] += 1
+                raise QueueFull(self.retry_after()) from None
+            self.jobs[job.id] = job
+            while len(self.jobs) > HISTORY + self.queue.maxsize + self.workers:
+                self.jobs.popitem(last=False)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self.lock:
+            return self.jobs.get(job_id)
+
+    def cancel(self, job_id: str) -> Job | None:
+        job = self.get(job_id)
+        if job is not None and job.status not in FINAL:
+            job.cancel_event.set()
+            if job.status == QUEUED:      # a worker that picks it up skips it
+                self._finish(job, CANCELLED, "cancelled while waiting")
+        return job
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: waiting + running jobs x the mean job time / workers."""
+        mean = statistics.fmean(self.job_seconds) if self.job_seconds else 5.0
+        return max(1, int(np.ceil((self.queue.qsize() + self.running) * mean / self.workers)))
+
+    def metrics(self) -> dict:
+        with self.lock:
+            steps = list(self.step_seconds)
+            return {"queue_depth": self.queue.qsize(), "running": self.running, "workers": self.workers,
+                    "queue_size": self.queue.maxsize, **{f"jobs_{k}": v for k, v in self.counts.items()},
+                    "step_seconds": steps, "job_seconds": list(self.job_seconds)}
+
+    def close(self) -> None:
+        self._stop.set()
+
+    # -- workers ---------------------------------------------------------------------------------------------
+
+    def _work(self, load_models: Callable[[], Models]) -> None:
+        try:
+            models = load_models()
+        except Exception as e:    # reported by the constructor; the worker ends
+            self._load_errors.append(f"{type(e).__name__}: {e}")
+            self._ready.wait()
+            return
+        self._ready.wait()
+        while not self._stop.is_set():
+            try:
+                job = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            with self.lock:
+                if job.status != QUEUED:       # cancelled while waiting
+                    continue
+                self.running += 1
+                job.status, job.started = RUNNING, time.time()
+            try:
+                self._run(models, job)
+                self._finish(job, DONE)
+            except GenerationCancelled:
+                self._cleanup(job)
+                self._finish(job, CANCELLED, "cancelled while running")
+            except Exception as e:    # a failing job reports why and never takes the worker down
+                log.exception("job %s failed", job.id)
+                self._cleanup(job)
+                self._finish(job, FAILED, f"{type(e).__name__}: {e}" if not isinstance(e, Ldm3dError) else str(e))
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+    def _run(self, models: Models, job: Job) -> None:
+        r = job.request
+        pipe = models.pick(r.pano)
+        prompt, height, width, pad = r.prompt, r.height, r.width, 0
+        if r.pano:
+            prompt = pano_prompt(prompt)
+            height, width, pad = pano_settings(pipe.manifest, height, width)
+
+        def on_step(i, _t, _latents):
+            now = time.perf_counter()
+            if job.step:
+                self.step_seconds.append(now - on_step.last)
+            on_step.last = now
+            job.step = i + 1
+            return not job.cancel_event.is_set()
+
+        on_step.last = time.perf_counter()
+        result = pipe(prompt, negative_prompt=r.negative_prompt, num_inference_steps=r.steps,
+                      guidance_scale=r.guidance, height=height, width=width, seed=r.seed, callback=on_step,
+                      circular_padding=pad)
+        job.steps = len(result.metrics.unet_step_s)
+        rgbd = RGBD.from_result(result, "equirectangular" if r.pano else "perspective")
+        prefix = self.results_dir / job.id
+        result.save(prefix, extra={**rgbd.sidecar(), "job": job.id})
+        atomic_write(prefix.with_name(job.id + DEPTH_F32_SUFFIX),
+                     lambda p: Path(p).write_bytes(result.depth.astype("<f4").tobytes()))
+        write_3d(rgbd, prefix, mesh_formats=("glb",) if "glb" in r.outputs else (),
+                 videos=(".mp4",) if "mp4" in r.outputs else ())
+        job.files = {kind: job.id + suffix for kind, suffix in OUTPUT_FILES.items()
+                     if (self.results_dir / (job.id + suffix)).is_file()}
+
+    def _cleanup(self, job: Job) -> None:
+        for p in self.results_dir.glob(job.id + "*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+
+    def _finish(self, job: Job, status: str, error: str | None = None) -> None:
+        with self.lock:
+            if job.status in FINAL:
+                return
+            job.status, job.error, job.finished = status, error, time.time()
+            self.counts[status] += 1
+            if status == DONE and job.started:
+                self.job_seconds.append(job.finished - job.started)
