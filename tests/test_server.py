@@ -1,0 +1,191 @@
+"""The HTTP service in process (FastAPI's TestClient): jobs run and report progress, results are served, bad
+input is a 4xx naming the field with nothing written, the queue refuses with 429 + Retry-After, cancel works,
+a failing job reports why and the service keeps answering, the API key guards requests from off the machine."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from ldm3d_edge.server.app import create_app  # noqa: E402
+from ldm3d_edge.server.jobs import JobManager, Models  # noqa: E402
+
+PROMPT = "a red sphere on the left in front of a blue cube on a grey floor before a white wall"
+
+
+class GatedModels:
+    """Real models behind a gate: a job waits at its first step until the test opens the gate; 'fail' in the prompt
+    raises inside the pipeline, like a broken model would."""
+
+    def __init__(self, artifacts):
+        self.real = Models(artifacts, None, "openvino:CPU")
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def pick(self, pano):
+        real = self.real.pick(pano)
+        gate = self.gate
+
+        class Gated:
+            manifest = real.manifest
+
+            def __call__(self, prompt, callback=None, **kw):
+                if "fail" in prompt:
+                    raise RuntimeError("the model broke")
+
+                def cb(i, t, latents):
+                    if i == 0:
+                        gate.wait(30)
+                    return callback(i, t, latents) if callback else None
+                return real(prompt, callback=cb, **kw)
+        return Gated()
+
+
+@pytest.fixture(scope="module")
+def service(tiny4, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    models = GatedModels(tiny4[1])
+    manager = JobManager(lambda: models, results, workers=1, queue_size=2)
+    client = TestClient(create_app(manager, results, model_name="tiny"), client=("127.0.0.1", 5000))
+    yield client, manager, models, results
+    manager.close()
+
+
+def wait(client, job_id, until=("done", "failed", "cancelled"), timeout=60):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        s = client.get(f"/v1/jobs/{job_id}").json()
+        if s["status"] in until:
+            return s
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} still {s['status']}")
+
+
+def test_generate_reports_progress_and_serves_every_file(service):
+    client, manager, models, results = service
+    r = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 6, "seed": 3, "outputs": ["rgb", "depth", "json",
+                                                                                              "glb"]})
+    assert r.status_code == 200, r.text
+    job = r.json()
+    s = wait(client, job["id"])
+    assert s["status"] == "done" and s["progress"] == {"step": 6, "steps": 6}
+    assert set(s["files"]) == {"rgb", "depth", "json", "glb", "depth_f32"}
+    info = client.get(s["links"]["json"]).json()
+    assert info["seed"] == 3 and info["camera"]["model"] == "pinhole" and info["job"] == job["id"]
+    raw = client.get(s["links"]["depth_f32"]).content
+    depth = np.frombuffer(raw, "<f4").reshape(info["height"], info["width"])
+    from PIL import Image
+    import io
+    png = np.asarray(Image.open(io.BytesIO(client.get(s["links"]["depth"]).content)), np.float32) / 65535
+    assert np.abs(depth - png).max() <= 0.5 / 65535 + 1e-7        # the float data is the full-precision depth
+    assert client.get(s["links"]["glb"]).content[:4] == b"glTF"
+    listed = client.get("/v1/results").json()
+    assert any(it["name"] == job["id"] for it in listed)
+
+
+BAD = [
+    (None, "body"),                                          # empty body
+    ("not json", "JSON"),
+    ({"prompt": 5}, "prompt"),
+    ({"prompt": PROMPT, "steps": "ten"}, "steps"),
+    ({"prompt": "x" * 10_001}, "prompt"),
+    ({"prompt": "   "}, "prompt"),
+    ({"prompt": PROMPT, "steps": 0}, "steps"),
+    ({"prompt": PROMPT, "steps": 10_000}, "steps"),
+    ({"prompt": PROMPT, "width": 100}, "width"),
+    ({"prompt": PROMPT, "height": 4096}, "height"),
+    ({"prompt": PROMPT, "seed": -1}, "seed"),
+    ({"prompt": PROMPT, "outputs": ["rgb", "stl"]}, "outputs"),
+    ({"prompt": PROMPT, "guidance": "high"}, "guidance"),
+    ({"prompt": PROMPT, "colour": "red"}, "colour"),
+]
+
+
+@pytest.mark.parametrize("body,field", BAD, ids=[f for _, f in BAD])
+def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(service, body, field):
+    client, manager, models, results = service
+    before = sorted(p.name for p in results.iterdir())
+    jobs_before = len(manager.jobs)
+    if body is None:
+        r = client.post("/v1/generate")
+    elif isinstance(body, str):
+        r = client.post("/v1/generate", content=body, headers={"content-type": "application/json"})
+    else:
+        r = client.post("/v1/generate", json=body)
+    assert 400 <= r.status_code < 500, r.text
+    assert field in r.json()["error"], r.json()
+    assert sorted(p.name for p in results.iterdir()) == before and len(manager.jobs) == jobs_before
+
+
+@pytest.mark.parametrize("name", ["../secret.json", "..%2F..%2Fetc%2Fpasswd", "..json", "x.py", "a/b_rgb.png",
+                                  "%2e%2e%2fmanifest.json"])
+def test_result_names_cannot_leave_the_results_folder(service, name):
+    client, *_ = service
+    r = client.get(f"/v1/results/{name}")
+    assert r.status_code in (400, 404), (name, r.status_code)
+    assert "error" in r.json()
+
+
+def test_full_queue_answers_429_with_retry_after_and_cancel_works(service):
+    client, manager, models, results = service
+    models.gate.clear()                                   # the worker blocks at the first step of the next job
+    try:
+        running = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4}).json()
+        wait(client, running["id"], until=("running",))
+        queued = [client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4}) for _ in range(2)]
+        assert all(r.status_code == 200 for r in queued)
+        refused = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4})
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        metrics = client.get("/v1/metrics").text
+        assert "ldm3d_queue_depth 2.0" in metrics and 'ldm3d_jobs_total{outcome="rejected"}' in metrics
+        # cancel one waiting job and the running one
+        c1 = client.delete(f"/v1/jobs/{queued[0].json()['id']}").json()
+        assert c1["status"] == "cancelled"
+        client.delete(f"/v1/jobs/{running['id']}")
+    finally:
+        models.gate.set()
+    assert wait(client, running["id"])["status"] == "cancelled"
+    assert wait(client, queued[1].json()["id"])["status"] == "done"
+    assert not list(results.glob(running["id"] + "*"))  # a cancelled job leaves no files
+    assert client.delete("/v1/jobs/nope").status_code == 404
+
+
+def test_a_failing_job_reports_why_and_the_service_keeps_going(service):
+    client, manager, *_ = service
+    bad = client.post("/v1/generate", json={"prompt": "please fail", "steps": 3}).json()
+    s = wait(client, bad["id"])
+    assert s["status"] == "failed" and "the model broke" in s["error"]
+    ok = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 3}).json()
+    assert wait(client, ok["id"])["status"] == "done"
+    assert client.get("/v1/health").json()["status"] == "ok"
+    assert 'ldm3d_jobs_total{outcome="failed"} 1.0' in client.get("/v1/metrics").text
+
+
+def test_openapi_schema_and_viewer_are_served(service):
+    client, *_ = service
+    schema = client.get("/openapi.json").json()
+    assert {"/v1/generate", "/v1/jobs/{job_id}", "/v1/results/{name}", "/v1/health", "/v1/metrics"} <= set(
+        schema["paths"])
+    page = client.get("/").text
+    assert "/static/vendor/three/three.module.js" in page and "http" not in page.replace("http-equiv", "")
+    assert client.get("/static/vendor/three/three.module.js").status_code == 200
+
+
+def test_api_key_guards_requests_from_off_this_machine(tiny4, tmp_path):
+    app = create_app(None, tmp_path, api_key="s3cret")
+    remote = TestClient(app, client=("203.0.113.7", 5000))
+    assert remote.get("/v1/health").status_code == 401
+    assert remote.post("/v1/generate", json={"prompt": PROMPT}).status_code == 401
+    assert remote.get("/v1/health", headers={"X-API-Key": "s3cret"}).status_code == 200
+    local = TestClient(app, client=("127.0.0.1", 5000))
+    assert local.get("/v1/health").status_code == 200
+    r = local.post("/v1/generate", json={"prompt": PROMPT})       # viewer-only service: no model
+    assert r.status_code == 503 and "viewer only" in r.json()["error"]
+    assert list(tmp_path.iterdir()) == []
