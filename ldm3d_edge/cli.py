@@ -161,6 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--api-key", default=os.environ.get("LDM3D_API_KEY"),
                     help="required (header X-API-Key) from clients off this machine (default: $LDM3D_API_KEY)")
     sv.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+    sv.add_argument("--ray", action="store_true", help="generate on Ray Serve replicas (one model copy each, "
+                                                      "autoscaled between --min-replicas and --workers on ongoing "
+                                                      "requests); needs ray[serve]")
+    sv.add_argument("--ray-address", help="Ray cluster to join (default: start one on this machine)")
+    sv.add_argument("--min-replicas", type=_int, default=1, help="with --ray (default 1)")
+
+    ba = sub.add_parser("batch", help="generate every prompt of a file, locally or fanned out over a Ray cluster",
+                        description="Generate one result per prompt (one per line; # comments) into --out, with one "
+                                    "model copy per replica. --ray maps the prompts over Ray actors (a local "
+                                    "cluster, or --ray-address). Writes batch.json with what ran where.")
+    ba.add_argument("prompts", help="text file, one prompt per line")
+    ba.add_argument("--out", default="batch-out", help="default: batch-out")
+    ba.add_argument("--model", help="artifact folder (default: the embedded model)")
+    ba.add_argument("--steps", type=_int, default=30)
+    ba.add_argument("--seed", type=_int, default=0)
+    ba.add_argument("--pano", action="store_true")
+    ba.add_argument("--ray", action="store_true", help="fan out over Ray (needs ray)")
+    ba.add_argument("--ray-address", help="Ray cluster to join (default: start one on this machine)")
+    ba.add_argument("--replicas", type=_int, default=2, help="model copies working at once with --ray (default 2)")
+    ba.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
 
     vw = sub.add_parser("view", help="open one result in the viewer (no model, no generation)",
                         description="Serve the folder of an 'ldm3d generate' result on localhost and open the "
@@ -486,7 +506,23 @@ def _server():
 
 def cmd_serve(a) -> int:
     _server().serve(a.model, a.host, a.port, a.results, workers=a.workers, queue_size=a.queue_size,
-                    api_key=a.api_key, device=a.device)
+                    api_key=a.api_key, device=a.device, ray=a.ray, ray_address=a.ray_address,
+                    min_replicas=a.min_replicas)
+    return 0
+
+
+def cmd_batch(a) -> int:
+    from .quantization.calibration import read_prompts
+
+    run = _server()
+    if not Path(a.prompts).is_file():
+        raise InvalidArgumentError(f"prompts file {a.prompts} not found (one prompt per line)")
+    prompts = read_prompts(a.prompts)
+    t0 = time.perf_counter()
+    rows = run.batch(prompts, Path(a.out), a.model, steps=a.steps, seed=a.seed, pano=a.pano, device=a.device,
+                     ray=a.ray, ray_address=a.ray_address, replicas=a.replicas)
+    print(f"{len(rows)} results in {a.out} in {time.perf_counter() - t0:.1f}s "
+          f"({len({r['pid'] for r in rows})} process(es))")
     return 0
 
 
@@ -615,6 +651,7 @@ def cmd_bench(a) -> int:
 COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "quantize": cmd_quantize,
             "quality": cmd_quality, "eval-embedded": cmd_eval_embedded, "video": cmd_video, "mesh": cmd_mesh,
             "upscale": cmd_upscale, "serve": cmd_serve, "view": cmd_view,
+            "batch": cmd_batch,
             "bench": cmd_bench}
 
 

@@ -1,7 +1,8 @@
-"""Generation jobs: a bounded queue in front of worker threads, each with its own loaded models.
+"""Generation jobs: a bounded queue in front of worker threads, each with its own runner.
 
-Independent of HTTP (the FastAPI app in app.py and the Ray deployment call it). A worker owns one set of
-pipelines (one model replica) because a compiled model keeps one inference request; the queue holds at most
+Independent of HTTP (the FastAPI app in app.py calls it). A local worker owns one set of pipelines (one model
+replica) because a compiled model keeps one inference request; with Ray Serve a worker hands its job to the
+deployment, whose replicas hold the models (ray_serve.py). The queue holds at most
 `queue_size` waiting jobs and refuses more (QueueFull, with a retry estimate). A job reports its step, can be
 cancelled while waiting or between steps, and a failing job records why and leaves no files behind.
 """
@@ -67,7 +68,41 @@ class Job:
                 "files": dict(self.files), "request": self.request.model_dump()}
 
 
-class Models:
+class Runner:
+    """Runs one job to its files: run(job_id, request, results_dir, on_step, cancelled) -> ({kind: file name},
+    steps). on_step(i) is called after step i and returns False to cancel (raising GenerationCancelled);
+    cancelled() says whether the job was cancelled (for runners that cannot call on_step)."""
+
+    def run(self, job_id: str, request: GenerateRequest, results_dir: Path, on_step: Callable[[int], bool],
+            cancelled: Callable[[], bool]) -> tuple[dict[str, str], int]:
+        raise NotImplementedError
+
+
+def generate_job(models: "Models", job_id: str, request: GenerateRequest, results_dir: Path,
+                 on_step: Callable[[int], bool] = lambda i: True) -> tuple[dict[str, str], int]:
+    """Generate one request with these models and write its files as <job_id><suffix> (OUTPUT_FILES)."""
+    r = request
+    pipe = models.pick(r.pano)
+    prompt, height, width, pad = r.prompt, r.height, r.width, 0
+    if r.pano:
+        prompt = pano_prompt(prompt)
+        height, width, pad = pano_settings(pipe.manifest, height, width)
+    result = pipe(prompt, negative_prompt=r.negative_prompt, num_inference_steps=r.steps, guidance_scale=r.guidance,
+                  height=height, width=width, seed=r.seed, callback=lambda i, _t, _l: on_step(i),
+                  circular_padding=pad)
+    rgbd = RGBD.from_result(result, "equirectangular" if r.pano else "perspective")
+    prefix = Path(results_dir) / job_id
+    result.save(prefix, extra={**rgbd.sidecar(), "job": job_id})
+    atomic_write(prefix.with_name(job_id + DEPTH_F32_SUFFIX),
+                 lambda p: Path(p).write_bytes(result.depth.astype("<f4").tobytes()))
+    write_3d(rgbd, prefix, mesh_formats=("glb",) if "glb" in r.outputs else (),
+             videos=(".mp4",) if "mp4" in r.outputs else ())
+    files = {kind: job_id + suffix for kind, suffix in OUTPUT_FILES.items()
+             if (Path(results_dir) / (job_id + suffix)).is_file()}
+    return files, len(result.metrics.unet_step_s)
+
+
+class Models(Runner):
     """One worker's pipelines: the perspective model, and the panorama one (the embedded model has two exports;
     a --model folder serves both, panoramas at 2:1 with circular padding)."""
 
@@ -78,10 +113,14 @@ class Models:
     def pick(self, pano: bool) -> Pipeline:
         return self.panorama if pano else self.perspective
 
+    def run(self, job_id, request, results_dir, on_step, cancelled):
+        return generate_job(self, job_id, request, results_dir, on_step)
+
 
 class JobManager:
-    def __init__(self, load_models: Callable[[], Models], results_dir: str | Path, workers: int = 1,
+    def __init__(self, load_runner: Callable[[], Runner], results_dir: str | Path, workers: int = 1,
                  queue_size: int = 4):
+        """load_runner() is called once in each worker thread: local Models, or a proxy to Ray Serve replicas."""
         self.results_dir = Path(results_dir)
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self.queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
@@ -95,7 +134,7 @@ class JobManager:
         self._stop = threading.Event()
         self._ready = threading.Barrier(workers + 1)
         self._load_errors: list[str] = []
-        self.threads = [threading.Thread(target=self._work, args=(load_models,), name=f"ldm3d-worker-{i}",
+        self.threads = [threading.Thread(target=self._work, args=(load_runner,), name=f"ldm3d-worker-{i}",
                                          daemon=True) for i in range(workers)]
         for t in self.threads:
             t.start()
@@ -148,9 +187,9 @@ class JobManager:
 
     # -- workers ---------------------------------------------------------------------------------------------
 
-    def _work(self, load_models: Callable[[], Models]) -> None:
+    def _work(self, load_runner: Callable[[], Runner]) -> None:
         try:
-            models = load_models()
+            runner = load_runner()
         except Exception as e:    # reported by the constructor; the worker ends
             self._load_errors.append(f"{type(e).__name__}: {e}")
             self._ready.wait()
@@ -167,7 +206,7 @@ class JobManager:
                 self.running += 1
                 job.status, job.started = RUNNING, time.time()
             try:
-                self._run(models, job)
+                self._run(runner, job)
                 self._finish(job, DONE)
             except GenerationCancelled:
                 self._cleanup(job)
@@ -180,15 +219,8 @@ class JobManager:
                 with self.lock:
                     self.running -= 1
 
-    def _run(self, models: Models, job: Job) -> None:
-        r = job.request
-        pipe = models.pick(r.pano)
-        prompt, height, width, pad = r.prompt, r.height, r.width, 0
-        if r.pano:
-            prompt = pano_prompt(prompt)
-            height, width, pad = pano_settings(pipe.manifest, height, width)
-
-        def on_step(i, _t, _latents):
+    def _run(self, runner: "Runner", job: Job) -> None:
+        def on_step(i: int) -> bool:
             now = time.perf_counter()
             if job.step:
                 self.step_seconds.append(now - on_step.last)
@@ -197,19 +229,8 @@ class JobManager:
             return not job.cancel_event.is_set()
 
         on_step.last = time.perf_counter()
-        result = pipe(prompt, negative_prompt=r.negative_prompt, num_inference_steps=r.steps,
-                      guidance_scale=r.guidance, height=height, width=width, seed=r.seed, callback=on_step,
-                      circular_padding=pad)
-        job.steps = len(result.metrics.unet_step_s)
-        rgbd = RGBD.from_result(result, "equirectangular" if r.pano else "perspective")
-        prefix = self.results_dir / job.id
-        result.save(prefix, extra={**rgbd.sidecar(), "job": job.id})
-        atomic_write(prefix.with_name(job.id + DEPTH_F32_SUFFIX),
-                     lambda p: Path(p).write_bytes(result.depth.astype("<f4").tobytes()))
-        write_3d(rgbd, prefix, mesh_formats=("glb",) if "glb" in r.outputs else (),
-                 videos=(".mp4",) if "mp4" in r.outputs else ())
-        job.files = {kind: job.id + suffix for kind, suffix in OUTPUT_FILES.items()
-                     if (self.results_dir / (job.id + suffix)).is_file()}
+        job.files, job.steps = runner.run(job.id, job.request, self.results_dir, on_step, job.cancel_event.is_set)
+        job.step = job.steps
 
     def _cleanup(self, job: Job) -> None:
         for p in self.results_dir.glob(job.id + "*"):

@@ -12,37 +12,53 @@ from .app import create_app
 from .jobs import JobManager, Models
 
 
-def build_manager(model: str | None, results: str | Path, workers: int, queue_size: int,
-                  device: str = "auto") -> tuple[JobManager, str]:
-    """The job manager with `workers` model replicas: a --model folder, or the embedded model's two exports."""
-    if workers < 1 or queue_size < 1:
-        raise InvalidArgumentError(f"--workers and --queue-size must be >= 1, got {workers} and {queue_size}")
+def model_folders(model: str | None) -> tuple[Path, Path | None, str]:
+    """(perspective artifacts, panorama artifacts or None, name): a --model folder, or the embedded model."""
     if model:
-        perspective, panorama, name = Path(model), None, Path(model).name
-    else:
-        from ..embedded import embedded_artifacts
+        return Path(model), None, Path(model).name
+    from ..embedded import embedded_artifacts
 
-        perspective, panorama, src = embedded_artifacts()
-        name = src.name
-    manager = JobManager(lambda: Models(perspective, panorama, device), results, workers, queue_size)
-    return manager, name
+    perspective, panorama, src = embedded_artifacts()
+    return perspective, panorama, src.name
+
+
+def build_manager(model: str | None, results: str | Path, workers: int, queue_size: int, device: str = "auto",
+                  ray: bool = False, ray_address: str | None = None, min_replicas: int = 1) -> tuple[JobManager, str]:
+    """The job manager with `workers` model replicas, in this process or (ray=True) on Ray Serve."""
+    if workers < 1 or queue_size < 1 or not 1 <= min_replicas <= workers:
+        raise InvalidArgumentError(f"--workers and --queue-size must be >= 1 and --min-replicas from 1 to --workers, "
+                                   f"got {workers}, {queue_size}, {min_replicas}")
+    perspective, panorama, name = model_folders(model)
+    if not ray:
+        return JobManager(lambda: Models(perspective, panorama, device), results, workers, queue_size), name
+    from . import ray_serve
+
+    ray_serve.init_ray(ray_address)
+    handle = ray_serve.deploy(perspective, panorama, device, min_replicas=min_replicas, max_replicas=workers)
+    return JobManager(lambda: ray_serve.RayRunner(handle), results, workers, queue_size), name
 
 
 def serve(model: str | None, host: str, port: int, results: str | Path, workers: int = 1, queue_size: int = 4,
-          api_key: str | None = None, device: str = "auto") -> None:
+          api_key: str | None = None, device: str = "auto", ray: bool = False, ray_address: str | None = None,
+          min_replicas: int = 1) -> None:
     import uvicorn
 
     if not _is_loopback_host(host) and not api_key:
         print(f"warning: serving on {host} without an API key: anyone who reaches this machine can generate "
               "(set --api-key or LDM3D_API_KEY)", flush=True)
-    manager, name = build_manager(model, results, workers, queue_size, device)
+    manager, name = build_manager(model, results, workers, queue_size, device, ray, ray_address, min_replicas)
     app = create_app(manager, results, api_key=api_key, model_name=name)
-    print(f"ldm3d serve: model {name}, {workers} worker(s), queue {queue_size}, results in {Path(results).resolve()}"
+    where = f"Ray Serve, {min_replicas}-{workers} replica(s)" if ray else f"{workers} worker(s)"
+    print(f"ldm3d serve: model {name}, {where}, queue {queue_size}, results in {Path(results).resolve()}"
           f"\n  viewer  http://{host}:{port}/\n  API     http://{host}:{port}/docs", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
         manager.close()
+        if ray:
+            from . import ray_serve
+
+            ray_serve.shutdown()
 
 
 def view(result: str | Path, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True) -> None:
@@ -68,3 +84,46 @@ def _is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def batch(prompts: list[str], out: Path, model: str | None, steps: int = 30, seed: int = 0, pano: bool = False,
+          device: str = "auto", ray: bool = False, ray_address: str | None = None, replicas: int = 2) -> list[dict]:
+    """Every prompt to a result in `out`, here or over Ray; writes out/batch.json and returns its rows."""
+    import json
+    import os
+    import time
+
+    from ..runtime.result import atomic_write
+    from .jobs import generate_job
+    from .ray_serve import batch_name
+    from .schema import GenerateRequest
+
+    if not prompts:
+        raise InvalidArgumentError("the prompts file has no prompts")
+    if replicas < 1:
+        raise InvalidArgumentError(f"--replicas must be >= 1, got {replicas}")
+    perspective, panorama, name = model_folders(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if ray:
+        from . import ray_serve
+
+        ray_serve.init_ray(ray_address)
+        try:
+            rows = ray_serve.batch(prompts, out, perspective, panorama, replicas, steps, seed, pano, device)
+        finally:
+            ray_serve.shutdown()
+    else:
+        models = Models(perspective, panorama, device)
+        rows = []
+        for i, prompt in enumerate(prompts):
+            t0 = time.perf_counter()
+            job = batch_name(i, prompt)
+            files, n = generate_job(models, job, GenerateRequest(prompt=prompt, steps=steps, seed=seed, pano=pano,
+                                                                 outputs=["rgb", "depth", "json"]), out)
+            rows.append({"index": i, "prompt": prompt, "files": files, "steps": n, "pid": os.getpid(),
+                         "seconds": round(time.perf_counter() - t0, 3)})
+    atomic_write(out / "batch.json", lambda p: Path(p).write_text(json.dumps(
+        {"model": name, "ray": ray, "replicas": replicas if ray else 1, "results": rows}, indent=2)))
+    return rows
+

@@ -15,12 +15,12 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from ldm3d_edge.server.app import create_app  # noqa: E402
-from ldm3d_edge.server.jobs import JobManager, Models  # noqa: E402
+from ldm3d_edge.server.jobs import JobManager, Models, Runner, generate_job  # noqa: E402
 
 PROMPT = "a red sphere on the left in front of a blue cube on a grey floor before a white wall"
 
 
-class GatedModels:
+class GatedModels(Runner):
     """Real models behind a gate: a job waits at its first step until the test opens the gate; 'fail' in the prompt
     raises inside the pipeline, like a broken model would."""
 
@@ -28,6 +28,9 @@ class GatedModels:
         self.real = Models(artifacts, None, "openvino:CPU")
         self.gate = threading.Event()
         self.gate.set()
+
+    def run(self, job_id, request, results_dir, on_step, cancelled):
+        return generate_job(self, job_id, request, results_dir, on_step)
 
     def pick(self, pano):
         real = self.real.pick(pano)

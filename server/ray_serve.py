@@ -1,0 +1,131 @@
+"""Scale-out on Ray: the same jobs on Ray Serve replicas, and a batch fan-out of a prompts file over a cluster.
+
+`ldm3d serve --ray`: the HTTP service (queue, 429s, job records, results, viewer) stays one process; each of its
+worker threads hands a job to the Ray Serve deployment `Ldm3dReplica`, whose replicas each hold one copy of the
+models (max_ongoing_requests=1, so a replica generates one job at a time) and autoscale on the number of ongoing
+requests per replica (target 1, between --min-replicas and --workers). Serve's own HTTP proxy is disabled: the
+deployment is reached through its handle. A replica that dies mid-job fails that job with the reason; Serve
+starts a new replica and the service keeps answering. Step progress of a Ray job shows when it finishes.
+
+`ldm3d batch PROMPTS --ray`: one Ray actor per replica loads the models; prompts are mapped over them with
+ray.util.ActorPool and each result is written to --out as <index>-<slug>.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from ..runtime.errors import Ldm3dError
+from ..runtime.pipeline import GenerationCancelled
+from .jobs import Models, Runner, generate_job
+from .schema import GenerateRequest
+
+APP_NAME = "ldm3d"
+POLL_S = 0.25
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to a cluster (address "auto" or ray://...), or start a local one on this machine."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 ignore_reinit_error=True, configure_logging=False)
+
+
+def replica_class():
+    """The Serve deployment (defined on first use, so importing this module needs no Ray)."""
+    from ray import serve
+
+    @serve.deployment(name="Ldm3dReplica", max_ongoing_requests=1, ray_actor_options={"num_cpus": 1},
+                      health_check_period_s=2, health_check_timeout_s=10)
+    class Ldm3dReplica:
+        def __init__(self, perspective: str, panorama: str | None, device: str):
+            self.models = Models(Path(perspective), Path(panorama) if panorama else None, device)
+
+        def generate(self, job_id: str, request: dict, results_dir: str) -> dict:
+            files, steps = generate_job(self.models, job_id, GenerateRequest(**request), Path(results_dir))
+            return {"files": files, "steps": steps, "pid": os.getpid()}
+
+        def pid(self) -> int:
+            return os.getpid()
+
+    return Ldm3dReplica
+
+
+def deploy(perspective: Path, panorama: Path | None, device: str = "auto", min_replicas: int = 1,
+           max_replicas: int = 2):
+    """Deploy the replicas (proxy off) and return the deployment handle."""
+    from ray import serve
+
+    serve.start(proxy_location="Disabled")
+    app = replica_class().options(autoscaling_config={
+        "min_replicas": min_replicas, "max_replicas": max_replicas, "target_ongoing_requests": 1,
+        "upscale_delay_s": 2, "downscale_delay_s": 60}).bind(str(perspective), panorama and str(panorama), device)
+    return serve.run(app, name=APP_NAME, route_prefix=None)
+
+
+class RayRunner(Runner):
+    """A JobManager worker's runner: the job runs on a replica; cancel is passed on, a dead replica fails it."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def run(self, job_id, request: GenerateRequest, results_dir: Path, on_step, cancelled):
+        response = self.handle.generate.remote(job_id, request.model_dump(), str(results_dir))
+        while True:
+            try:
+                out = response.result(timeout_s=POLL_S)
+                break
+            except TimeoutError:
+                if cancelled():
+                    response.cancel()
+                    raise GenerationCancelled("cancelled while running on a Ray replica") from None
+            except Exception as e:    # the replica died, or raised: the job fails with the reason
+                raise Ldm3dError(f"the Ray replica failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") \
+                    from None
+        return out["files"], out["steps"]
+
+
+def shutdown() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()
+
+
+def batch(prompts: list[str], out: Path, perspective: Path, panorama: Path | None, replicas: int = 2,
+          steps: int = 30, seed: int = 0, pano: bool = False, device: str = "auto",
+          outputs: tuple[str, ...] = ("rgb", "depth", "json")) -> list[dict]:
+    """Fan prompts out over `replicas` Ray actors (each loads the models once); results land in `out`."""
+    import ray
+    from ray.util import ActorPool
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    @ray.remote(num_cpus=1)
+    class BatchWorker:
+        def __init__(self):
+            self.models = Models(perspective, panorama, device)
+
+        def run(self, index: int, name: str, prompt: str) -> dict:
+            t0 = time.perf_counter()
+            req = GenerateRequest(prompt=prompt, steps=steps, seed=seed, pano=pano, outputs=list(outputs))
+            files, n = generate_job(self.models, name, req, out)
+            return {"index": index, "prompt": prompt, "files": files, "steps": n, "pid": os.getpid(),
+                    "seconds": round(time.perf_counter() - t0, 3)}
+
+    pool = ActorPool([BatchWorker.remote() for _ in range(replicas)])
+    work = [(i, batch_name(i, p), p) for i, p in enumerate(prompts)]
+    return sorted(pool.map_unordered(lambda a, v: a.run.remote(*v), work), key=lambda r: r["index"])
+
+
+def batch_name(index: int, prompt: str) -> str:
+    """<index>-<slug of the prompt>: the file prefix of a batch result."""
+    return f"{index:04d}-" + (re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "ldm3d")
