@@ -192,3 +192,43 @@ def test_api_key_guards_requests_from_off_this_machine(tiny4, tmp_path):
     r = local.post("/v1/generate", json={"prompt": PROMPT})       # viewer-only service: no model
     assert r.status_code == 503 and "viewer only" in r.json()["error"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ldm3d_view_serves_one_result_without_a_model(tmp_path):
+    """`ldm3d view` in a child process on a result written like `ldm3d generate` does (no _depth.f32: it is made
+    from the 16-bit PNG at full precision)."""
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    d16 = rng.integers(0, 65536, (24, 32)).astype(np.uint16)
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3)).astype(np.uint8)).save(tmp_path / "scene_rgb.png")
+    Image.fromarray(d16).save(tmp_path / "scene_depth.png")
+    (tmp_path / "scene.json").write_text(json.dumps({"prompt": "p", "width": 32, "height": 24}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "ldm3d_edge.cli", "view", str(tmp_path / "scene"), "--port",
+                             str(port), "--no-browser"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if httpx.get(url + "/v1/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.get(url + "/v1/health").json()["generate"] is False
+        assert "importmap" in httpx.get(url + "/?result=scene").text
+        raw = httpx.get(url + "/v1/results/scene_depth.f32").content
+        np.testing.assert_array_equal(np.frombuffer(raw, "<f4").reshape(24, 32), d16.astype(np.float32) / 65535)
+        assert [it["name"] for it in httpx.get(url + "/v1/results").json()] == ["scene"]
+        assert httpx.post(url + "/v1/generate", json={"prompt": "x"}).status_code == 503
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.json", "scene_depth.png", "scene_rgb.png"]
