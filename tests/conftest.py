@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -48,3 +49,17 @@ def embedded(ov_cache):
     from ldm3d_edge.embedded import embedded_artifacts
 
     return embedded_artifacts(progress=False)
+
+
+@pytest.fixture
+def wait_job():
+    """wait_job(client, job_id, until=final states, timeout) -> the job's status JSON once it reaches `until`."""
+    def wait(client, job_id, until=("done", "failed", "cancelled"), timeout=120):
+        t0 = time.time()
+        while time.time() - t0 < timeout:
+            s = client.get(f"/v1/jobs/{job_id}").json()
+            if s["status"] in until:
+                return s
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} still {s['status']} after {timeout} s")
+    return wait

@@ -21,14 +21,6 @@ from ldm3d_edge.server.jobs import JobManager  # noqa: E402
 PROMPT = "a red sphere on the left in front of a blue cube on a grey floor before a white wall"
 
 
-def wait(client, job_id, until=("done", "failed", "cancelled"), timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        s = client.get(f"/v1/jobs/{job_id}").json()
-        if s["status"] in until:
-            return s
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} still {s['status']}")
 
 
 def test_batch_fans_prompts_out_over_two_ray_actors(embedded, tmp_path):
@@ -58,10 +50,10 @@ def ray_service(embedded, tmp_path_factory):
     R.shutdown()
 
 
-def test_jobs_run_on_ray_serve_replicas(ray_service):
+def test_jobs_run_on_ray_serve_replicas(ray_service, wait_job):
     client, handle, results = ray_service
     job = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 10, "seed": 2}).json()
-    s = wait(client, job["id"])
+    s = wait_job(client, job["id"])
     assert s["status"] == "done", s
     assert s["progress"] == {"step": 10, "steps": 10}
     info = client.get(s["links"]["json"]).json()
@@ -69,17 +61,17 @@ def test_jobs_run_on_ray_serve_replicas(ray_service):
     assert handle.pid.remote().result() != os.getpid()       # generated in the replica's process
 
 
-def test_killing_the_replica_mid_job_fails_the_job_and_the_service_recovers(ray_service):
+def test_killing_the_replica_mid_job_fails_the_job_and_the_service_recovers(ray_service, wait_job):
     client, handle, results = ray_service
     pid = handle.pid.remote().result()
     job = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 1000}).json()
-    wait(client, job["id"], until=("running",))
+    wait_job(client, job["id"], until=("running",))
     time.sleep(1.0)
     os.kill(pid, signal.SIGKILL)                              # the replica dies mid-job
-    s = wait(client, job["id"])
+    s = wait_job(client, job["id"])
     assert s["status"] == "failed" and "Ray replica" in s["error"], s
     assert not list(results.glob(job["id"] + "*"))            # no half-written result
     assert client.get("/v1/health").json()["status"] == "ok"  # the service keeps answering
     again = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 10}).json()
-    assert wait(client, again["id"], timeout=180)["status"] == "done"   # on the replica Serve started instead
+    assert wait_job(client, again["id"], timeout=180)["status"] == "done"   # on the replica Serve started instead
     assert handle.pid.remote().result() != pid

@@ -61,23 +61,15 @@ def service(tiny4, tmp_path_factory):
     manager.close()
 
 
-def wait(client, job_id, until=("done", "failed", "cancelled"), timeout=60):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        s = client.get(f"/v1/jobs/{job_id}").json()
-        if s["status"] in until:
-            return s
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {s['status']}")
 
 
-def test_generate_reports_progress_and_serves_every_file(service):
+def test_generate_reports_progress_and_serves_every_file(service, wait_job):
     client, manager, models, results = service
     r = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 6, "seed": 3, "outputs": ["rgb", "depth", "json",
                                                                                               "glb"]})
     assert r.status_code == 200, r.text
     job = r.json()
-    s = wait(client, job["id"])
+    s = wait_job(client, job["id"])
     assert s["status"] == "done" and s["progress"] == {"step": 6, "steps": 6}
     assert set(s["files"]) == {"rgb", "depth", "json", "glb", "depth_f32"}
     info = client.get(s["links"]["json"]).json()
@@ -136,12 +128,12 @@ def test_result_names_cannot_leave_the_results_folder(service, name):
     assert "error" in r.json()
 
 
-def test_full_queue_answers_429_with_retry_after_and_cancel_works(service):
+def test_full_queue_answers_429_with_retry_after_and_cancel_works(service, wait_job):
     client, manager, models, results = service
     models.gate.clear()                                   # the worker blocks at the first step of the next job
     try:
         running = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4}).json()
-        wait(client, running["id"], until=("running",))
+        wait_job(client, running["id"], until=("running",))
         queued = [client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4}) for _ in range(2)]
         assert all(r.status_code == 200 for r in queued)
         refused = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4})
@@ -154,19 +146,19 @@ def test_full_queue_answers_429_with_retry_after_and_cancel_works(service):
         client.delete(f"/v1/jobs/{running['id']}")
     finally:
         models.gate.set()
-    assert wait(client, running["id"])["status"] == "cancelled"
-    assert wait(client, queued[1].json()["id"])["status"] == "done"
+    assert wait_job(client, running["id"])["status"] == "cancelled"
+    assert wait_job(client, queued[1].json()["id"])["status"] == "done"
     assert not list(results.glob(running["id"] + "*"))  # a cancelled job leaves no files
     assert client.delete("/v1/jobs/nope").status_code == 404
 
 
-def test_a_failing_job_reports_why_and_the_service_keeps_going(service):
+def test_a_failing_job_reports_why_and_the_service_keeps_going(service, wait_job):
     client, manager, *_ = service
     bad = client.post("/v1/generate", json={"prompt": "please fail", "steps": 3}).json()
-    s = wait(client, bad["id"])
+    s = wait_job(client, bad["id"])
     assert s["status"] == "failed" and "the model broke" in s["error"]
     ok = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 3}).json()
-    assert wait(client, ok["id"])["status"] == "done"
+    assert wait_job(client, ok["id"])["status"] == "done"
     assert client.get("/v1/health").json()["status"] == "ok"
     assert 'ldm3d_jobs_total{outcome="failed"} 1.0' in client.get("/v1/metrics").text
 
