@@ -29,7 +29,11 @@ POLL_S = 0.25
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to a cluster (address "auto" or ray://...), or start a local one on this machine."""
-    import ray
+    try:
+        import ray
+        import ray.serve  # noqa: F401
+    except ImportError as e:
+        raise Ldm3dError(f"--ray needs the ray extra ({e.name} is missing): pip install 'ldm3d-edge[ray]'") from None
 
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
