@@ -171,3 +171,37 @@ def test_native_names_match_runtime_constants():
     assert len(pairs) >= 20
     for name, value in pairs:
         assert str(getattr(C, name)) == value, name
+
+
+TOKEN_PROMPTS = PROMPTS + [
+    "", "   many   spaces\tand\nnewlines  ", "UPPER case Words", "a 360 view of a room, 1024x512 pixels",
+    "don't, we'll, they're, I'm, you've, it'd", "<|startoftext|>special<|endoftext|> tokens", "a!!?? b...c --d",
+    "x" * 400, "numbers 0123456789 and ½ ¾", "café crème brûlée", "日本の部屋", "emoji 🎉 party", "tab\tx",
+    "ÉCOLE Über", "a🎉b", "½¾", "ΑΘΗΝΑ Москва", "Łódź ŻÓŁW", "x²+y³", "① ② ③", "ｆｕｌｌ ｗｉｄｔｈ １２",
+    "a\u00a0b\u3000c", "mixed日本text", "🙂🙂🙂!",
+]
+
+
+def test_tokenizer_ids_match_the_python_tokenizer(native, tiny4):
+    from ldm3d_edge.runtime.tokenizer import ClipTokenizer
+
+    nat = Native(native)
+    nat.lib.ldm3d_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int64),
+                                       ctypes.c_size_t, ctypes.POINTER(ctypes.c_size_t)]
+    status, handle = nat.create(tiny4[1])
+    assert status == 0, nat.error()
+    py = ClipTokenizer.from_folder(Path(tiny4[1]) / C.TOKENIZER_DIR)
+    try:
+        differ = []
+        for text in TOKEN_PROMPTS:
+            ids = (ctypes.c_int64 * 77)()
+            n = ctypes.c_size_t()
+            assert nat.lib.ldm3d_tokenize(handle, text.encode(), ids, 77, ctypes.byref(n)) == 0, nat.error()
+            if list(ids[: n.value]) != py.encode(text)[0].tolist():
+                differ.append(text)
+        small = (ctypes.c_int64 * 5)()
+        assert nat.lib.ldm3d_tokenize(handle, b"x", small, 5, ctypes.byref(n)) == 1 and "needed" in nat.error()
+    finally:
+        nat.lib.ldm3d_free(handle)
+    # identical ids for ASCII and for Latin, Greek, Cyrillic, CJK, digits in other forms, emoji and odd spaces
+    assert differ == [], differ

@@ -72,6 +72,11 @@ LDM3D_API const float* ldm3d_result_depth(const ldm3d_pipeline* pipeline);
 /* <prefix>_rgb.png (8-bit) and <prefix>_depth.png (16-bit, depth * 65535), each written whole or not at all. */
 LDM3D_API ldm3d_status ldm3d_save(const ldm3d_pipeline* pipeline, const char* prefix);
 
+/* The prompt's token ids as the text encoder gets them (max_length ids: <|startoftext|> ... <|endoftext|>, padded);
+ * *count receives max_length; ids may be NULL to ask for the count only. */
+LDM3D_API ldm3d_status ldm3d_tokenize(const ldm3d_pipeline* pipeline, const char* text, int64_t* ids, size_t capacity,
+                                      size_t* count);
+
 /* Seconds: load, and of the last run: text encoder, UNet steps (sum), VAE decode, total. */
 LDM3D_API ldm3d_status ldm3d_timings(const ldm3d_pipeline* pipeline, double out[5]);
 

@@ -125,6 +125,21 @@ ldm3d_status ldm3d_save(const ldm3d_pipeline* pipeline, const char* prefix) {
     });
 }
 
+ldm3d_status ldm3d_tokenize(const ldm3d_pipeline* pipeline, const char* text, int64_t* ids, size_t capacity,
+                            size_t* count) {
+    return guarded([&] {
+        if (!pipeline || !pipeline->impl || !text || !count) return fail(LDM3D_ERR_INVALID_ARGUMENT, "NULL argument");
+        auto v = pipeline->impl->tokenize(text);
+        *count = v.size();
+        if (!ids) return LDM3D_OK;
+        if (capacity < v.size())
+            return fail(LDM3D_ERR_INVALID_ARGUMENT, "ids holds " + std::to_string(capacity) + " entries, " +
+                        std::to_string(v.size()) + " are needed");
+        std::copy(v.begin(), v.end(), ids);
+        return LDM3D_OK;
+    });
+}
+
 ldm3d_status ldm3d_timings(const ldm3d_pipeline* pipeline, double out[5]) {
     return guarded([&] {
         if (!pipeline || !out) return fail(LDM3D_ERR_INVALID_ARGUMENT, "NULL argument");

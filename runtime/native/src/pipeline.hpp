@@ -43,6 +43,7 @@ public:
     Pipeline(const std::string& artifact_dir, const std::string& device, const std::string& precision);
     Result generate(const Params& params);
     const Manifest& manifest() const { return manifest_; }
+    std::vector<int64_t> tokenize(const std::string& text) const { return tokenizer_.encode(text); }
     double load_seconds() const { return load_s_; }
 
 private:

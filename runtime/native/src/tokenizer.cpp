@@ -19,8 +19,13 @@ std::string utf8(uint32_t cp) {
     } else if (cp < 0x800) {
         s += static_cast<char>(0xC0 | (cp >> 6));
         s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
+    } else if (cp < 0x10000) {
         s += static_cast<char>(0xE0 | (cp >> 12));
+        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        s += static_cast<char>(0xF0 | (cp >> 18));
+        s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
         s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
         s += static_cast<char>(0x80 | (cp & 0x3F));
     }
@@ -34,9 +39,51 @@ size_t char_len(const std::string& s, size_t i) {
     return std::min(n, s.size() - i);
 }
 
-bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
-bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-bool is_letter(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80; }
+uint32_t code_point(const std::string& s, size_t i, size_t n) {
+    auto b = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(s[i + k])); };
+    if (n == 2) return ((b(0) & 0x1F) << 6) | (b(1) & 0x3F);
+    if (n == 3) return ((b(0) & 0x0F) << 12) | ((b(1) & 0x3F) << 6) | (b(2) & 0x3F);
+    if (n == 4) return ((b(0) & 0x07) << 18) | ((b(1) & 0x3F) << 12) | ((b(2) & 0x3F) << 6) | (b(3) & 0x3F);
+    return b(0);
+}
+
+// Coarse Unicode classes for CLIP's pattern (\p{L}, \p{N}, the rest): exact for ASCII and Latin-1, by block
+// beyond (letters: Latin, Greek, Cyrillic ... scripts, kana, CJK, Hangul; numbers: super/subscripts, fractions,
+// number forms, circled numbers, full-width digits; everything else - punctuation, symbols, emoji - is neither).
+enum class Cls { Space, Letter, Number, Other };
+
+Cls classify(uint32_t c) {
+    if (c == ' ' || (c >= 9 && c <= 13) || c == 0x85 || c == 0xA0 || c == 0x3000 || (c >= 0x2000 && c <= 0x200A) ||
+        c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x1680) return Cls::Space;
+    if (c < 0x80) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return Cls::Letter;
+        return c >= '0' && c <= '9' ? Cls::Number : Cls::Other;
+    }
+    if (c == 0xAA || c == 0xB5 || c == 0xBA || (c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7)) return Cls::Letter;
+    if (c == 0xB2 || c == 0xB3 || c == 0xB9 || (c >= 0xBC && c <= 0xBE)) return Cls::Number;
+    if (c < 0x250) return Cls::Other;
+    if ((c >= 0x2070 && c <= 0x2079 && c != 0x2071) || (c >= 0x2080 && c <= 0x2089) || (c >= 0x2150 && c <= 0x2189) ||
+        (c >= 0x2460 && c <= 0x249B) || (c >= 0x24EA && c <= 0x24FF) || (c >= 0xFF10 && c <= 0xFF19)) return Cls::Number;
+    if ((c >= 0x250 && c <= 0x2FF) || (c >= 0x370 && c <= 0x1FFF) || (c >= 0x3040 && c <= 0x30FF) ||
+        (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xAC00 && c <= 0xD7A3) ||
+        (c >= 0xF900 && c <= 0xFAFF) || (c >= 0xFF21 && c <= 0xFF3A) || (c >= 0xFF41 && c <= 0xFF5A) ||
+        (c >= 0x20000 && c <= 0x3FFFF)) return Cls::Letter;
+    return Cls::Other;
+}
+
+// Lower case: ASCII, Latin-1, Latin Extended-A, Greek and Cyrillic capitals (what European prompts use).
+uint32_t lower(uint32_t c) {
+    if (c >= 'A' && c <= 'Z') return c + 32;
+    if (c >= 0xC0 && c <= 0xDE && c != 0xD7) return c + 32;
+    if (c >= 0x100 && c <= 0x17F && c != 0x130 && c != 0x131 && c != 0x138 && c != 0x149 && c != 0x17F) {
+        bool odd_upper = (c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E);
+        if (odd_upper ? (c % 2 == 1) : (c % 2 == 0)) return c + 1;
+        return c;
+    }
+    if ((c >= 0x391 && c <= 0x3A9 && c != 0x3A2) || (c >= 0x410 && c <= 0x42F)) return c + 32;
+    if (c >= 0x400 && c <= 0x40F) return c + 80;
+    return c;
+}
 
 nlohmann::json read_json(const std::string& path) {
     std::ifstream f(path);
@@ -102,34 +149,27 @@ int ClipTokenizer::id_of(const std::string& token) const {
 std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& text) const {
     // CLIP: <|startoftext|>|<|endoftext|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+
     static const char* contractions[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
+    auto cls_at = [&](size_t i) { return classify(code_point(text, i, char_len(text, i))); };
     std::vector<std::string> out;
     size_t i = 0;
     while (i < text.size()) {
-        unsigned char c = static_cast<unsigned char>(text[i]);
-        if (is_space(c)) { ++i; continue; }
+        Cls c = cls_at(i);
+        if (c == Cls::Space) { i += char_len(text, i); continue; }
         bool matched = false;
         for (const std::string& sp : {bos_text_, eos_text_}) {
             if (text.compare(i, sp.size(), sp) == 0) { out.push_back(sp); i += sp.size(); matched = true; break; }
         }
         if (matched) continue;
-        if (c == '\'') {
+        if (text[i] == '\'') {
             for (const char* k : contractions) {
                 std::string ks(k);
                 if (text.compare(i, ks.size(), ks) == 0) { out.push_back(ks); i += ks.size(); matched = true; break; }
             }
             if (matched) continue;
         }
-        size_t j = i;
-        if (is_letter(c)) {
-            while (j < text.size() && is_letter(static_cast<unsigned char>(text[j]))) j += char_len(text, j);
-        } else if (is_digit(c)) {
-            j = i + 1;
-        } else {
-            while (j < text.size()) {
-                unsigned char d = static_cast<unsigned char>(text[j]);
-                if (is_space(d) || is_letter(d) || is_digit(d)) break;
-                j += char_len(text, j);
-            }
+        size_t j = i + char_len(text, i);
+        if (c == Cls::Letter || c == Cls::Other) {
+            while (j < text.size() && cls_at(j) == c) j += char_len(text, j);
         }
         out.push_back(text.substr(i, j - i));
         i = j;
@@ -166,11 +206,15 @@ std::vector<int64_t> ClipTokenizer::encode(const std::string& prompt) const {
     // normalise: whitespace runs -> one space, ASCII lower case
     std::string text;
     bool space = false;
-    for (unsigned char c : prompt) {
-        if (is_space(c)) { space = true; continue; }
+    for (size_t i = 0; i < prompt.size();) {
+        size_t n = char_len(prompt, i);
+        uint32_t c = code_point(prompt, i, n), lc = lower(c);
+        std::string original = prompt.substr(i, n);
+        i += n;
+        if (classify(c) == Cls::Space) { space = true; continue; }
         if (space && !text.empty()) text += ' ';
         space = false;
-        text += static_cast<char>(c < 0x80 ? std::tolower(c) : c);
+        text += lc == c ? original : utf8(lc);   // unchanged characters keep their bytes (even malformed ones)
     }
     std::vector<int64_t> ids{bos_};
     for (const std::string& piece : pre_tokenize(text)) {

@@ -1,9 +1,10 @@
 // CLIP byte-level BPE over the exported vocab.json + merges.txt, as transformers' CLIPTokenizer (and the Python
 // runtime's tokenizers pipeline) do: lower-case, whitespace runs to one space, CLIP's pre-tokenizer pattern,
 // GPT-2 byte-to-unicode mapping, BPE with the "</w>" end-of-word suffix, <|startoftext|> ... <|endoftext|>,
-// padded to max_length with the pad token. Letters and digits are classified for ASCII; any other non-space,
-// non-ASCII character counts as a letter (the Python side uses full Unicode classes: parity is tested on the
-// ASCII prompts LDM3D is used with).
+// padded to max_length with the pad token. Unicode letters / numbers / spaces and lower case come from coarse
+// block tables (tokenizer.cpp: classify, lower) instead of the full Unicode database the Python side uses: ids are
+// tested equal on ASCII, Latin, Greek, Cyrillic, CJK, other digit forms, emoji and odd spaces; scripts outside
+// those blocks may split differently, and input is not NFC-normalised.
 #pragma once
 
 #include <cstdint>
