@@ -220,10 +220,11 @@ class JobManager:
                     self.running -= 1
 
     def _run(self, runner: "Runner", job: Job) -> None:
-        def on_step(i: int) -> bool:
+        def on_step(i: int) -> bool:   # may skip steps (a Ray runner polls): their time is shared out
             now = time.perf_counter()
-            if job.step:
-                self.step_seconds.append(now - on_step.last)
+            done = i + 1 - job.step
+            if job.step and done > 0:
+                self.step_seconds.extend([(now - on_step.last) / done] * done)
             on_step.last = now
             job.step = i + 1
             return not job.cancel_event.is_set()

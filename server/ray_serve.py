@@ -4,8 +4,9 @@
 worker threads hands a job to the Ray Serve deployment `Ldm3dReplica`, whose replicas each hold one copy of the
 models (max_ongoing_requests=1, so a replica generates one job at a time) and autoscale on the number of ongoing
 requests per replica (target 1, between --min-replicas and --workers). Serve's own HTTP proxy is disabled: the
-deployment is reached through its handle. A replica that dies mid-job fails that job with the reason; Serve
-starts a new replica and the service keeps answering. Step progress of a Ray job shows when it finishes.
+deployment is reached through its handle. Replicas report each step to a small progress-board actor, which the
+HTTP process polls and through which it passes cancels. A replica that dies mid-job fails that job with the
+reason; Serve starts a new replica and the service keeps answering.
 
 `ldm3d batch PROMPTS --ray`: one Ray actor per replica loads the models; prompts are mapped over them with
 ray.util.ActorPool and each result is written to --out as <index>-<slug>.
@@ -40,18 +41,57 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
                  ignore_reinit_error=True, configure_logging=False)
 
 
+def progress_board():
+    """A small Ray actor the replicas report steps to and read cancellations from (the HTTP process polls it)."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ProgressBoard:
+        def __init__(self):
+            self.steps: dict[str, int] = {}
+            self.cancelled: set[str] = set()
+
+        def report(self, job: str, step: int) -> None:
+            self.steps[job] = step
+
+        def step(self, job: str) -> int:
+            return self.steps.get(job, 0)
+
+        def cancel(self, job: str) -> None:
+            self.cancelled.add(job)
+
+        def is_cancelled(self, job: str) -> bool:
+            return job in self.cancelled
+
+        def forget(self, job: str) -> None:
+            self.steps.pop(job, None)
+            self.cancelled.discard(job)
+
+    return ProgressBoard.remote()
+
+
 def replica_class():
     """The Serve deployment (defined on first use, so importing this module needs no Ray)."""
+    import ray
     from ray import serve
 
     @serve.deployment(name="Ldm3dReplica", max_ongoing_requests=1, ray_actor_options={"num_cpus": 1},
                       health_check_period_s=2, health_check_timeout_s=10)
     class Ldm3dReplica:
-        def __init__(self, perspective: str, panorama: str | None, device: str):
+        def __init__(self, perspective: str, panorama: str | None, device: str, board=None):
             self.models = Models(Path(perspective), Path(panorama) if panorama else None, device)
+            self.board = board
 
         def generate(self, job_id: str, request: dict, results_dir: str) -> dict:
-            files, steps = generate_job(self.models, job_id, GenerateRequest(**request), Path(results_dir))
+            board = self.board
+
+            def on_step(i: int) -> bool:   # report the step; a cancel asked for on the board stops the run
+                if board is None:
+                    return True
+                board.report.remote(job_id, i + 1)
+                return not ray.get(board.is_cancelled.remote(job_id))
+
+            files, steps = generate_job(self.models, job_id, GenerateRequest(**request), Path(results_dir), on_step)
             return {"files": files, "steps": steps, "pid": os.getpid()}
 
         def pid(self) -> int:
@@ -66,31 +106,54 @@ def deploy(perspective: Path, panorama: Path | None, device: str = "auto", min_r
     from ray import serve
 
     serve.start(proxy_location="Disabled")
+    board = progress_board()
     app = replica_class().options(autoscaling_config={
         "min_replicas": min_replicas, "max_replicas": max_replicas, "target_ongoing_requests": 1,
-        "upscale_delay_s": 2, "downscale_delay_s": 60}).bind(str(perspective), panorama and str(panorama), device)
-    return serve.run(app, name=APP_NAME, route_prefix=None)
+        "upscale_delay_s": 2, "downscale_delay_s": 60}).bind(str(perspective), panorama and str(panorama), device,
+                                                           board)
+    handle = serve.run(app, name=APP_NAME, route_prefix=None)
+    handle.board = board
+    return handle
 
 
 class RayRunner(Runner):
-    """A JobManager worker's runner: the job runs on a replica; cancel is passed on, a dead replica fails it."""
+    """A JobManager worker's runner: the job runs on a replica, its steps come back through the progress board,
+    a cancel goes to the replica through it (the run stops at its next step), a dead replica fails the job."""
 
     def __init__(self, handle):
         self.handle = handle
+        self.board = getattr(handle, "board", None)
 
     def run(self, job_id, request: GenerateRequest, results_dir: Path, on_step, cancelled):
+        import ray
+
         response = self.handle.generate.remote(job_id, request.model_dump(), str(results_dir))
-        while True:
-            try:
-                out = response.result(timeout_s=POLL_S)
-                break
-            except TimeoutError:
-                if cancelled():
-                    response.cancel()
-                    raise GenerationCancelled("cancelled while running on a Ray replica") from None
-            except Exception as e:    # the replica died, or raised: the job fails with the reason
-                raise Ldm3dError(f"the Ray replica failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") \
-                    from None
+        seen, asked = 0, False
+        try:
+            while True:
+                try:
+                    out = response.result(timeout_s=POLL_S)
+                    break
+                except TimeoutError:
+                    if self.board is not None:
+                        step = ray.get(self.board.step.remote(job_id))
+                        if step > seen:
+                            seen = step
+                            on_step(step - 1)
+                    if cancelled() and not asked:
+                        asked = True
+                        if self.board is not None:
+                            self.board.cancel.remote(job_id)
+                        else:
+                            response.cancel()
+                except Exception as e:    # the replica raised (a cancel arrives as GenerationCancelled) or died
+                    if cancelled():
+                        raise GenerationCancelled("cancelled while running on a Ray replica") from None
+                    raise Ldm3dError(f"the Ray replica failed: {type(e).__name__}: "
+                                     f"{str(e).splitlines()[0][:300]}") from None
+        finally:
+            if self.board is not None:
+                self.board.forget.remote(job_id)
         return out["files"], out["steps"]
 
 

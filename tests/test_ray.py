@@ -64,14 +64,34 @@ def test_jobs_run_on_ray_serve_replicas(ray_service, wait_job):
 def test_killing_the_replica_mid_job_fails_the_job_and_the_service_recovers(ray_service, wait_job):
     client, handle, results = ray_service
     pid = handle.pid.remote().result()
-    job = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 1000}).json()
-    wait_job(client, job["id"], until=("running",))
-    time.sleep(1.0)
-    os.kill(pid, signal.SIGKILL)                              # the replica dies mid-job
+    job = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 500}).json()
+    t0 = time.time()
+    while client.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"] < 10 and time.time() - t0 < 60:
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)                              # the replica dies mid-job (step 10 or later of 500)
     s = wait_job(client, job["id"])
     assert s["status"] == "failed" and "Ray replica" in s["error"], s
+    print("error after the kill:", s["error"][:200], "at step", s["progress"]["step"])
+    assert 10 <= s["progress"]["step"] < 500 and "died" in s["error"].lower(), s
     assert not list(results.glob(job["id"] + "*"))            # no half-written result
     assert client.get("/v1/health").json()["status"] == "ok"  # the service keeps answering
     again = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 10}).json()
     assert wait_job(client, again["id"], timeout=180)["status"] == "done"   # on the replica Serve started instead
     assert handle.pid.remote().result() != pid
+
+
+def test_ray_jobs_report_progress_and_cancel_mid_run(ray_service, wait_job):
+    client, handle, results = ray_service
+    pid = handle.pid.remote().result()
+    job = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 500}).json()
+    t0 = time.time()
+    step = 0
+    while time.time() - t0 < 60 and step < 20:
+        step = client.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"]
+        time.sleep(0.1)
+    assert 20 <= step < 500                                   # steps arrive while it runs
+    assert client.delete(f"/v1/jobs/{job['id']}").status_code == 200
+    s = wait_job(client, job["id"])
+    assert s["status"] == "cancelled" and s["progress"]["step"] < 500, s
+    assert not list(results.glob(job["id"] + "*"))
+    assert handle.pid.remote().result() == pid                 # the replica lived on

@@ -76,3 +76,18 @@ def test_step_before_set_timesteps_raises():
 def test_bad_step_counts_raise(steps):
     with pytest.raises(InvalidArgumentError, match="num_inference_steps"):
         create_scheduler(RELEASE, "euler").set_timesteps(steps)
+
+
+@pytest.mark.parametrize("name", ["ddim", "pndm"])
+def test_a_schedule_past_the_training_timesteps_is_refused(name):
+    """leading spacing + steps_offset 1 + 1000 steps would ask for timestep 1000 of 0..999 (an IndexError deep inside
+    before): a clear error instead; 999 steps work."""
+    from ldm3d_edge.runtime import InvalidArgumentError, create_scheduler
+
+    cfg = {"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+           "steps_offset": 1, "set_alpha_to_one": False, "clip_sample": False, "skip_prk_steps": True}
+    s = create_scheduler(cfg, name)
+    with pytest.raises(InvalidArgumentError, match="past the 1000 training timesteps"):
+        s.set_timesteps(1000)
+    s.set_timesteps(999)
+    assert s.timesteps.max() < 1000

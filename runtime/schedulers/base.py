@@ -66,7 +66,7 @@ def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
     return np.cumprod((F32(1.0) - betas).astype(np.float64)).astype(F32)
 
 
-def spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype=np.int64) -> np.ndarray:
+def _spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype=np.int64) -> np.ndarray:
     """Timesteps from high to low, with diffusers' 'linspace' / 'leading' / 'trailing' spacing."""
     if spacing == "linspace":
         return np.linspace(0, num_train - 1, steps).round()[::-1].copy().astype(dtype)
@@ -77,6 +77,19 @@ def spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtyp
         ratio = num_train / steps
         return (np.round(np.arange(num_train, 0, -ratio)).astype(dtype) - 1).astype(dtype)
     raise InvalidArgumentError(f"timestep_spacing {spacing!r} is not supported; use linspace, leading or trailing")
+
+
+def spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype=np.int64) -> np.ndarray:
+    """Timesteps from high to low, with diffusers' 'linspace' / 'leading' / 'trailing' spacing; refuses a step
+    count whose schedule runs past the last training timestep (leading spacing with steps_offset 1 and 1000 steps
+    would ask for timestep 1000 of 0..999, which diffusers does too, and fail deep inside)."""
+    ts = _spaced_timesteps(spacing, num_train, steps, offset, dtype)
+    if len(ts) and (ts.max() >= num_train or ts.min() < 0):
+        limit = next((n for n in range(steps - 1, 0, -1)
+                      if _spaced_timesteps(spacing, num_train, n, offset, dtype).max() < num_train), 1)
+        raise InvalidArgumentError(f"{steps} steps with {spacing} spacing and steps_offset {offset} reach timestep "
+                                   f"{int(ts.max())}, past the {num_train} training timesteps: use at most {limit}")
+    return ts
 
 
 class Scheduler:

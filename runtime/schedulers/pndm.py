@@ -44,6 +44,10 @@ class PNDMScheduler(Scheduler):
             base = np.round(np.arange(n_train, 0, -n_train / n))[::-1].astype(np.int64) - 1
         else:
             raise InvalidArgumentError(f"pndm: timestep_spacing {spacing!r} is not supported")
+        if base.max() >= n_train:
+            raise InvalidArgumentError(f"pndm: {n} steps with {spacing} spacing and steps_offset "
+                                       f"{self.config['steps_offset']} reach timestep {int(base.max())}, past the "
+                                       f"{n_train} training timesteps: use fewer steps")
         if self.config["skip_prk_steps"]:
             self.prk_timesteps = np.array([])
             self.plms_timesteps = np.concatenate([base[:-1], base[-2:-1], base[-1:]])[::-1].copy()

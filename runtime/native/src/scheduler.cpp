@@ -61,6 +61,12 @@ std::vector<float> spaced(const std::string& spacing, int n_train, int steps, in
     } else {
         throw Error(Status::InvalidArgument, std::string(who) + ": timestep_spacing " + spacing + " is not supported");
     }
+    for (float t : ts)
+        if (t < 0 || t >= n_train)
+            throw Error(Status::InvalidArgument, std::string(who) + ": " + std::to_string(steps) + " steps with " +
+                        spacing + " spacing and steps_offset " + std::to_string(offset) + " reach timestep " +
+                        std::to_string(int(t)) + ", past the " + std::to_string(n_train) +
+                        " training timesteps: use fewer steps");
     return ts;
 }
 
