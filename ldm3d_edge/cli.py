@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -319,8 +318,9 @@ def _add_3d_options(p: argparse.ArgumentParser, video: bool, mesh: bool) -> None
 
 
 def _slug(text: str, seed) -> str:
-    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "ldm3d"
-    return f"{s}-{seed}" if seed is not None else s
+    from .runtime.result import slug
+
+    return f"{slug(text)}-{seed}" if seed is not None else slug(text)
 
 
 def cmd_export(a) -> int:
@@ -349,9 +349,10 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     from .runtime.pipeline import pano_prompt, pano_settings
     from .scene3d import DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, RGBD, Camera, DepthMapping
 
-    if outputs_3d or near is not None or far is not None or hfov is not None:   # bad 3D options fail before work
-        Camera.for_image(8, 8, projection, DEFAULT_HFOV_DEG if hfov is None else hfov)
-        DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far)
+    # the camera and depth mapping the JSON records and 3D outputs use; bad values fail here, before any work
+    hfov = DEFAULT_HFOV_DEG if hfov is None else hfov
+    mapping = DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far)
+    Camera.for_image(8, 8, projection, hfov)
 
     pipe = Pipeline.load(model, device=device, precision=precision, compile_now=False)
     pad = 0
@@ -378,8 +379,7 @@ def generate_files(model: str | Path, out: str | Path, prompt: str, name: str | 
     print(f"{len(mt.unet_step_s)} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, "
           f"seed {result.seed}")
     prefix = Path(out) / (name or _slug(prompt, result.seed))
-    rgbd = RGBD.from_result(result, projection, DEFAULT_HFOV_DEG if hfov is None else hfov,
-                            DepthMapping(DEFAULT_NEAR if near is None else near, DEFAULT_FAR if far is None else far))
+    rgbd = RGBD.from_result(result, projection, hfov, mapping)
     paths = result.save(prefix, extra=rgbd.sidecar())
     for p in paths:
         print(f"wrote {p}")
@@ -547,12 +547,11 @@ def cmd_mesh(a) -> int:
 
 
 def _input_prefix(path: Path) -> Path:
-    from .runtime import constants as C
+    """Where outputs derived from an input go: a result's own prefix, or an image's path without its extension."""
+    from .runtime.result import result_prefix
 
-    for suffix in (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX):
-        if path.name.endswith(suffix):
-            return path.with_name(path.name[: -len(suffix)])
-    return path.with_suffix("") if path.suffix else path
+    prefix = result_prefix(path)
+    return prefix.with_suffix("") if prefix == path else prefix
 
 
 def cmd_demo(a) -> int:

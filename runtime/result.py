@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import statistics
 import tempfile
@@ -146,16 +147,26 @@ class RGBDFiles:
     sidecar: Path | None             # the result's JSON, when there is one
 
 
+def result_prefix(path: str | Path) -> Path:
+    """The prefix of a result file (<prefix>_rgb.png, _depth.png or .json); any other path as it is."""
+    path = Path(path)
+    for suffix in (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX):
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a prompt: lower-case letters and digits joined by '-', at most 40 characters."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "ldm3d"
+
+
 def read_rgbd_files(source: str | Path, depth: str | Path | None = None, need_depth: bool = True) -> RGBDFiles:
     """Read an RGBD result by its prefix, <prefix>_rgb.png, _depth.png or .json (depth = its _depth.png), or any
     RGB image with `depth` a depth image: a 16-bit PNG is depth * 65535, an 8-bit one depth * 255 (near = bright).
     Raises InvalidArgumentError naming what is missing or unreadable."""
     source = Path(source)
-    name = source.name
-    for suffix in (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
+    name = result_prefix(source).name
     result_rgb = source.with_name(name + C.RGB_SUFFIX)
     rgb_path = result_rgb if result_rgb.is_file() else source
     if not rgb_path.is_file():

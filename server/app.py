@@ -48,7 +48,7 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
 
     @app.middleware("http")
     async def require_key_off_loopback(request: Request, call_next):
-        if api_key and not _is_loopback(request.client.host if request.client else "") \
+        if api_key and not is_loopback(request.client.host if request.client else "") \
                 and request.headers.get(API_KEY_HEADER) != api_key:
             return JSONResponse({"error": f"a request from off this machine needs the {API_KEY_HEADER} header"},
                                 status_code=401)
@@ -151,7 +151,8 @@ def _result_path(results: Path, name: str) -> Path:
     return path
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """A loopback address or 'localhost' (the API key is asked of everything else)."""
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

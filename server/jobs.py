@@ -10,6 +10,7 @@ cancelled while waiting or between steps, and a failing job records why and leav
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import shutil
 import statistics
@@ -26,7 +27,7 @@ import numpy as np
 from ..runtime import Pipeline
 from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled, pano_prompt, pano_settings
-from ..runtime.result import atomic_write
+from ..runtime.result import atomic_write, slug
 from ..scene3d import RGBD, write_3d
 from .schema import GenerateRequest
 
@@ -100,6 +101,16 @@ def generate_job(models: "Models", job_id: str, request: GenerateRequest, result
     files = {kind: job_id + suffix for kind, suffix in OUTPUT_FILES.items()
              if (Path(results_dir) / (job_id + suffix)).is_file()}
     return files, len(result.metrics.unet_step_s)
+
+
+def batch_result(models: "Models", index: int, prompt: str, settings: dict, out: Path) -> dict:
+    """One prompt of a batch: its files as <index>-<slug> in `out` and the row batch.json records for it.
+    settings: the GenerateRequest fields other than the prompt."""
+    t0 = time.perf_counter()
+    name = f"{index:04d}-{slug(prompt)}"
+    files, steps = generate_job(models, name, GenerateRequest(prompt=prompt, **settings), out)
+    return {"index": index, "prompt": prompt, "files": files, "steps": steps, "pid": os.getpid(),
+            "seconds": round(time.perf_counter() - t0, 3)}
 
 
 class Models(Runner):

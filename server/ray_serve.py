@@ -15,13 +15,11 @@ ray.util.ActorPool and each result is written to --out as <index>-<slug>.
 from __future__ import annotations
 
 import os
-import re
-import time
 from pathlib import Path
 
 from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled
-from .jobs import Models, Runner, generate_job
+from .jobs import Models, Runner, batch_result, generate_job
 from .schema import GenerateRequest
 
 APP_NAME = "ldm3d"
@@ -102,7 +100,7 @@ def replica_class():
 
 def deploy(perspective: Path, panorama: Path | None, device: str = "auto", min_replicas: int = 1,
            max_replicas: int = 2):
-    """Deploy the replicas (proxy off) and return the deployment handle."""
+    """Deploy the replicas (proxy off); returns (deployment handle, progress board)."""
     from ray import serve
 
     serve.start(proxy_location="Disabled")
@@ -111,18 +109,15 @@ def deploy(perspective: Path, panorama: Path | None, device: str = "auto", min_r
         "min_replicas": min_replicas, "max_replicas": max_replicas, "target_ongoing_requests": 1,
         "upscale_delay_s": 2, "downscale_delay_s": 60}).bind(str(perspective), panorama and str(panorama), device,
                                                            board)
-    handle = serve.run(app, name=APP_NAME, route_prefix=None)
-    handle.board = board
-    return handle
+    return serve.run(app, name=APP_NAME, route_prefix=None), board
 
 
 class RayRunner(Runner):
     """A JobManager worker's runner: the job runs on a replica, its steps come back through the progress board,
     a cancel goes to the replica through it (the run stops at its next step), a dead replica fails the job."""
 
-    def __init__(self, handle):
-        self.handle = handle
-        self.board = getattr(handle, "board", None)
+    def __init__(self, handle, board=None):
+        self.handle, self.board = handle, board
 
     def run(self, job_id, request: GenerateRequest, results_dir: Path, on_step, cancelled):
         import ray
@@ -166,10 +161,10 @@ def shutdown() -> None:
         ray.shutdown()
 
 
-def batch(prompts: list[str], out: Path, perspective: Path, panorama: Path | None, replicas: int = 2,
-          steps: int = 30, seed: int = 0, pano: bool = False, device: str = "auto",
-          outputs: tuple[str, ...] = ("rgb", "depth", "json")) -> list[dict]:
-    """Fan prompts out over `replicas` Ray actors (each loads the models once); results land in `out`."""
+def batch(prompts: list[str], out: Path, perspective: Path, panorama: Path | None, replicas: int,
+          settings: dict, device: str = "auto") -> list[dict]:
+    """Fan prompts out over `replicas` Ray actors (each loads the models once); results land in `out`
+    (jobs.batch_result; settings: the GenerateRequest fields other than the prompt)."""
     import ray
     from ray.util import ActorPool
 
@@ -181,18 +176,9 @@ def batch(prompts: list[str], out: Path, perspective: Path, panorama: Path | Non
         def __init__(self):
             self.models = Models(perspective, panorama, device)
 
-        def run(self, index: int, name: str, prompt: str) -> dict:
-            t0 = time.perf_counter()
-            req = GenerateRequest(prompt=prompt, steps=steps, seed=seed, pano=pano, outputs=list(outputs))
-            files, n = generate_job(self.models, name, req, out)
-            return {"index": index, "prompt": prompt, "files": files, "steps": n, "pid": os.getpid(),
-                    "seconds": round(time.perf_counter() - t0, 3)}
+        def run(self, index: int, prompt: str) -> dict:
+            return batch_result(self.models, index, prompt, settings, out)
 
     pool = ActorPool([BatchWorker.remote() for _ in range(replicas)])
-    work = [(i, batch_name(i, p), p) for i, p in enumerate(prompts)]
-    return sorted(pool.map_unordered(lambda a, v: a.run.remote(*v), work), key=lambda r: r["index"])
-
-
-def batch_name(index: int, prompt: str) -> str:
-    """<index>-<slug of the prompt>: the file prefix of a batch result."""
-    return f"{index:04d}-" + (re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "ldm3d")
+    return sorted(pool.map_unordered(lambda a, v: a.run.remote(*v), list(enumerate(prompts))),
+                  key=lambda r: r["index"])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import webbrowser
 from pathlib import Path
 
 from ..runtime.errors import InvalidArgumentError
-from .app import create_app
+from .app import create_app, is_loopback
 from .jobs import JobManager, Models
 
 
@@ -34,8 +33,8 @@ def build_manager(model: str | None, results: str | Path, workers: int, queue_si
     from . import ray_serve
 
     ray_serve.init_ray(ray_address)
-    handle = ray_serve.deploy(perspective, panorama, device, min_replicas=min_replicas, max_replicas=workers)
-    return JobManager(lambda: ray_serve.RayRunner(handle), results, workers, queue_size), name
+    handle, board = ray_serve.deploy(perspective, panorama, device, min_replicas=min_replicas, max_replicas=workers)
+    return JobManager(lambda: ray_serve.RayRunner(handle, board), results, workers, queue_size), name
 
 
 def serve(model: str | None, host: str, port: int, results: str | Path, workers: int = 1, queue_size: int = 4,
@@ -43,7 +42,7 @@ def serve(model: str | None, host: str, port: int, results: str | Path, workers:
           min_replicas: int = 1) -> None:
     import uvicorn
 
-    if not _is_loopback_host(host) and not api_key:
+    if not is_loopback(host) and not api_key:
         print(f"warning: serving on {host} without an API key: anyone who reaches this machine can generate "
               "(set --api-key or LDM3D_API_KEY)", flush=True)
     manager, name = build_manager(model, results, workers, queue_size, device, ray, ray_address, min_replicas)
@@ -65,10 +64,10 @@ def view(result: str | Path, host: str = "127.0.0.1", port: int = 8765, open_bro
     """Serve the folder of one 'ldm3d generate' result and open the viewer on it (no model, no generation)."""
     import uvicorn
 
-    from ..runtime.result import read_rgbd_files
+    from ..runtime.result import read_rgbd_files, result_prefix
 
     files = read_rgbd_files(result)     # checks that the result is there, with its depth
-    folder, name = files.rgb_path.parent, files.rgb_path.name[: -len("_rgb.png")]
+    folder, name = files.rgb_path.parent, result_prefix(files.rgb_path).name
     app = create_app(None, folder)
     url = f"http://{host}:{port}/?result={name}"
     print(f"ldm3d view: {url}  (Ctrl-C to stop)", flush=True)
@@ -77,26 +76,13 @@ def view(result: str | Path, host: str = "127.0.0.1", port: int = 8765, open_bro
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def batch(prompts: list[str], out: Path, model: str | None, steps: int = 30, seed: int = 0, pano: bool = False,
           device: str = "auto", ray: bool = False, ray_address: str | None = None, replicas: int = 2) -> list[dict]:
     """Every prompt to a result in `out`, here or over Ray; writes out/batch.json and returns its rows."""
     import json
-    import os
-    import time
 
     from ..runtime.result import atomic_write
-    from .jobs import generate_job
-    from .ray_serve import batch_name
-    from .schema import GenerateRequest
+    from .jobs import batch_result
 
     if not prompts:
         raise InvalidArgumentError("the prompts file has no prompts")
@@ -105,24 +91,18 @@ def batch(prompts: list[str], out: Path, model: str | None, steps: int = 30, see
     perspective, panorama, name = model_folders(model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    settings = {"steps": steps, "seed": seed, "pano": pano, "outputs": ["rgb", "depth", "json"]}
     if ray:
         from . import ray_serve
 
         ray_serve.init_ray(ray_address)
         try:
-            rows = ray_serve.batch(prompts, out, perspective, panorama, replicas, steps, seed, pano, device)
+            rows = ray_serve.batch(prompts, out, perspective, panorama, replicas, settings, device)
         finally:
             ray_serve.shutdown()
     else:
         models = Models(perspective, panorama, device)
-        rows = []
-        for i, prompt in enumerate(prompts):
-            t0 = time.perf_counter()
-            job = batch_name(i, prompt)
-            files, n = generate_job(models, job, GenerateRequest(prompt=prompt, steps=steps, seed=seed, pano=pano,
-                                                                 outputs=["rgb", "depth", "json"]), out)
-            rows.append({"index": i, "prompt": prompt, "files": files, "steps": n, "pid": os.getpid(),
-                         "seconds": round(time.perf_counter() - t0, 3)})
+        rows = [batch_result(models, i, prompt, settings, out) for i, prompt in enumerate(prompts)]
     atomic_write(out / "batch.json", lambda p: Path(p).write_text(json.dumps(
         {"model": name, "ray": ray, "replicas": replicas if ray else 1, "results": rows}, indent=2)))
     return rows

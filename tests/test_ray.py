@@ -28,7 +28,8 @@ def test_batch_fans_prompts_out_over_two_ray_actors(embedded, tmp_path):
     try:
         prompts = ["a red sphere on a grey floor", "a blue cube on a beige floor", "a green cone under a blue sky",
                    "a yellow torus on a dark floor"]
-        rows = R.batch(prompts, tmp_path, embedded[0], embedded[1], replicas=2, steps=10, device="openvino:CPU")
+        rows = R.batch(prompts, tmp_path, embedded[0], embedded[1], replicas=2, device="openvino:CPU",
+                       settings={"steps": 10, "seed": 0, "pano": False, "outputs": ["rgb", "depth", "json"]})
     finally:
         R.shutdown()
     assert [r["prompt"] for r in rows] == prompts
@@ -42,8 +43,8 @@ def test_batch_fans_prompts_out_over_two_ray_actors(embedded, tmp_path):
 def ray_service(embedded, tmp_path_factory):
     results = tmp_path_factory.mktemp("ray-results")
     R.init_ray(num_cpus=2)
-    handle = R.deploy(embedded[0], embedded[1], "openvino:CPU", min_replicas=1, max_replicas=1)
-    manager = JobManager(lambda: R.RayRunner(handle), results, workers=1, queue_size=2)
+    handle, board = R.deploy(embedded[0], embedded[1], "openvino:CPU", min_replicas=1, max_replicas=1)
+    manager = JobManager(lambda: R.RayRunner(handle, board), results, workers=1, queue_size=2)
     client = TestClient(create_app(manager, results, model_name="tiny-on-ray"), client=("127.0.0.1", 5000))
     yield client, handle, results
     manager.close()

@@ -24,7 +24,7 @@ const rig = new THREE.Group();           // moves the camera (and the XR viewer)
 rig.add(camera);
 scene.add(rig);
 const controls = new OrbitControls(camera, renderer.domElement);
-const state = { name: null, info: null, depth: null, texture: null, mesh: null, grid: null, median: 1, loaded: false };
+const state = { name: null, info: null, depth: null, texture: null, mesh: null, grid: null, loaded: false };
 window.ldm3dViewer = { state, loadResult, renderer };
 
 function resize() {
@@ -147,7 +147,6 @@ async function loadResult(name) {
   texture.colorSpace = THREE.SRGBColorSpace;
   if (state.texture) state.texture.dispose();
   Object.assign(state, { name, info, depth, texture, grid: buildGrid(info, depth) });
-  state.median = state.grid.median;
   show();
   markCurrent();
   requestAnimationFrame(() => requestAnimationFrame(() => { state.loaded = true; document.body.dataset.state = 'loaded'; }));
