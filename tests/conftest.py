@@ -11,8 +11,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def ov_cache(tmp_path_factory):
+    """Every test (and every CLI it starts) caches under the run's temp folder, never in the user's
+    ~/.cache/ldm3d-edge: compiled blobs of throw-away models would pile up there run after run."""
     d = tmp_path_factory.mktemp("ov-cache")
     os.environ["LDM3D_EDGE_CACHE"] = str(d)
     return d
