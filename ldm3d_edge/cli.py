@@ -12,6 +12,7 @@ from pathlib import Path
 from .quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
 from .quantization.quantize import MODES, VAE_CHOICES
 from .runtime.errors import InvalidArgumentError, Ldm3dError
+from .server.retention import SERVE_KEEP, SERVE_MIN_FREE_MB
 
 from .benchmarks.bench import BenchOptions
 from .benchmarks.variants import DEVICES as BENCH_DEVICES, VARIANTS as BENCH_VARIANTS
@@ -157,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--workers", type=_int, default=1, help="model replicas generating in parallel (default 1)")
     sv.add_argument("--queue-size", type=_int, default=4, help="jobs that may wait (default 4); more get 429")
     sv.add_argument("--results", default="ldm3d-results", help="folder for results (default: ldm3d-results)")
+    sv.add_argument("--keep", type=_int, default=SERVE_KEEP,
+                    help=f"results kept in --results: after each job the oldest beyond this many are deleted, every "
+                         f"file of them (default {SERVE_KEEP}; 0 keeps all)")
+    sv.add_argument("--min-free-mb", type=_int, default=SERVE_MIN_FREE_MB,
+                    help=f"take no job (507) while the results disk has less free than this (default "
+                         f"{SERVE_MIN_FREE_MB}; 0: no check)")
     sv.add_argument("--api-key", default=os.environ.get("LDM3D_API_KEY"),
                     help="required (header X-API-Key) from clients off this machine (default: $LDM3D_API_KEY)")
     sv.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
@@ -507,7 +514,7 @@ def _server():
 def cmd_serve(a) -> int:
     _server().serve(a.model, a.host, a.port, a.results, workers=a.workers, queue_size=a.queue_size,
                     api_key=a.api_key, device=a.device, ray=a.ray, ray_address=a.ray_address,
-                    min_replicas=a.min_replicas)
+                    min_replicas=a.min_replicas, keep=a.keep, min_free_mb=a.min_free_mb)
     return 0
 
 

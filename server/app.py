@@ -1,12 +1,14 @@
 """The HTTP service: FastAPI routes over a JobManager, the viewer's static files, results, health and metrics.
 
-    POST   /v1/generate          GenerateRequest -> {id, status, links}; 429 + Retry-After when the queue is full
+    POST   /v1/generate          GenerateRequest -> {id, status, links}; 429 + Retry-After when the queue is full,
+                                 507 when the results disk has less free than the server's --min-free-mb
     GET    /v1/jobs/{id}         status, progress (step k of n), error, result links
     DELETE /v1/jobs/{id}         cancel (waiting: at once; running: at the next step)
     GET    /v1/results           the results folder's results, newest first (the viewer's gallery)
     GET    /v1/results/{name}    one result file (name checked: no paths, known suffixes only)
     GET    /v1/health            liveness and model
-    GET    /v1/metrics           Prometheus text: queue depth, running, jobs by outcome, step and job latency
+    GET    /v1/metrics           Prometheus text: queue depth, running, jobs by outcome, step and job latency,
+                                 results pruned, free disk
     GET    /                     the viewer (three.js vendored in the package; nothing is fetched from outside)
 """
 
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -26,14 +27,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..runtime import constants as C
 from ..runtime.result import load_depth_png
-from .jobs import DEPTH_F32_SUFFIX, JobManager, QueueFull
+from .jobs import JobManager, QueueFull
 from .metrics import prometheus_text
+from .retention import DEPTH_F32_SUFFIX, NAME_RE, RESULT_SUFFIXES, DiskFull, result_names
 from .schema import GenerateRequest, JobCreated, JobStatus
 
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer" / "static"
-RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, DEPTH_F32_SUFFIX, ".glb", ".mp4", ".gif",
-                   "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
 API_KEY_HEADER = "x-api-key"
 
 
@@ -73,6 +72,8 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
             job = manager.submit(body)
         except QueueFull as e:
             return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": str(e.retry_after)})
+        except DiskFull as e:
+            return JSONResponse({"error": str(e)}, status_code=507)
         return JSONResponse({"id": job.id, "status": job.status, "links": _job_links(job.id)})
 
     @app.get("/v1/jobs/{job_id}", response_model=JobStatus)
@@ -93,12 +94,9 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
     @app.get("/v1/results")
     def list_results() -> list[dict]:
         out = []
-        for sidecar in sorted(results.glob("*" + C.SIDECAR_SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True):
-            name = sidecar.name[: -len(C.SIDECAR_SUFFIX)]
-            if not (NAME_RE.match(name) and (results / (name + C.RGB_SUFFIX)).is_file()):
-                continue
+        for name in result_names(results):
             try:
-                info = json.loads(sidecar.read_text())
+                info = json.loads((results / (name + C.SIDECAR_SUFFIX)).read_text())
             except (OSError, json.JSONDecodeError):
                 continue
             out.append({"name": name, "prompt": info.get("prompt"), "width": info.get("width"),

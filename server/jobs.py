@@ -29,6 +29,7 @@ from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled, pano_prompt, pano_settings
 from ..runtime.result import atomic_write, slug
 from ..scene3d import RGBD, write_3d
+from .retention import DEPTH_F32_SUFFIX, check_free_space, prune
 from .schema import GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINAL = (DONE, FAILED, CANCELLED)
 HISTORY = 1000            # finished jobs remembered (their files stay in the results folder)
-DEPTH_F32_SUFFIX = "_depth.f32"   # raw little-endian float32 depth, row-major: full precision for the viewer
 
 # what each requested output kind writes, relative to the job's prefix
 OUTPUT_FILES = {"rgb": "_rgb.png", "depth": "_depth.png", "json": ".json", "depth_f32": DEPTH_F32_SUFFIX,
@@ -130,14 +130,18 @@ class Models(Runner):
 
 class JobManager:
     def __init__(self, load_runner: Callable[[], Runner], results_dir: str | Path, workers: int = 1,
-                 queue_size: int = 4):
-        """load_runner() is called once in each worker thread: local Models, or a proxy to Ray Serve replicas."""
+                 queue_size: int = 4, keep: int = 0, min_free_mb: int = 0):
+        """load_runner() is called once in each worker thread: local Models, or a proxy to Ray Serve replicas.
+        keep > 0: after each finished job only the newest `keep` results stay in the folder; min_free_mb > 0:
+        no job is taken while the folder's disk has less free (DiskFull)."""
         self.results_dir = Path(results_dir)
+        self.keep, self.min_free_mb = keep, min_free_mb
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self.queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
         self.counts = {DONE: 0, FAILED: 0, CANCELLED: 0, "rejected": 0}
+        self.pruned = 0
         self.step_seconds: deque[float] = deque(maxlen=512)
         self.job_seconds: deque[float] = deque(maxlen=128)
         self.workers = workers
@@ -157,6 +161,7 @@ class JobManager:
     # -- the API the HTTP layer calls ------------------------------------------------------------------------
 
     def submit(self, request: GenerateRequest) -> Job:
+        check_free_space(self.results_dir, self.min_free_mb)
         job = Job(uuid.uuid4().hex, request, steps=request.steps)
         with self.lock:
             try:
@@ -191,7 +196,8 @@ class JobManager:
             steps = list(self.step_seconds)
             return {"queue_depth": self.queue.qsize(), "running": self.running, "workers": self.workers,
                     "queue_size": self.queue.maxsize, **{f"jobs_{k}": v for k, v in self.counts.items()},
-                    "step_seconds": steps, "job_seconds": list(self.job_seconds)}
+                    "step_seconds": steps, "job_seconds": list(self.job_seconds), "results_pruned": self.pruned,
+                    "disk_free_bytes": shutil.disk_usage(self.results_dir).free}
 
     def close(self) -> None:
         self._stop.set()
@@ -219,6 +225,7 @@ class JobManager:
             try:
                 self._run(runner, job)
                 self._finish(job, DONE)
+                self._prune()
             except GenerationCancelled:
                 self._cleanup(job)
                 self._finish(job, CANCELLED, "cancelled while running")
@@ -243,6 +250,15 @@ class JobManager:
         on_step.last = time.perf_counter()
         job.files, job.steps = runner.run(job.id, job.request, self.results_dir, on_step, job.cancel_event.is_set)
         job.step = job.steps
+
+    def _prune(self) -> None:
+        with self.lock:                  # one pruner at a time; a failing delete never fails the job
+            try:
+                gone = prune(self.results_dir, self.keep)
+            except OSError as e:
+                log.warning("could not prune the results folder: %s", e)
+                return
+            self.pruned += len(gone)
 
     def _cleanup(self, job: Job) -> None:
         for p in self.results_dir.glob(job.id + "*"):

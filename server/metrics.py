@@ -19,6 +19,10 @@ class _ManagerCollector:
         for outcome in ("done", "failed", "cancelled", "rejected"):
             jobs.add_metric([outcome], m.get(f"jobs_{outcome}", 0))
         yield jobs
+        yield CounterMetricFamily("ldm3d_results_pruned", "results deleted to keep the newest --keep",
+                                  value=m.get("results_pruned", 0))
+        yield GaugeMetricFamily("ldm3d_results_disk_free_bytes", "free space on the results folder's disk",
+                                value=m.get("disk_free_bytes", 0))
         for key, name, doc in (("step_seconds", "ldm3d_unet_step_seconds", "UNet step latency (recent steps)"),
                                ("job_seconds", "ldm3d_job_seconds", "generation time of recent finished jobs")):
             values = m.get(key, [])

@@ -22,33 +22,39 @@ def model_folders(model: str | None) -> tuple[Path, Path | None, str]:
 
 
 def build_manager(model: str | None, results: str | Path, workers: int, queue_size: int, device: str = "auto",
-                  ray: bool = False, ray_address: str | None = None, min_replicas: int = 1) -> tuple[JobManager, str]:
+                  ray: bool = False, ray_address: str | None = None, min_replicas: int = 1, keep: int = 0,
+                  min_free_mb: int = 0) -> tuple[JobManager, str]:
     """The job manager with `workers` model replicas, in this process or (ray=True) on Ray Serve."""
     if workers < 1 or queue_size < 1 or not 1 <= min_replicas <= workers:
         raise InvalidArgumentError(f"--workers and --queue-size must be >= 1 and --min-replicas from 1 to --workers, "
                                    f"got {workers}, {queue_size}, {min_replicas}")
+    if keep < 0 or min_free_mb < 0:
+        raise InvalidArgumentError(f"--keep and --min-free-mb must be >= 0 (0: no limit), got {keep}, {min_free_mb}")
+    limits = {"keep": keep, "min_free_mb": min_free_mb}
     perspective, panorama, name = model_folders(model)
     if not ray:
-        return JobManager(lambda: Models(perspective, panorama, device), results, workers, queue_size), name
+        return JobManager(lambda: Models(perspective, panorama, device), results, workers, queue_size, **limits), name
     from . import ray_serve
 
     ray_serve.init_ray(ray_address)
     handle, board = ray_serve.deploy(perspective, panorama, device, min_replicas=min_replicas, max_replicas=workers)
-    return JobManager(lambda: ray_serve.RayRunner(handle, board), results, workers, queue_size), name
+    return JobManager(lambda: ray_serve.RayRunner(handle, board), results, workers, queue_size, **limits), name
 
 
 def serve(model: str | None, host: str, port: int, results: str | Path, workers: int = 1, queue_size: int = 4,
           api_key: str | None = None, device: str = "auto", ray: bool = False, ray_address: str | None = None,
-          min_replicas: int = 1) -> None:
+          min_replicas: int = 1, keep: int = 0, min_free_mb: int = 0) -> None:
     import uvicorn
 
     if not is_loopback(host) and not api_key:
         print(f"warning: serving on {host} without an API key: anyone who reaches this machine can generate "
               "(set --api-key or LDM3D_API_KEY)", flush=True)
-    manager, name = build_manager(model, results, workers, queue_size, device, ray, ray_address, min_replicas)
+    manager, name = build_manager(model, results, workers, queue_size, device, ray, ray_address, min_replicas,
+                                  keep, min_free_mb)
     app = create_app(manager, results, api_key=api_key, model_name=name)
     where = f"Ray Serve, {min_replicas}-{workers} replica(s)" if ray else f"{workers} worker(s)"
-    print(f"ldm3d serve: model {name}, {where}, queue {queue_size}, results in {Path(results).resolve()}"
+    kept = f"the newest {keep} kept" if keep else "all kept"
+    print(f"ldm3d serve: model {name}, {where}, queue {queue_size}, results in {Path(results).resolve()} ({kept})"
           f"\n  viewer  http://{host}:{port}/\n  API     http://{host}:{port}/docs", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

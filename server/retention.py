@@ -1,0 +1,65 @@
+"""The results folder of a server that runs for days: which files make a result, the results newest first (the
+gallery), dropping all but the newest `keep` results, and refusing new work when the disk is nearly full.
+
+A result is its sidecar <name>.json plus <name>_rgb.png; its other files are <name> + one of RESULT_SUFFIXES.
+A result goes whole (every file of it) or not at all; files that belong to no result are never touched.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from ..runtime import constants as C
+from ..runtime.errors import Ldm3dError
+
+DEPTH_F32_SUFFIX = "_depth.f32"   # raw little-endian float32 depth, row-major: full precision for the viewer
+RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, DEPTH_F32_SUFFIX, ".glb", ".mp4", ".gif",
+                   "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
+# `ldm3d serve` defaults. A 128² result of the embedded model with every server output is 0.85 MB (GLB 0.71);
+# at 512² 12.4 MB (GLB 11.5: the mesh grows with the pixels), so 200 such results take about 2.5 GB
+SERVE_KEEP = 200
+SERVE_MIN_FREE_MB = 512
+
+
+class DiskFull(Ldm3dError):
+    """Too little free disk to take a job (the server answers 507)."""
+
+
+def result_names(folder: str | Path) -> list[str]:
+    """The results in `folder`, newest first (by the sidecar's modification time)."""
+    folder = Path(folder)
+    names = []
+    for sidecar in folder.glob("*" + C.SIDECAR_SUFFIX):
+        name = sidecar.name[: -len(C.SIDECAR_SUFFIX)]
+        if NAME_RE.match(name) and (folder / (name + C.RGB_SUFFIX)).is_file():
+            try:
+                names.append((sidecar.stat().st_mtime, name))
+            except FileNotFoundError:      # removed meanwhile
+                continue
+    return [name for _, name in sorted(names, reverse=True)]
+
+
+def prune(folder: str | Path, keep: int) -> list[str]:
+    """Delete every file of all but the newest `keep` results (keep <= 0: keep all); the names deleted."""
+    if keep <= 0:
+        return []
+    folder = Path(folder)
+    gone = result_names(folder)[keep:]
+    for name in gone:
+        # the sidecar last: a result half-deleted by a crash is still listed, and deleted again next time
+        for suffix in sorted(RESULT_SUFFIXES, key=lambda s: s == C.SIDECAR_SUFFIX):
+            (folder / (name + suffix)).unlink(missing_ok=True)
+    return gone
+
+
+def check_free_space(folder: str | Path, min_free_mb: int) -> None:
+    """Raise DiskFull when the disk holding `folder` has less than `min_free_mb` MB free (0: no check)."""
+    if min_free_mb <= 0:
+        return
+    free_mb = shutil.disk_usage(folder).free // 2**20
+    if free_mb < min_free_mb:
+        raise DiskFull(f"the results disk has {free_mb} MB free, below this server's minimum of {min_free_mb} MB "
+                       "(--min-free-mb): free some space, or start the server with a smaller --keep")
