@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,4 +100,41 @@ class OpenVINOBackend(Backend):
         except RuntimeError as e:
             raise DeviceError(f"OpenVINO could not compile {path.parent.name} on {self.device}: "
                               f"{str(e).splitlines()[0]}") from None
+        del model
+        drop_mapped_pages([path.parent] + ([Path(config["CACHE_DIR"])] if "CACHE_DIR" in config else []))
         return _OVModel(compiled)
+
+
+_MADV_DONTNEED = 4
+
+
+def drop_mapped_pages(folders: list[Path]) -> int:
+    """Take the pages of read-only file mappings of files under `folders` out of this process's memory; the bytes
+    of the mappings so treated (0 where this is not Linux).
+
+    OpenVINO maps the IR's .bin (or, warm, the compile cache's blob) and keeps the mapping for the compiled model's
+    life, although the CPU plugin has by then repacked the weights into memory of its own: every weight is resident
+    twice. Measured on the full-size INT8 UNet + text encoder + VAE decoder (warm cache): RSS 2.35 GB after
+    loading, 1.15 GB of it these file pages; peak over two generations 2.87 -> 1.98 GB with them dropped, outputs
+    bit-identical, step time unchanged; 20 MB of them fault back in (weights used where they lie). The mappings
+    are read-only and shared (r--s), so MADV_DONTNEED loses nothing: a page touched again is read back from the
+    page cache or the file, and the page cache keeps them for the next start."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    roots = [str(Path(f).resolve()) + "/" for f in folders]
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as f:
+            lines = f.readlines()
+    except (OSError, AttributeError):
+        return 0
+    dropped = 0
+    for line in lines:
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or "w" in fields[1] or not fields[5].rstrip("\n").startswith(tuple(roots)):
+            continue
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+            dropped += end - start
+    return dropped
