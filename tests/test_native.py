@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,31 @@ def test_tokenizer_ids_match_the_python_tokenizer(native, tiny4):
         nat.lib.ldm3d_free(handle)
     # identical ids for ASCII and for Latin, Greek, Cyrillic, CJK, digits in other forms, emoji and odd spaces
     assert differ == [], differ
+
+
+def test_native_keeps_no_weight_file_pages_once_loaded(native, tiny4):
+    """Like the Python runtime (tests/test_mapped_pages.py), the native one drops OpenVINO's read-only mapping of
+    each .bin after compiling: in a fresh process, no page of the artifact folder's files stays resident, and it
+    still generates."""
+    script = f"""
+import sys
+from pathlib import Path
+import numpy as np
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from test_mapped_pages import resident_kb
+from test_native import Native
+nat = Native(Path({str(native)!r}))
+status, handle = nat.create({str(tiny4[1])!r})
+assert status == 0, nat.error()
+loaded = resident_kb(Path({str(tiny4[1])!r}))
+import json
+m = json.loads((Path({str(tiny4[1])!r}) / "manifest.json").read_text())
+latents = np.random.default_rng(0).standard_normal((1, 4, m["height"] // 8, m["width"] // 8), dtype=np.float32)
+status, rgb, depth = nat.generate(handle, "a red sphere", 2, 5.0, latents)
+assert status == 0, nat.error()
+print(loaded, float(rgb.std()))
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    loaded, std = r.stdout.split()[-2:]
+    assert int(loaded) == 0 and float(std) > 0

@@ -2,8 +2,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "constants.hpp"
 #include "errors.hpp"
@@ -27,6 +33,31 @@ nlohmann::json read_json(const std::string& path) {
 std::vector<float> to_vector(const ov::Tensor& t) {
     const float* p = t.data<const float>();
     return std::vector<float>(p, p + t.get_size());
+}
+
+// Take this process's pages of read-only file mappings under `root` out of memory (as the Python runtime does,
+// runtime/backends/openvino_backend.py drop_mapped_pages): OpenVINO keeps the IR's .bin mapped for the compiled
+// model's life although the CPU plugin holds its own copy of the weights, so each weight was resident twice.
+// The mappings are read-only and shared: a page touched again is read back from the page cache or the file.
+void drop_mapped_pages(const std::string& root) {
+#ifdef __linux__
+    std::ifstream maps("/proc/self/maps");
+    std::string line;
+    const std::string prefix = root + "/";
+    while (std::getline(maps, line)) {
+        std::istringstream is(line);
+        std::string range, perms, offset, dev, inode, path;
+        is >> range >> perms >> offset >> dev >> inode;
+        std::getline(is >> std::ws, path);
+        if (perms.find('w') != std::string::npos || path.compare(0, prefix.size(), prefix) != 0) continue;
+        auto dash = range.find('-');
+        auto start = std::stoull(range.substr(0, dash), nullptr, 16);
+        auto end = std::stoull(range.substr(dash + 1), nullptr, 16);
+        madvise(reinterpret_cast<void*>(start), end - start, MADV_DONTNEED);
+    }
+#else
+    (void)root;
+#endif
 }
 
 }  // namespace
@@ -69,6 +100,7 @@ Pipeline::Pipeline(const std::string& artifact_dir, const std::string& device, c
     : device_(device.empty() ? "CPU" : device) {
     auto t0 = Clock::now();
     manifest_ = Manifest::read(artifact_dir);
+    real_root_ = std::filesystem::weakly_canonical(artifact_dir).string();   // as /proc/self/maps names files
     tokenizer_ = ClipTokenizer::from_folder(artifact_dir + "/" + names::TOKENIZER_DIR);
     scheduler_config_ = read_json(artifact_dir + "/" + names::SCHEDULER_DIR + "/" + names::SCHEDULER_CONFIG_FILE);
     create_scheduler(scheduler_config_, "");   // fail now on an unusable config
@@ -105,7 +137,10 @@ ov::CompiledModel& Pipeline::compiled(const std::string& part, int height, int w
             shape[3] = width / manifest_.vae_scale_factor;
             model->reshape({{input, shape}});
         }
-        return compiled_.emplace(key, core_.compile_model(model, device_, config_)).first->second;
+        auto& compiled = compiled_.emplace(key, core_.compile_model(model, device_, config_)).first->second;
+        model.reset();
+        drop_mapped_pages(real_root_);
+        return compiled;
     } catch (const ov::Exception& e) {
         throw Error(Status::Device, "OpenVINO could not load " + part + " on " + device_ + ": " + e.what());
     }

@@ -51,6 +51,7 @@ private:
     std::vector<float> encode_text(const std::string& prompt);
 
     Manifest manifest_;
+    std::string real_root_;                               // the artifact folder with links resolved
     ov::Core core_;
     std::string device_;
     ov::AnyMap config_;
