@@ -250,6 +250,7 @@ def run_rounds(o: BenchOptions, variants: list[Variant], paths: dict) -> dict[st
             runs[v.name].append(run_worker(spec, v.env, o.timeout_s))
             bar.update()
     bar.close()
+    shutil.rmtree(caches, ignore_errors=True)   # the next bench starts cold anyway: 12 GB of blobs at full size
     return runs
 
 

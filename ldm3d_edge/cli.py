@@ -12,6 +12,7 @@ from pathlib import Path
 from .quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
 from .quantization.quantize import MODES, VAE_CHOICES
 from .runtime.errors import InvalidArgumentError, Ldm3dError
+from .cache import CLEAR_KINDS
 from .server.retention import SERVE_KEEP, SERVE_MIN_FREE_MB
 
 from .benchmarks.bench import BenchOptions
@@ -257,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--prompts", type=_int, default=100)
     v.add_argument("--steps", type=_int, default=30)
     v.add_argument("--device", default="openvino:CPU")
+
+    ca = sub.add_parser("cache", help="what the cache folder holds (embedded exports, compiled blobs), and clearing it",
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="List the cache folder ($LDM3D_EDGE_CACHE, else ~/.cache/ldm3d-edge) by kind and "
+                                    "size, or clear one kind:\n"
+                                    "  compiled  OpenVINO compile caches (rebuilt on the next load: a slower first "
+                                    "start)\n"
+                                    "  stale     exports of embedded-model versions other than the installed one\n"
+                                    "  all       everything in the cache folder")
+    ca.add_argument("--clear", choices=CLEAR_KINDS, help="remove this kind of entry")
+    ca.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     b = sub.add_parser("bench", help="every backend side by side against diffusers PyTorch, with the roofline",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -538,6 +550,25 @@ def cmd_view(a) -> int:
     return 0
 
 
+def cmd_cache(a) -> int:
+    import json
+
+    from .cache import cache_entries, clear, human
+    from .runtime.constants import cache_base
+
+    entries = clear(a.clear) if a.clear else cache_entries()
+    total = sum(e.bytes for e in entries)
+    if a.json:
+        print(json.dumps({"cache": str(cache_base()), "cleared": a.clear, "total_bytes": total,
+                          "entries": [e.to_json() for e in entries]}, indent=2))
+        return 0
+    print(f"{'removed' if a.clear else 'cache'}: {cache_base()} ({human(total)}{' freed' if a.clear else ''})")
+    for e in entries:
+        note = " (stale: another model version)" if e.stale and not a.clear else ""
+        print(f"  {human(e.bytes):>9}  {e.kind:<20} {e.path}{note}")
+    return 0
+
+
 def cmd_mesh(a) -> int:
     from .scene3d import MESH_FORMATS
 
@@ -657,7 +688,7 @@ def cmd_bench(a) -> int:
 COMMANDS = {"export": cmd_export, "generate": cmd_generate, "demo": cmd_demo, "quantize": cmd_quantize,
             "quality": cmd_quality, "eval-embedded": cmd_eval_embedded, "video": cmd_video, "mesh": cmd_mesh,
             "upscale": cmd_upscale, "serve": cmd_serve, "view": cmd_view,
-            "batch": cmd_batch,
+            "batch": cmd_batch, "cache": cmd_cache,
             "bench": cmd_bench}
 
 
