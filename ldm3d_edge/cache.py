@@ -2,11 +2,7 @@
 
 The cache only grows on its own: each version of the embedded model is exported once (about 300 MB), OpenVINO
 writes compiled blobs for every model and precision it loads, and `ldm3d bench` keeps its full-size models.
-`ldm3d cache` shows it; `ldm3d cache --clear KIND` removes one kind:
-
-    compiled   OpenVINO compile caches: rebuilt on the next load (a slower first start)
-    stale      exports of embedded-model versions other than the installed one
-    all        everything in the cache folder
+`ldm3d cache` shows it; `ldm3d cache --clear KIND` removes one kind of CLEAR_KINDS.
 """
 
 from __future__ import annotations
@@ -18,7 +14,9 @@ from pathlib import Path
 from .runtime.constants import cache_base
 from .runtime.errors import Ldm3dError
 
-CLEAR_KINDS = ("compiled", "stale", "all")
+CLEAR_KINDS = {"compiled": "OpenVINO compile caches (rebuilt on the next load: a slower first start)",
+               "stale": "exports of embedded-model versions other than the installed one",
+               "all": "everything in the cache folder"}
 EMBEDDED, COMPILED, BENCH, OTHER = "embedded export", "compiled (OpenVINO)", "benchmark models", "other"
 
 

@@ -262,12 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     ca = sub.add_parser("cache", help="what the cache folder holds (embedded exports, compiled blobs), and clearing it",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="List the cache folder ($LDM3D_EDGE_CACHE, else ~/.cache/ldm3d-edge) by kind and "
-                                    "size, or clear one kind:\n"
-                                    "  compiled  OpenVINO compile caches (rebuilt on the next load: a slower first "
-                                    "start)\n"
-                                    "  stale     exports of embedded-model versions other than the installed one\n"
-                                    "  all       everything in the cache folder")
-    ca.add_argument("--clear", choices=CLEAR_KINDS, help="remove this kind of entry")
+                                    "size, or clear one kind:\n" + "\n".join(f"  {k:<9} {v}"
+                                                                              for k, v in CLEAR_KINDS.items()))
+    ca.add_argument("--clear", choices=list(CLEAR_KINDS), help="remove this kind of entry")
     ca.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     b = sub.add_parser("bench", help="every backend side by side against diffusers PyTorch, with the roofline",
