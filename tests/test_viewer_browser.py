@@ -1,6 +1,7 @@
 """The viewer end to end in headless Chromium (Debian's `chromium`, driven by Playwright; .ci/run installs it):
 load /, generate on the embedded model, wait for the result, check that the WebGL canvas shows a picture and that
-the depth slider changes it; then a 360-degree panorama. Every request outside 127.0.0.1 is blocked and recorded:
+the depth slider changes it; then a 360-degree panorama, turned by a one-finger touch drag and walked in with
+the keyboard and a (scripted) gamepad, never past the safe radius. Every request outside 127.0.0.1 is blocked and recorded:
 none may happen. Screenshots go to test-artifacts/viewer/ (or $LDM3D_TEST_ARTIFACTS)."""
 
 import io
@@ -40,7 +41,10 @@ def test_viewer_generates_shows_and_reacts_to_the_depth_slider_offline(embedded,
     outside, errors = [], []
     with Server(tmp_path, queue_size=2) as server, playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 960, "height": 600})
+        context = browser.new_context(viewport={"width": 960, "height": 600}, has_touch=True)
+        # a gamepad whose stick the test moves (navigator.getGamepads is what the viewer polls each frame)
+        context.add_init_script("window.__pad = {id: 'test pad', index: 0, connected: true, mapping: 'standard', "
+                                "axes: [0, 0, 0, 0], buttons: []}; navigator.getGamepads = () => [window.__pad];")
 
         def only_this_machine(route):
             host = urlparse(route.request.url).hostname
@@ -81,6 +85,53 @@ def test_viewer_generates_shows_and_reacts_to_the_depth_slider_offline(embedded,
         pano = canvas_shot(page, "panorama")
         assert pano.std() > 10
         assert page.evaluate("window.ldm3dViewer.state.grid.pano") is True
+        turn_by_touch(context, page, pano)
+        walk_with_keys_and_gamepad(page)
         browser.close()
     assert outside == [], outside             # nothing fetched from outside this machine
     assert errors == [], errors
+
+
+def turn_by_touch(context, page, before):
+    """A one-finger drag across the canvas turns the view (OrbitControls, touch pointer events from Chromium)."""
+    cdp = context.new_cdp_session(page)
+    box = page.locator("#view canvas").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    q0 = page.evaluate("window.ldm3dViewer.camera.quaternion.toArray()")
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for k in range(1, 11):
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x + 25 * k, "y": y}]})
+        settle(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    settle(page)
+    q1 = page.evaluate("window.ldm3dViewer.camera.quaternion.toArray()")
+    assert 1 - abs(float(np.dot(q0, q1))) > 1e-3, (q0, q1)          # the head turned
+    turned = canvas_shot(page, "panorama-touch-turned")
+    assert np.abs(turned - before).mean() > 1.0
+
+
+def walk_with_keys_and_gamepad(page):
+    """W walks forward, the gamepad's stick sideways; neither gets past the safe radius."""
+    v = "window.ldm3dViewer"
+    limit = page.evaluate(f"{v}.SAFE_RADIUS * {v}.state.grid.nearest")
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    page.evaluate(f"{v}.rig.position.set(0, 0, 0)")
+    page.keyboard.down("w")
+    page.wait_for_timeout(400)
+    page.keyboard.up("w")
+    walked = page.evaluate(f"{v}.rig.position.toArray()")
+    forward = page.evaluate(f"(() => {{ const d = new {v}.camera.position.constructor(); "
+                            f"{v}.camera.getWorldDirection(d); d.y = 0; return d.normalize().toArray(); }})()")
+    assert 0 < np.linalg.norm(walked) < limit and float(np.dot(walked, forward)) > 0.9 * np.linalg.norm(walked)
+
+    page.evaluate(f"{v}.rig.position.set(0, 0, 0); window.__pad.axes = [1, 0, 0, 0]")      # stick: right
+    page.wait_for_timeout(400)
+    page.evaluate("window.__pad.axes = [0, 0, 0, 0]")
+    side = np.array(page.evaluate(f"{v}.rig.position.toArray()"))
+    assert np.linalg.norm(side) > 0 and abs(float(np.dot(side, forward))) < 0.1 * np.linalg.norm(side)
+
+    page.evaluate("window.__pad.axes = [0, -1, 0, 0]")                                       # stick: forward, long
+    page.wait_for_timeout(3000)
+    page.evaluate("window.__pad.axes = [0, 0, 0, 0]")
+    far = page.evaluate(f"{v}.rig.position.length()")
+    assert far == pytest.approx(limit, rel=1e-4)                                              # stopped at the edge

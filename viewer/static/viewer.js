@@ -25,7 +25,7 @@ rig.add(camera);
 scene.add(rig);
 const controls = new OrbitControls(camera, renderer.domElement);
 const state = { name: null, info: null, depth: null, texture: null, mesh: null, grid: null, loaded: false };
-window.ldm3dViewer = { state, loadResult, renderer };
+window.ldm3dViewer = { state, loadResult, renderer, rig, camera, SAFE_RADIUS };   // for tests and embedding
 
 function resize() {
   const w = view.clientWidth || 1, h = view.clientHeight || 1;
@@ -182,6 +182,11 @@ renderer.setAnimationLoop(() => {
   if (state.mesh) move((now - last) / 1000);
   last = now;
   controls.update();
+  // OrbitControls aims the camera at its target as a world point, but camera and target live in the rig, which
+  // walking moves: aim again at the target where the rig has taken it (else, once walked past the target, the
+  // view flipped round and W walked backwards)
+  rig.updateMatrixWorld();
+  camera.lookAt(rig.localToWorld(controls.target.clone()));
   renderer.render(scene, camera);
 });
 
