@@ -236,3 +236,17 @@ def test_onnx_cpu_sessions_share_one_arena_and_give_the_same_output(tiny4, monke
     assert env_allocators(own) is None
     ref = own("a red cube", num_inference_steps=3, seed=2)
     assert np.array_equal(shared.rgb, ref.rgb) and np.array_equal(shared.depth, ref.depth)
+
+
+def test_the_vae_decoder_frees_its_buffers_after_each_image_and_decodes_the_same_again(ov, monkeypatch):
+    from ldm3d_edge.runtime.backends import openvino_backend
+
+    released = []
+    real = openvino_backend._OVModel.release_memory
+    monkeypatch.setattr(openvino_backend._OVModel, "release_memory",
+                        lambda self: (released.append(self), real(self))[1])
+    first = ov("a red cube", num_inference_steps=2, seed=4)
+    second = ov("a red cube", num_inference_steps=2, seed=4)
+    decoder = ov.vae_decoder.compiled(ov.manifest.height, ov.manifest.width)
+    assert released == [decoder, decoder]                      # the decoder only, once per image
+    assert np.array_equal(first.rgb, second.rgb) and np.array_equal(first.depth, second.depth)

@@ -15,6 +15,9 @@ class CompiledModel(ABC):
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; outputs by name, as arrays the caller owns."""
 
+    def release_memory(self) -> None:
+        """Free the intermediate buffers until the next call (which allocates them again); a no-op by default."""
+
 
 class Backend(ABC):
     name: str

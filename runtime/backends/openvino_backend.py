@@ -53,6 +53,9 @@ class _OVModel(CompiledModel):
             out.update(dict.fromkeys(names, data))
         return out
 
+    def release_memory(self) -> None:
+        self.native.release_memory()
+
 
 class OpenVINOBackend(Backend):
     name = "openvino"
