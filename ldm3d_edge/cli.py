@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--steps", type=_int, default=30)
     v.add_argument("--device", default="openvino:CPU")
 
-    ca = sub.add_parser("cache", help="what the cache folder holds (embedded exports, compiled blobs), and clearing it",
+    ca = sub.add_parser("cache", help="what the cache folder holds (embedded exports, compiled blobs); clearing it",
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="List the cache folder ($LDM3D_EDGE_CACHE, else ~/.cache/ldm3d-edge) by kind and "
                                     "size, or clear one kind:\n" + "\n".join(f"  {k:<9} {v}"

@@ -1,8 +1,8 @@
 """The viewer end to end in headless Chromium (Debian's `chromium`, driven by Playwright; .ci/run installs it):
 load /, generate on the embedded model, wait for the result, check that the WebGL canvas shows a picture and that
 the depth slider changes it; then a 360-degree panorama, turned by a one-finger touch drag and walked in with
-the keyboard and a (scripted) gamepad, never past the safe radius. Every request outside 127.0.0.1 is blocked and recorded:
-none may happen. Screenshots go to test-artifacts/viewer/ (or $LDM3D_TEST_ARTIFACTS)."""
+the keyboard and a (scripted) gamepad, never past the safe radius. Every request outside 127.0.0.1 is blocked
+and recorded: none may happen. Screenshots go to test-artifacts/viewer/ (or $LDM3D_TEST_ARTIFACTS)."""
 
 import io
 import os
