@@ -250,6 +250,9 @@ Result Pipeline::generate(const Params& p) {
     } else {
         throw Error(Status::ModelFolder, "unknown depth encoding " + m.depth_encoding);
     }
+    // the decoder runs once per image: free its buffers until the next one (as the Python runtime does)
+    vae = ov::InferRequest();
+    compiled(names::VAE_DECODER, h, w).release_memory();
     r.total_s = since(t_start);
     return r;
 }
