@@ -101,17 +101,20 @@ class Pipeline:
         """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static).
         With circular padding they run 2 x padding latent columns wider."""
         m = self.manifest
-        width += 2 * circular_padding * m.vae_scale_factor
-        if self.format == C.FORMAT_ONNX and circular_padding and (height, width) != (m.height, m.width):
-            raise InvalidArgumentError(
-                f"circular padding runs the UNet {width}x{height}, but ONNX artifacts serve only their export size "
-                f"{m.width}x{m.height}: use an OpenVINO device, or turn padding off (--circular-padding 0)")
+        width = self._padded_width(width, circular_padding)
         if self.format == C.FORMAT_ONNX and (height, width) != (m.height, m.width):
             raise InvalidArgumentError(
+                f"circular padding runs the UNet {width}x{height}, but ONNX artifacts serve only their export size "
+                f"{m.width}x{m.height}: use an OpenVINO device, or turn padding off (--circular-padding 0)"
+                if circular_padding else
                 f"ONNX artifacts serve only their export size {m.width}x{m.height}, not {width}x{height}: re-export "
                 "with --height/--width, or use an OpenVINO device, which reshapes at load time")
         for part in (self.unet, self.vae_decoder):
             part.compiled(height, width)
+
+    def _padded_width(self, width: int, circular_padding: int) -> int:
+        """The image width the UNet and decoder run at: `circular_padding` latent columns more on each side."""
+        return width + 2 * circular_padding * self.manifest.vae_scale_factor
 
     @property
     def model_name(self) -> str:
@@ -221,14 +224,15 @@ class Pipeline:
         """The denoising loop with classifier-free guidance (the UNet is exported at batch 2). extra_channels
         (1, C, h, w) are appended to the scaled model input's channels (the upscaler's low-res latents)."""
         p = cfg.circular_padding
-        h, w = cfg.height, cfg.width + 2 * p * self.manifest.vae_scale_factor
+        h, w = cfg.height, self._padded_width(cfg.width, p)
+        extra = None if extra_channels is None else np.concatenate([extra_channels] * 2)   # the same every step
+        labels = {} if class_labels is None else {"class_labels": class_labels}
         steps = _progress(timesteps, progress)
         for i, t in enumerate(steps):
             model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0), t)
-            if extra_channels is not None:
-                model_in = np.concatenate([model_in, np.concatenate([extra_channels] * 2)], axis=1)
+            if extra is not None:
+                model_in = np.concatenate([model_in, extra], axis=1)
             t0 = time.perf_counter()
-            labels = {} if class_labels is None else {"class_labels": class_labels}
             noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((2,), t, dtype=np.float32), hidden, h, w,
                                          **labels), p)
             metrics.unet_step_s.append(time.perf_counter() - t0)
@@ -250,7 +254,7 @@ class Pipeline:
         p = cfg.circular_padding
         t0 = time.perf_counter()
         image = self.vae_decoder(_wrap((latents / np.float32(m.vae_scaling_factor)).astype(np.float32), p),
-                                 cfg.height, cfg.width + 2 * p * m.vae_scale_factor)
+                                 cfg.height, self._padded_width(cfg.width, p))
         image = _crop(image, p * m.vae_scale_factor)
         metrics.vae_decode_s = time.perf_counter() - t0
         rgb_f, depth = split_rgbd(image, m.depth_encoding)
