@@ -95,9 +95,6 @@ def _save(out_dir, unet, vae, text_encoder, scheduler) -> Path:
     return out
 
 
-SR_MAX_NOISE_LEVEL = 350
-
-
 def build_tiny_upscaler(out_dir: str | Path, seed: int = 0, image_size: int = 64) -> Path:
     """A tiny random-weight ldm3d-sr (StableDiffusionUpscaleLDM3DPipeline layout, as the release configs): a UNet
     on 4 noisy + 4 low-res-image latent channels with the noise level as class label (1000 classes), an RGBD VAE
@@ -127,6 +124,6 @@ def build_tiny_upscaler(out_dir: str | Path, seed: int = 0, image_size: int = 64
         if (CLIP_TOKENIZER_DIR / name).is_file():
             shutil.copy2(CLIP_TOKENIZER_DIR / name, out / C.TOKENIZER_DIR / name)
     index = json.loads((cfg_dir / "model_index.json").read_text())
-    index["max_noise_level"] = SR_MAX_NOISE_LEVEL
+    index["max_noise_level"] = C.DEFAULT_MAX_NOISE_LEVEL
     (out / "model_index.json").write_text(json.dumps(index, indent=2))
     return out

@@ -30,7 +30,7 @@ class Source:
 
     @property
     def max_noise_level(self) -> int | None:
-        return int(self.model_index.get("max_noise_level", 350)) if self.pipeline == C.PIPELINE_UPSCALE else None
+        return int(self.model_index.get("max_noise_level", C.DEFAULT_MAX_NOISE_LEVEL)) if self.pipeline == C.PIPELINE_UPSCALE else None
 
     @property
     def vae_channels(self) -> int:

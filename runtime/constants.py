@@ -21,6 +21,7 @@ REQUIRED_COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER)
 PIPELINE_TEXT2RGBD = "text2rgbd"      # ldm3d, ldm3d-4c, ldm3d-pano (StableDiffusionLDM3DPipeline)
 PIPELINE_UPSCALE = "upscale"          # ldm3d-sr (StableDiffusionUpscaleLDM3DPipeline)
 UPSCALE_PIPELINE_CLASS = "StableDiffusionUpscaleLDM3DPipeline"
+DEFAULT_MAX_NOISE_LEVEL = 350          # upscaler: diffusers' default max_noise_level (the release's value)
 
 TOKENIZER_DIR = "tokenizer"
 SCHEDULER_DIR = "scheduler"

@@ -68,7 +68,7 @@ class UpscalePipeline(Pipeline):
         # 1. validate
         cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
                                       seed, latents, scheduler)
-        top = m.max_noise_level if m.max_noise_level is not None else 350
+        top = m.max_noise_level if m.max_noise_level is not None else C.DEFAULT_MAX_NOISE_LEVEL
         if isinstance(noise_level, bool) or not isinstance(noise_level, (int, np.integer)) or \
                 not 0 <= noise_level <= top:
             raise InvalidArgumentError(f"noise level must be an integer from 0 to {top}, got {noise_level!r}")
