@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from ..runtime import Pipeline
+from ..runtime import constants as C
 from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled, pano_prompt, pano_settings
 from ..runtime.result import atomic_write, slug
@@ -39,8 +40,8 @@ FINAL = (DONE, FAILED, CANCELLED)
 HISTORY = 1000            # finished jobs remembered (their files stay in the results folder)
 
 # what each requested output kind writes, relative to the job's prefix
-OUTPUT_FILES = {"rgb": "_rgb.png", "depth": "_depth.png", "json": ".json", "depth_f32": DEPTH_F32_SUFFIX,
-                "glb": ".glb", "mp4": ".mp4"}
+OUTPUT_FILES = {"rgb": C.RGB_SUFFIX, "depth": C.DEPTH_SUFFIX, "json": C.SIDECAR_SUFFIX,
+                "depth_f32": DEPTH_F32_SUFFIX, "glb": ".glb", "mp4": ".mp4"}
 
 
 class QueueFull(Ldm3dError):
@@ -192,12 +193,13 @@ class JobManager:
         return max(1, int(np.ceil((self.queue.qsize() + self.running) * mean / self.workers)))
 
     def metrics(self) -> dict:
+        free = shutil.disk_usage(self.results_dir).free      # a system call: not under the lock
         with self.lock:
             steps = list(self.step_seconds)
             return {"queue_depth": self.queue.qsize(), "running": self.running, "workers": self.workers,
                     "queue_size": self.queue.maxsize, **{f"jobs_{k}": v for k, v in self.counts.items()},
                     "step_seconds": steps, "job_seconds": list(self.job_seconds), "results_pruned": self.pruned,
-                    "disk_free_bytes": shutil.disk_usage(self.results_dir).free}
+                    "disk_free_bytes": free}
 
     def close(self) -> None:
         self._stop.set()

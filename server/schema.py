@@ -10,7 +10,7 @@ from ..runtime.config import MAX_STEPS
 
 MAX_PROMPT = 10_000
 MAX_SIDE = 2048                 # the server's own limit (the runtime's is 4096)
-OUTPUT_KINDS = ("rgb", "depth", "json", "glb", "mp4")
+OutputKind = Literal["rgb", "depth", "json", "glb", "mp4"]
 DEFAULT_OUTPUTS = ["rgb", "depth", "json", "glb"]
 
 
@@ -27,7 +27,7 @@ class GenerateRequest(BaseModel):
     width: int | None = Field(None, ge=8, le=MAX_SIDE, description="multiple of 8 (default: the model's)")
     height: int | None = Field(None, ge=8, le=MAX_SIDE, description="multiple of 8 (default: the model's)")
     pano: bool = Field(False, description="360-degree equirectangular panorama (2:1, circular padding)")
-    outputs: list[Literal["rgb", "depth", "json", "glb", "mp4"]] = Field(
+    outputs: list[OutputKind] = Field(
         default_factory=lambda: list(DEFAULT_OUTPUTS),
         description="files wanted besides the raw float depth the viewer reads: rgb, depth (16-bit PNG), json, glb, "
                     "mp4")
