@@ -1,7 +1,7 @@
 """What INT8 and BF16 cost on the embedded default model: quantize its perspective export in every mode, then run
 `ldm3d quality` (the same prompts, seeds and initial latents through FP32 and each variant) and collect one table.
 
-    python -m ldm3d_edge.benchmarks.int8_embedded --work /tmp/int8-embedded --out benchmarks/results/int8-embedded
+    python -m benchmarks.int8_embedded --work /tmp/int8-embedded --out benchmarks/results/int8-embedded
 
 Writes <out>/<variant>/quality.{json,md,png} and <out>/summary.{json,md}. The bars checked are issue 5's for the
 hybrid variant: depth AbsRel <= 0.05, RGB PSNR >= 25 dB, prompt adherence drop <= 5 points.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import write_results
+from ldm3d_edge.bench.common import write_results
 
 # key -> (label, quantize mode or None for the FP32 folder itself, VAE precision, formats, device, precision hint)
 VARIANTS = {
@@ -28,7 +28,7 @@ BARS = {"depth_absrel": ("<=", 0.05), "rgb_psnr_db": (">=", 25.0), "adherence_dr
 
 
 def markdown(rows: dict, steps: int, samples: int) -> str:
-    from ..training.evaluate import bars
+    from training.evaluate import bars
 
     lines = ["# INT8 and BF16 vs FP32 on the embedded model (ldm3d-edge-tiny, 128x128)", "",
              f"`ldm3d quality FP32 TEST` over the 16 default held-out prompts x 2 seeds = {samples} samples, "
@@ -57,10 +57,10 @@ def markdown(rows: dict, steps: int, samples: int) -> str:
 
 
 def main(argv=None) -> int:
-    from ..embedded import embedded_artifacts
-    from ..quantization import quantize_artifacts
-    from ..quantization.calibration import read_prompts
-    from ..quantization.quality import DEFAULT_PROMPTS_FILE, compare
+    from ldm3d_edge.embedded import embedded_artifacts
+    from ldm3d_edge.quantization import quantize_artifacts
+    from ldm3d_edge.quantization.calibration import read_prompts
+    from ldm3d_edge.quantization.quality import DEFAULT_PROMPTS_FILE, compare
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/ldm3d-int8-embedded", help="where the INT8 folders are written")

@@ -3,7 +3,7 @@ INT8 hybrid and INT8 full, side by side (interleaved rounds in one process), wit
 resident memory (each variant alone in a child process), and the share of UNet FLOPs whose kernels really run
 in i8/u8 (from the compiled model's runtime graph).
 
-    python -m ldm3d_edge.benchmarks.int8_unet --work ~/.cache/ldm3d-edge/bench --out benchmarks/results/int8-unet
+    python -m benchmarks.int8_unet --work ~/.cache/ldm3d-edge/bench --out benchmarks/results/int8-unet
 
 Random weights from the ldm3d-4c release config (same shapes and FLOPs as the release). Calibration uses
 --samples UNet calls (latency does not depend on how well the ranges were calibrated; quality is measured on the
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training.metrics import abs_rel
-from .bench import BenchOptions
-from .common import interleaved, peak_rss_gb, write_results
-from .worker import unet_inputs
+from training.metrics import abs_rel
+from ldm3d_edge.bench.bench import BenchOptions
+from ldm3d_edge.bench.common import interleaved, peak_rss_gb, write_results
+from ldm3d_edge.bench.worker import unet_inputs
 
 # label -> (artifact key, OpenVINO inference precision); INT8 variants run their float remainder in bf16
 VARIANTS = {"FP32": ("fp32", "f32"), "BF16": ("fp32", "bf16"), "INT8 hybrid": ("hybrid", "bf16"),
@@ -63,7 +63,7 @@ def child(spec: dict) -> dict:
 def peak_rss(art: Path, component: str, precision: str, size: int, threads: int) -> float:
     spec = json.dumps({"art": str(art), "component": component, "precision": precision, "size": size,
                        "threads": threads})
-    out = subprocess.run([sys.executable, "-m", "ldm3d_edge.benchmarks.int8_unet", "--child", spec],
+    out = subprocess.run([sys.executable, "-m", "benchmarks.int8_unet", "--child", spec],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_gb"]
 
@@ -85,9 +85,9 @@ def main(argv=None) -> int:
         return 0
     from ldm3d_edge.quantization.openvino_int8 import kernel_precisions
 
-    from . import variants as bench_variants
-    from .bench import prepare
-    from .common import machine
+    from ldm3d_edge.bench import variants as bench_variants
+    from ldm3d_edge.bench.bench import prepare
+    from ldm3d_edge.bench.common import machine
 
     o = BenchOptions(config=a.release, height=a.size, width=a.size, work=a.work, calibration_samples=a.samples)
     paths, prep = prepare(o, [bench_variants.VARIANTS[k] for k in ("ov-fp32", "ov-int8-hybrid", "ov-int8-full")])

@@ -4,7 +4,7 @@ Each round runs the Python runtime and the native CLI once each, in fresh proces
 latents; rounds interleave the two. Per-step time is the mean over all steps of a run (the native CLI reports the
 UNet total), the median over rounds is reported. Needs a native build (runtime/native, see the README).
 
-    python -m ldm3d_edge.benchmarks.native_vs_python ARTIFACTS --build build/native [--steps 5] [--rounds 2]
+    python -m benchmarks.native_vs_python ARTIFACTS --build build/native [--steps 5] [--rounds 2]
         [--precision f32|bf16]
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import machine, write_results
+from ldm3d_edge.bench.common import machine, write_results
 
 PROMPT = "a cozy reading nook with a window"
 PY_WORKER = """

@@ -11,7 +11,7 @@ for RGB (in [0, 1]) and depth, averaged over prompts x seeds. Every padding runs
 A reference row measures the held-out training renders (seamless by construction) the same way: their rooms
 have a wall corner at +-180 degrees, so even a perfect panorama has an RGB step there; depth has none.
 
-    python -m ldm3d_edge.benchmarks.pano_seam [--model ARTIFACTS] [--paddings 0,4,8] [--seeds 4] [--steps 30]
+    python -m benchmarks.pano_seam [--model ARTIFACTS] [--paddings 0,4,8] [--seeds 4] [--steps 30]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..runtime import Pipeline
-from .common import machine, write_results
+from ldm3d_edge.runtime import Pipeline
+from ldm3d_edge.bench.common import machine, write_results
 
 PROMPTS = [
     "360 view of a room with a green cone and a purple cylinder on a dark floor",
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     model = a.model
     if model is None:
-        from ..embedded import embedded_artifacts
+        from ldm3d_edge.embedded import embedded_artifacts
 
         model = embedded_artifacts()[1]
     pipe = Pipeline.load(model, device=a.device)

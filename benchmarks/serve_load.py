@@ -6,7 +6,7 @@ with Retry-After, that no answer is a 5xx, that every accepted job finished with
 shared), and how the server's RSS moved. Writes OUT.json and OUT.md; traffic goes to 127.0.0.1 only, and every
 loop is bounded in count and time.
 
-    python -m ldm3d_edge.benchmarks.serve_load [--requests 50] [--clients 10] [--queue-size 2] [--steps 10]
+    python -m benchmarks.serve_load [--requests 50] [--clients 10] [--queue-size 2] [--steps 10]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import threading
 import time
 from pathlib import Path
 
-from .common import machine, write_results
+from ldm3d_edge.bench.common import machine, write_results
 
 PROMPT = "a red sphere on the left in front of a blue cube on a grey floor before a white wall"
 DEADLINE_S = 600

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ldm3d_edge.benchmarks.bench import BenchOptions, roofline
-from ldm3d_edge.benchmarks.variants import DEFAULT_VARIANTS, VARIANTS, parse_variants
+from ldm3d_edge.bench.bench import BenchOptions, roofline
+from ldm3d_edge.bench.variants import DEFAULT_VARIANTS, VARIANTS, parse_variants
 from ldm3d_edge.cli import main
 from ldm3d_edge.runtime.errors import InvalidArgumentError
 
@@ -74,7 +74,7 @@ def test_quick_bench_roofline_and_report(quick):
 
 
 def test_summary_is_reproducible_from_the_raw_runs(quick):
-    from ldm3d_edge.benchmarks.bench import resummarize
+    from ldm3d_edge.bench.bench import resummarize
 
     _, out = quick
     r = json.loads((out / "bench.json").read_text())

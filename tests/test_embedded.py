@@ -9,9 +9,9 @@ from PIL import Image
 
 from ldm3d_edge.cli import main
 from ldm3d_edge.runtime import Pipeline, load_depth_png
-from ldm3d_edge.training import metrics as M
-from ldm3d_edge.training.dataset import HELDOUT_SEED0
-from ldm3d_edge.training.scenes import sample
+from ldm3d_edge import metrics as M
+from training.dataset import HELDOUT_SEED0
+from training.scenes import sample
 
 pytest.importorskip("torch")        # the first use exports the model, which needs the [export] extra
 

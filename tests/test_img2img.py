@@ -113,7 +113,7 @@ def test_img2img_matches_diffusers_img2img_pipeline(tiny4, ref_parts, scheduler,
 
 def test_img2img_modifies_a_template_on_the_embedded_model(embedded):
     """Recolour the embedded model's red sphere by prompt, keeping the layout; more strength, more change."""
-    from ldm3d_edge.training import metrics as M
+    from ldm3d_edge import metrics as M
 
     pipe = Pipeline.load(embedded[0], device="openvino:CPU")
     scene = "on the left in front of a blue cube on a grey floor before a white wall"

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from ldm3d_edge.training import metrics as M
-from ldm3d_edge.training import scenes as S
+from ldm3d_edge import metrics as M
+from training import scenes as S
 
 SEEDS = range(9_000_000, 9_000_040)
 

@@ -1,4 +1,4 @@
-"""The native runtime (runtime/native: C++17 over OpenVINO, C ABI ldm3d.h), built here with CMake when a compiler,
+"""The native runtime (native/: C++17 over OpenVINO, C ABI ldm3d.h), built here with CMake when a compiler,
 libpng and nlohmann-json are present, and driven through its C ABI with ctypes: output equal to the Python
 runtime's on identical initial latents (tiny random 4- and 6-channel models, the embedded model; DDIM and Euler;
 prompts with punctuation, digits and contractions), every error path answered with a status and a message
@@ -20,7 +20,7 @@ import pytest
 from ldm3d_edge.runtime import Pipeline
 from ldm3d_edge.runtime import constants as C
 
-NATIVE = Path(__file__).resolve().parent.parent / "runtime" / "native"
+NATIVE = Path(__file__).resolve().parent.parent / "native"
 ATOL = 1e-4
 PROMPTS = ["a red sphere on the left in front of a blue cube on a grey floor before a white wall",
            "it's 3 red spheres, 2 cubes & a torus!! (on a beige floor)"]

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ldm3d_edge.benchmarks.pano_seam import seam_metrics
+from benchmarks.pano_seam import seam_metrics
 from ldm3d_edge.cli import main
 from ldm3d_edge.runtime import InvalidArgumentError, Pipeline
 from ldm3d_edge.runtime.pipeline import _crop, _wrap

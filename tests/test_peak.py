@@ -5,7 +5,7 @@ precision's kernels (read back from the compiled model), and the numbers are pos
 def test_peak_rows_run_in_their_precision(tmp_path):
     import json
 
-    from ldm3d_edge.benchmarks.peak import main
+    from ldm3d_edge.bench.peak import main
 
     assert main(["--size", "256", "--repeat", "2", "--out", str(tmp_path / "peak")]) == 0
     r = json.loads((tmp_path / "peak.json").read_text())

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ldm3d_edge.training import scenes as S
+from training import scenes as S
 
 
 def _scene(objects, wall="sky", panorama=False):

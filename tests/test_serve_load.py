@@ -9,7 +9,7 @@ pytest.importorskip("httpx")
 
 
 def test_50_requests_10_clients_2_slot_queue(embedded, tmp_path):
-    from ldm3d_edge.benchmarks.serve_load import measure
+    from benchmarks.serve_load import measure
 
     r = measure(requests=50, clients=10, queue_size=2, steps=10, results=tmp_path)
     for name, s in r["scenarios"].items():

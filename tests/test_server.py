@@ -37,7 +37,8 @@ class GatedModels(Runner):
         gate = self.gate
 
         class Gated:
-            manifest = real.manifest
+            def __getattr__(self, name):     # everything but the call is the real pipeline's
+                return getattr(real, name)
 
             def __call__(self, prompt, callback=None, **kw):
                 if "fail" in prompt:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ldm3d_edge.training import dataset
+from training import dataset
 
 torch = pytest.importorskip("torch")
 
@@ -21,7 +21,7 @@ def data(tmp_path_factory):
 
 
 def train_vae(data, run, steps, *extra):
-    from ldm3d_edge.training.train_vae import main
+    from training.train_vae import main
 
     assert main(["--data", str(data), "--size", str(SIZE), "--run", str(run), "--steps", str(steps), "--batch", "2",
                  "--crop", "16", "--save-every", "1", "--no-bf16", *extra]) == 0
@@ -60,7 +60,7 @@ def test_vae_decoder_only_fine_tuning_keeps_the_encoder(data, tmp_path):
 def test_ldm_saves_a_standard_ldm3d_folder(data, tmp_path):
     from diffusers import StableDiffusionLDM3DPipeline
 
-    from ldm3d_edge.training.train_ldm import main
+    from training.train_ldm import main
 
     train_vae(data, tmp_path / "vae", 1)
     out = tmp_path / "model"
@@ -85,7 +85,7 @@ def test_folded_latent_transform_is_exact():
     image as before (so the diffusion model trains on unit-variance channels at no cost to the VAE)."""
     from diffusers import AutoencoderKL
 
-    from ldm3d_edge.training.train_ldm import fold_latent_transform, unit_latent_stats
+    from training.train_ldm import fold_latent_transform, unit_latent_stats
 
     torch.manual_seed(0)
     vae = AutoencoderKL(in_channels=4, out_channels=4, down_block_types=["DownEncoderBlock2D"] * 2,

@@ -36,7 +36,7 @@ def settle(page):
 
 
 def test_viewer_generates_shows_and_reacts_to_the_depth_slider_offline(embedded, tmp_path):
-    from ldm3d_edge.benchmarks.serve_load import Server
+    from benchmarks.serve_load import Server
 
     outside, errors = [], []
     with Server(tmp_path, queue_size=2) as server, playwright.sync_playwright() as p:

@@ -1,6 +1,6 @@
 """Render and cache a set of scenes: rgb uint8, depth uint16, captions, in one .npz per split.
 
-    python -m ldm3d_edge.training.dataset --out training/data --train 8000 --pano 2000 --heldout 300
+    python -m training.dataset --out training/data --train 8000 --pano 2000 --heldout 300
 """
 
 from __future__ import annotations

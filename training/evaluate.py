@@ -1,7 +1,7 @@
 """Evaluate the embedded model: VAE reconstruction (PyTorch), prompt adherence and depth/RGB agreement
 through the exported runtime (not PyTorch), and a contact sheet of 16 prompts.
 
-    python -m ldm3d_edge.training.evaluate --model models/ldm3d-edge-tiny --out models/ldm3d-edge-tiny/eval
+    python -m training.evaluate --model models/ldm3d-edge-tiny --out models/ldm3d-edge-tiny/eval
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..runtime.result import atomic_write
-from . import metrics as M
+from ldm3d_edge.runtime.result import atomic_write
+from ldm3d_edge import metrics as M
 from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, ensure_splits, heldout_splits, load_split
 from .scenes import sample
 
@@ -61,7 +61,7 @@ def vae_reconstruction(model_dir: Path, data: Path, n: int) -> dict:
 def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
               panorama: bool = False) -> tuple[dict, list]:
     """Generate n held-out captions (seed ranges unseen in training) through the runtime and score each."""
-    from ..runtime import Pipeline
+    from ldm3d_edge.runtime import Pipeline
 
     pipe = Pipeline.load(artifacts, device=device)
     rows, t0 = [], time.perf_counter()
@@ -81,7 +81,7 @@ def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
 def contact_sheet(artifacts: Path, pano_artifacts: Path, out: Path, steps: int, device: str) -> list[str]:
     """16 held-out prompts, each RGB above its depth: a row of 8 perspective scenes (128x128), then two rows of
     4 panoramas (256x128). Returns the prompts in reading order."""
-    from ..runtime import Pipeline
+    from ldm3d_edge.runtime import Pipeline
 
     prompts, rows = [], []
     for art, seed0, pano, n in ((artifacts, HELDOUT_SEED0 + 500, False, 8), (pano_artifacts, HELDOUT_PANO_SEED0 + 200,
@@ -100,7 +100,7 @@ def contact_sheet(artifacts: Path, pano_artifacts: Path, out: Path, steps: int, 
 
 
 def main(argv=None) -> int:
-    from ..embedded import embedded_artifacts
+    from ldm3d_edge.embedded import embedded_artifacts
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="diffusers folder (default: the embedded model)")

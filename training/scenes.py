@@ -17,11 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-COLOURS = {  # saturated, well-separated hues (the evaluation checks the hue)
-    "red": (0.85, 0.12, 0.10), "orange": (0.95, 0.50, 0.08), "yellow": (0.92, 0.85, 0.10),
-    "green": (0.15, 0.70, 0.18), "cyan": (0.10, 0.75, 0.80), "blue": (0.12, 0.25, 0.85),
-    "purple": (0.55, 0.18, 0.80), "pink": (0.95, 0.40, 0.70),
-}
+from ldm3d_edge.metrics import COLOURS
+
 SHAPES = ("sphere", "cube", "cone", "cylinder", "torus")
 FLOORS = {"grey": (0.55, 0.55, 0.55), "beige": (0.72, 0.66, 0.52), "dark": (0.28, 0.28, 0.30),
           "brown": (0.45, 0.33, 0.22)}

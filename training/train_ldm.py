@@ -1,7 +1,7 @@
 """Train the text encoder (a small CLIPTextModel on the real CLIP vocabulary) and the UNet together on VAE
 latents of rendered scenes, then save the whole model as a standard StableDiffusionLDM3DPipeline folder.
 
-    python -m ldm3d_edge.training.train_ldm --data training/data --vae training/runs/vae/final \\
+    python -m training.train_ldm --data training/data --vae training/runs/vae/final \\
         --run training/runs/ldm --steps 6000 --out models/ldm3d-edge-tiny
 
 One model serves both 128x128 perspective scenes and 256x128 "360 view of" panoramas (the UNet is
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     from tqdm.auto import tqdm
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from .. import ASSETS_DIR
+    from ldm3d_edge import ASSETS_DIR
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="training/data")
@@ -214,7 +214,7 @@ def save_pipeline(out, text, unet, vae, tokenizer, sched_cfg) -> Path:
 
     from diffusers import DDIMScheduler, StableDiffusionLDM3DPipeline
 
-    from .. import ASSETS_DIR
+    from ldm3d_edge import ASSETS_DIR
 
     out = Path(out)
     pipe = StableDiffusionLDM3DPipeline(vae=vae.half(), text_encoder=text.half(), tokenizer=tokenizer,

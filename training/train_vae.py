@@ -1,6 +1,6 @@
 """Train the RGBD AutoencoderKL (4 in/out channels: RGB + depth, downsampling factor 8) on rendered scenes.
 
-    python -m ldm3d_edge.training.train_vae --data training/data --run training/runs/vae --steps 3000
+    python -m training.train_vae --data training/data --run training/runs/vae --steps 3000
 
 Resumes from <run>/checkpoint.pt; writes <run>/final (diffusers format) with the latent scaling factor
 measured on the training data.

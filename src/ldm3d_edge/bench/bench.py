@@ -226,7 +226,7 @@ def measure_peaks(o: BenchOptions) -> dict | None:
 def run_worker(spec: dict, env: dict, timeout_s: float) -> dict:
     spec = {**spec, "spawn_time": time.time()}
     try:
-        p = subprocess.run([sys.executable, "-m", "ldm3d_edge.benchmarks.worker", json.dumps(spec)],
+        p = subprocess.run([sys.executable, "-m", "ldm3d_edge.bench.worker", json.dumps(spec)],
                            capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **env})
     except subprocess.TimeoutExpired:
         return {"error": f"did not finish within {timeout_s:.0f} s"}

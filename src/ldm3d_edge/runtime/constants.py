@@ -63,6 +63,7 @@ VAE_ENCODER_MOMENTS = "latent_parameters"
 RGB_SUFFIX = "_rgb.png"
 DEPTH_SUFFIX = "_depth.png"
 SIDECAR_SUFFIX = ".json"
+DEPTH_F32_SUFFIX = "_depth.f32"   # raw little-endian float32 depth, row-major: full precision for the viewer
 
 # Depth encodings of the VAE's extra output channels.
 DEPTH_ENCODING_1CH = "1ch-float"          # 4-channel VAE: channel 3 is depth in [-1, 1]

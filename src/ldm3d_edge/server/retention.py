@@ -14,8 +14,7 @@ from pathlib import Path
 from ..runtime import constants as C
 from ..runtime.errors import Ldm3dError
 
-DEPTH_F32_SUFFIX = "_depth.f32"   # raw little-endian float32 depth, row-major: full precision for the viewer
-RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, DEPTH_F32_SUFFIX, ".glb", ".mp4", ".gif",
+RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, C.DEPTH_F32_SUFFIX, ".glb", ".mp4", ".gif",
                    "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
 # `ldm3d serve` defaults. A 128² result of the embedded model with every server output is 0.85 MB (GLB 0.71);

@@ -24,13 +24,13 @@ from typing import Callable
 
 import numpy as np
 
+from ..generate import generate_files
 from ..runtime import Pipeline
 from ..runtime import constants as C
 from ..runtime.errors import Ldm3dError
-from ..runtime.pipeline import GenerationCancelled, pano_prompt, pano_settings
-from ..runtime.result import atomic_write, slug
-from ..scene3d import RGBD, write_3d
-from .retention import DEPTH_F32_SUFFIX, check_free_space, prune
+from ..runtime.pipeline import GenerationCancelled
+from ..runtime.result import slug
+from .retention import check_free_space, prune
 from .schema import GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ HISTORY = 1000            # finished jobs remembered (their files stay in the re
 
 # what each requested output kind writes, relative to the job's prefix
 OUTPUT_FILES = {"rgb": C.RGB_SUFFIX, "depth": C.DEPTH_SUFFIX, "json": C.SIDECAR_SUFFIX,
-                "depth_f32": DEPTH_F32_SUFFIX, "glb": ".glb", "mp4": ".mp4"}
+                "depth_f32": C.DEPTH_F32_SUFFIX, "glb": ".glb", "mp4": ".mp4"}
 
 
 class QueueFull(Ldm3dError):
@@ -84,24 +84,15 @@ def generate_job(models: "Models", job_id: str, request: GenerateRequest, result
                  on_step: Callable[[int], bool] = lambda i: True) -> tuple[dict[str, str], int]:
     """Generate one request with these models and write its files as <job_id><suffix> (OUTPUT_FILES)."""
     r = request
-    pipe = models.pick(r.pano)
-    prompt, height, width, pad = r.prompt, r.height, r.width, 0
-    if r.pano:
-        prompt = pano_prompt(prompt)
-        height, width, pad = pano_settings(pipe.manifest, height, width)
-    result = pipe(prompt, negative_prompt=r.negative_prompt, num_inference_steps=r.steps, guidance_scale=r.guidance,
-                  height=height, width=width, seed=r.seed, callback=lambda i, _t, _l: on_step(i),
-                  circular_padding=pad)
-    rgbd = RGBD.from_result(result, "equirectangular" if r.pano else "perspective")
-    prefix = Path(results_dir) / job_id
-    result.save(prefix, extra={**rgbd.sidecar(), "job": job_id})
-    atomic_write(prefix.with_name(job_id + DEPTH_F32_SUFFIX),
-                 lambda p: Path(p).write_bytes(result.depth.astype("<f4").tobytes()))
-    write_3d(rgbd, prefix, mesh_formats=("glb",) if "glb" in r.outputs else (),
-             videos=(".mp4",) if "mp4" in r.outputs else ())
+    done = generate_files(models.pick(r.pano), results_dir, r.prompt, name=job_id, pano=r.pano,
+                          negative_prompt=r.negative_prompt, num_inference_steps=r.steps, guidance_scale=r.guidance,
+                          height=r.height, width=r.width, seed=r.seed, callback=lambda i, _t, _l: on_step(i),
+                          extra={"job": job_id}, depth_f32=True,
+                          outputs_3d={"mesh_formats": ("glb",) if "glb" in r.outputs else (),
+                                      "videos": (".mp4",) if "mp4" in r.outputs else ()})
     files = {kind: job_id + suffix for kind, suffix in OUTPUT_FILES.items()
              if (Path(results_dir) / (job_id + suffix)).is_file()}
-    return files, len(result.metrics.unet_step_s)
+    return files, len(done.result.metrics.unet_step_s)
 
 
 def batch_result(models: "Models", index: int, prompt: str, settings: dict, out: Path) -> dict:

@@ -1,7 +1,7 @@
 """One benchmark run in a process of its own (so its peak resident memory is its own): start the variant, time
 its first call, generate once end to end, report per-component seconds as one JSON line on stdout.
 
-    python -m ldm3d_edge.benchmarks.worker '<json spec>'
+    python -m ldm3d_edge.bench.worker '<json spec>'
 
 Spec keys: kind ("run" or "flops"), variant, device, checkpoint, artifacts, height, width, steps, threads,
 cache_dir, spawn_time (time.time() when the parent started this process), kernels (read the UNet's kernel

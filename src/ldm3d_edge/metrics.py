@@ -1,4 +1,4 @@
-"""Numpy metrics for the embedded model: reconstruction quality, prompt adherence, depth/RGB agreement.
+"""Numpy quality metrics for the embedded model (and the INT8 quality report): reconstruction quality, prompt adherence, depth/RGB agreement.
 
 Definitions (stated so the numbers can be checked):
 - psnr: on RGB in [0, 1], peak 1.
@@ -18,8 +18,14 @@ import colorsys
 
 import numpy as np
 
-from .scenes import COLOURS
 
+# The named colours of the embedded model's vocabulary: the scene generator paints with them, and the
+# evaluation and the quality report check a generated object's hue against them.
+COLOURS = {  # saturated, well-separated hues (the evaluation checks the hue)
+    "red": (0.85, 0.12, 0.10), "orange": (0.95, 0.50, 0.08), "yellow": (0.92, 0.85, 0.10),
+    "green": (0.15, 0.70, 0.18), "cyan": (0.10, 0.75, 0.80), "blue": (0.12, 0.25, 0.85),
+    "purple": (0.55, 0.18, 0.80), "pink": (0.95, 0.40, 0.70),
+}
 HUES = {name: colorsys.rgb_to_hsv(*rgb)[0] * 360 for name, rgb in COLOURS.items()}
 STAND_OUT = 0.04       # depth above the row's background that marks an object pixel
 MIN_REGION = 12        # pixels; smaller regions are noise

@@ -27,12 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..runtime import constants as C
 from ..runtime.result import load_depth_png
+from ..viewer import static_dir
 from .jobs import JobManager, QueueFull
 from .metrics import prometheus_text
-from .retention import DEPTH_F32_SUFFIX, NAME_RE, RESULT_SUFFIXES, DiskFull, result_names
+from .retention import NAME_RE, RESULT_SUFFIXES, DiskFull, result_names
 from .schema import GenerateRequest, JobCreated, JobStatus
 
-VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer" / "static"
+VIEWER_DIR = static_dir()
 API_KEY_HEADER = "x-api-key"
 
 
@@ -109,8 +110,8 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
         path = _result_path(results, name)
         if path.is_file():
             return FileResponse(path)
-        if name.endswith(DEPTH_F32_SUFFIX):   # results of 'ldm3d generate': full precision from the 16-bit PNG
-            png = results / (name[: -len(DEPTH_F32_SUFFIX)] + C.DEPTH_SUFFIX)
+        if name.endswith(C.DEPTH_F32_SUFFIX):   # results of 'ldm3d generate': full precision from the 16-bit PNG
+            png = results / (name[: -len(C.DEPTH_F32_SUFFIX)] + C.DEPTH_SUFFIX)
             if png.is_file():
                 return Response(load_depth_png(png).astype("<f4").tobytes(), media_type="application/octet-stream")
         raise HTTPException(404, f"no result file {name!r}")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..runtime.errors import InvalidArgumentError
 from ..runtime.result import atomic_write
-from ..training.metrics import abs_rel, psnr
+from ..metrics import abs_rel, psnr
 
 DEFAULT_PROMPTS_FILE = Path(__file__).with_name("quality_prompts.txt")
 MIN_DEPTH = 0.1
@@ -46,7 +46,7 @@ def rgb_errors(test: np.ndarray, ref: np.ndarray) -> dict:
 
 def prompted_colours(prompt: str) -> str | set[str] | None:
     """The colour adherence is judged against: the first named colour, or any named one for '360 view' prompts."""
-    from ..training.scenes import COLOURS
+    from ..metrics import COLOURS
 
     words = [w for w in re.findall(r"[a-z]+", prompt.lower()) if w in COLOURS]
     if not words:
@@ -78,7 +78,7 @@ def compare(ref_dir, test_dir, prompts: list[str], seeds: int = 2, steps: int = 
             test_precision: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
     """Run every (prompt, seed) through both folders; write quality.json, quality.md, quality.png to `out`."""
     from ..runtime import Pipeline
-    from ..training.metrics import adherence
+    from ..metrics import adherence
 
     if seeds < 1 or not prompts:
         raise InvalidArgumentError("the comparison needs at least one prompt and one seed")

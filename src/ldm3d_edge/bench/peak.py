@@ -2,7 +2,7 @@
 weights compiled by OpenVINO for the CPU in FP32, BF16 (inference precision hint) and INT8 (FakeQuantize on the
 activations, i8 weights with a dequantizing scale: the pattern NNCF writes, which the CPU plugin runs as u8 x i8).
 
-    python -m ldm3d_edge.benchmarks.peak --threads 2 --out benchmarks/results/peak
+    python -m ldm3d_edge.bench.peak --threads 2 --out benchmarks/results/peak
 
 Each kernel's real precision is read back from the compiled model (the same check as `ldm3d quantize`), so an
 INT8 row that silently ran in float is reported as such. Writes <out>.json and <out>.md.
