@@ -7,6 +7,7 @@
 #include <new>
 #include <string>
 
+#include "constants.hpp"
 #include "errors.hpp"
 #include "pipeline.hpp"
 
@@ -48,8 +49,8 @@ extern "C" {
 void ldm3d_params_init(ldm3d_params* p) {
     if (!p) return;
     *p = ldm3d_params{};
-    p->steps = 49;
-    p->guidance_scale = 5.0f;
+    p->steps = ldm3d::names::DEFAULT_STEPS;
+    p->guidance_scale = ldm3d::names::DEFAULT_GUIDANCE;
 }
 
 ldm3d_status ldm3d_create(const char* artifact_dir, const char* device, const char* precision,
@@ -152,7 +153,7 @@ ldm3d_status ldm3d_timings(const ldm3d_pipeline* pipeline, double out[5]) {
 
 const char* ldm3d_last_error(void) { return last_error.c_str(); }
 
-const char* ldm3d_version(void) { return "0.1.0"; }
+const char* ldm3d_version(void) { return LDM3D_VERSION; }   // set by CMake from ldm3d_edge.__version__
 
 void ldm3d_free(ldm3d_pipeline* pipeline) { delete pipeline; }
 

@@ -1,5 +1,5 @@
-// File and tensor names of an artifact folder: the C++ mirror of runtime/constants.py
-// (tests/test_native.py checks that every value here equals the Python one).
+// File and tensor names of an artifact folder, generation limits and defaults: the C++ mirror of
+// runtime/constants.py and runtime/config.py (tests/test_native.py checks that every value here equals the Python one).
 #pragma once
 
 namespace ldm3d::names {
@@ -25,4 +25,9 @@ constexpr const char* DEPTH_SUFFIX = "_depth.png";
 constexpr const char* DEPTH_ENCODING_1CH = "1ch-float";
 constexpr const char* DEPTH_ENCODING_PACKED16 = "rgblike-16bit";
 constexpr const char* PIPELINE_TEXT2RGBD = "text2rgbd";
+// generation limits and defaults (runtime/config.py)
+constexpr int MAX_STEPS = 1000;
+constexpr int MAX_SIDE = 4096;
+constexpr int DEFAULT_STEPS = 49;
+constexpr float DEFAULT_GUIDANCE = 5.0f;
 }  // namespace ldm3d::names

@@ -159,14 +159,16 @@ Result Pipeline::generate(const Params& p) {
     const Manifest& m = manifest_;
     // 1. validate
     int h = p.height ? p.height : m.height, w = p.width ? p.width : m.width, f = m.vae_scale_factor;
-    if (p.steps < 1 || p.steps > 1000)
-        throw Error(Status::InvalidArgument, "steps must be from 1 to 1000, got " + std::to_string(p.steps));
+    if (p.steps < 1 || p.steps > names::MAX_STEPS)
+        throw Error(Status::InvalidArgument, "steps must be from 1 to " + std::to_string(names::MAX_STEPS) +
+                    ", got " + std::to_string(p.steps));
     if (!std::isfinite(p.guidance_scale) || p.guidance_scale < 0)
         throw Error(Status::InvalidArgument, "guidance scale must be a finite number >= 0");
     for (auto [name, v] : {std::pair{"height", h}, std::pair{"width", w}})
-        if (v < f || v > 4096 || v % f)
+        if (v < f || v > names::MAX_SIDE || v % f)
             throw Error(Status::InvalidArgument, std::string(name) + " must be a multiple of " + std::to_string(f) +
-                        " from " + std::to_string(f) + " to 4096, got " + std::to_string(v));
+                        " from " + std::to_string(f) + " to " + std::to_string(names::MAX_SIDE) + ", got " +
+                        std::to_string(v));
     size_t n_lat = size_t(m.latent_channels) * (h / f) * (w / f);
     if (!p.latents.empty() && p.latents.size() != n_lat)
         throw Error(Status::InvalidArgument, "latents must hold 1 x " + std::to_string(m.latent_channels) + " x " +
