@@ -82,4 +82,5 @@ def test_vae_reconstructs_held_out_scenes_through_the_runtime(pipe):
         rec = np.clip(pipe.vae_decoder(mean, 128, 128)[0] / 2 + 0.5, 0, 1)
         psnr.append(M.psnr(rec[:3], s.rgb.transpose(2, 0, 1)))
         absrel.append(M.abs_rel(rec[3], s.depth))
-    assert np.mean(psnr) >= 26 and np.mean(absrel) <= 0.05, (psnr, absrel)
+    # docs/embedded-model.md: 29.9 dB and AbsRel 0.018 on 300 held-out scenes; these 6 give 30.6 dB and 0.021
+    assert np.mean(psnr) >= 29.9 and np.mean(absrel) <= 0.025, (psnr, absrel)
