@@ -9,7 +9,7 @@ import pytest
 from benchmarks.pano_seam import seam_metrics
 from ldm3d_edge.cli import main
 from ldm3d_edge.runtime import InvalidArgumentError, Pipeline
-from ldm3d_edge.runtime.pipeline import _crop, _wrap
+from ldm3d_edge.runtime.base import _crop, _wrap
 
 
 def test_seam_metrics_see_a_seam_and_not_a_rolled_one():

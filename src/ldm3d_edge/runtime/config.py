@@ -17,8 +17,10 @@ MAX_SIDE = 4096
 PAD_MULTIPLE = 8   # a padded latent width must pass the UNet's downsamplings (3 in the releases: 2**3)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class GenerationConfig:
+    """Built by keyword only: GenerationConfig(prompt=..., num_inference_steps=..., ...); validate() checks it."""
+
     prompt: str
     negative_prompt: str | None = None
     num_inference_steps: int = DEFAULT_STEPS

@@ -1,124 +1,26 @@
-"""Text -> RGB + depth on exported LDM3D artifacts. Orchestration only: the work is in the parts."""
+"""Text -> RGB + depth (and image-to-image) on exported LDM3D artifacts. Orchestration only: the work is in the
+parts, the shared steps in base.DiffusionPipeline."""
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from . import constants as C
-from .backends import create_backend, resolve_device
-from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH, GenerationConfig
-from .depth import rgbd_to_image, split_rgbd
-from .errors import InvalidArgumentError, Ldm3dError, ModelFolderError
-from .manifest import Manifest, read_manifest
-from .models import TextEncoder, UNet, VaeDecoder, VaeEncoder
+from .base import DiffusionPipeline, GenerationCancelled, StepCallback, read_scheduler_config
+from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH
+from .depth import rgbd_to_image
+from .errors import InvalidArgumentError, ModelFolderError
+from .manifest import Manifest
 from .result import GenerationMetrics, RGBDResult
-from .schedulers import Scheduler, create_scheduler
-from .tokenizer import ClipTokenizer
-
-log = logging.getLogger(__name__)
-
-# callback(step_index, timestep, latents) -> False cancels the generation
-StepCallback = Callable[[int, float, np.ndarray], "bool | None"]
+from .schedulers import Scheduler
 
 
-class GenerationCancelled(Ldm3dError):
-    """A step callback returned False."""
+class Pipeline(DiffusionPipeline):
+    """Text -> RGB + depth, and image-to-image, on an ldm3d / ldm3d-4c / ldm3d-pano artifact folder."""
 
-
-class Pipeline:
-    """Load once, generate many times; compiled models are reused across calls."""
-
-    kind = C.PIPELINE_TEXT2RGBD   # which artifact folders this class runs (manifest "pipeline")
-
-    def __init__(self, manifest: Manifest, fmt: str, device: str, tokenizer: ClipTokenizer, scheduler_config: dict,
-                 text_encoder: TextEncoder, unet: UNet, vae_decoder: VaeDecoder, vae_encoder: VaeEncoder | None):
-        self.manifest, self.format, self.device = manifest, fmt, device
-        self.tokenizer, self.scheduler_config = tokenizer, scheduler_config
-        self.text_encoder, self.unet, self.vae_decoder, self.vae_encoder = text_encoder, unet, vae_decoder, vae_encoder
-        self.load_seconds = 0.0  # set by load(): manifest to compiled models
-
-    @classmethod
-    def load(cls, artifact_dir: str | Path, device: str = "auto", precision: str | None = None,
-             num_threads: int | None = None, cache_dir: str | Path | None = None,
-             compile_now: bool = True) -> "Pipeline":
-        """Open an artifact folder made by ``ldm3d export``.
-
-        device: "auto", "CPU", "GPU", "CUDA" or "openvino:DEV" / "onnx:DEV" (see runtime.backends).
-        precision: OpenVINO inference precision "f32", "bf16" or "f16"; None runs FP32 and INT8 artifacts in f32
-            (exact outside the INT8 layers; OpenVINO would otherwise pick bf16 on CPUs that have it) and lets
-            OpenVINO choose for FP16 ones.
-        cache_dir: OpenVINO compile cache (default ~/.cache/ldm3d-edge/openvino; "" turns it off).
-        """
-        t0 = time.perf_counter()
-        manifest = read_manifest(artifact_dir)
-        if manifest.pipeline != cls.kind:
-            raise ModelFolderError(
-                f"{manifest.root} is an ldm3d-sr upscaler (RGBD in, RGBD out): load it with UpscalePipeline, or use "
-                "'ldm3d upscale'" if manifest.pipeline == C.PIPELINE_UPSCALE else
-                f"{manifest.root} is a text-to-RGBD model, not an upscaler: load it with Pipeline")
-        fmt, dev = resolve_device(device, manifest.formats)
-        if precision is None and manifest.precision != "fp16" and fmt == C.FORMAT_OPENVINO:
-            precision = "f32"
-        backend = create_backend(fmt, dev, precision=precision, num_threads=num_threads, cache_dir=cache_dir)
-        root = manifest.root
-        tokenizer = ClipTokenizer.from_folder(root / C.TOKENIZER_DIR)
-        scheduler_config = read_scheduler_config(root)
-        create_scheduler(scheduler_config)  # fail now, not mid-generation, on an unusable config
-        vae_encoder = VaeEncoder(manifest, backend, fmt) if manifest.has(C.VAE_ENCODER) else None
-        pipe = cls(manifest, fmt, backend.label, tokenizer, scheduler_config, TextEncoder(manifest, backend, fmt),
-                   UNet(manifest, backend, fmt), VaeDecoder(manifest, backend, fmt), vae_encoder)
-        if compile_now:
-            for part in (pipe.text_encoder, pipe.unet, pipe.vae_decoder):
-                part.compiled(manifest.height, manifest.width)
-        pipe.load_seconds = time.perf_counter() - t0
-        log.info("loaded %s on %s in %.2fs", root, pipe.device, pipe.load_seconds)
-        return pipe
-
-    def make_config(self, prompt: str, negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
-                    guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
-                    seed: int | None = None, latents: np.ndarray | None = None,
-                    scheduler: str | Scheduler | None = None,
-                    circular_padding: int = 0) -> tuple[GenerationConfig, Scheduler]:
-        """The validated generation config and its scheduler; raises InvalidArgumentError before any work."""
-        m = self.manifest
-        if seed is None and latents is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
-        cfg = GenerationConfig(prompt, negative_prompt, num_inference_steps, guidance_scale,
-                               m.height if height is None else height, m.width if width is None else width,
-                               seed, latents, scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name,
-                               circular_padding)
-        cfg.validate(m.vae_scale_factor, m.latent_channels)
-        sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
-        return cfg, sched
-
-    def prepare(self, height: int, width: int, circular_padding: int = 0) -> None:
-        """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static).
-        With circular padding they run 2 x padding latent columns wider."""
-        m = self.manifest
-        width = self._padded_width(width, circular_padding)
-        if self.format == C.FORMAT_ONNX and (height, width) != (m.height, m.width):
-            raise InvalidArgumentError(
-                f"circular padding runs the UNet {width}x{height}, but ONNX artifacts serve only their export size "
-                f"{m.width}x{m.height}: use an OpenVINO device, or turn padding off (--circular-padding 0)"
-                if circular_padding else
-                f"ONNX artifacts serve only their export size {m.width}x{m.height}, not {width}x{height}: re-export "
-                "with --height/--width, or use an OpenVINO device, which reshapes at load time")
-        for part in (self.unet, self.vae_decoder):
-            part.compiled(height, width)
-
-    def _padded_width(self, width: int, circular_padding: int) -> int:
-        """The image width the UNet and decoder run at: `circular_padding` latent columns more on each side."""
-        return width + 2 * circular_padding * self.manifest.vae_scale_factor
-
-    @property
-    def model_name(self) -> str:
-        return self.manifest.root.name
+    kind = C.PIPELINE_TEXT2RGBD
 
     def __call__(self, prompt: str, negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
                  guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
@@ -200,72 +102,6 @@ class Pipeline:
         result.strength = float(strength)
         return result
 
-    # -- the steps both entry points share -------------------------------------------------------------------
-
-    def _encode_prompt(self, cfg: GenerationConfig, metrics: GenerationMetrics) -> np.ndarray:
-        """The prompt and the negative prompt ("" when none), batch [negative, positive] for CFG."""
-        t0 = time.perf_counter()
-        cond = self.text_encoder(self.tokenizer.encode(cfg.prompt))
-        uncond = self.text_encoder(self.tokenizer.encode(cfg.negative_prompt or "")) if cfg.do_cfg else cond
-        metrics.text_encoder_s = time.perf_counter() - t0
-        return np.concatenate([uncond, cond], axis=0).astype(np.float32)
-
-    def _noise(self, cfg: GenerationConfig) -> np.ndarray:
-        m = self.manifest
-        shape = (1, m.latent_channels, cfg.height // m.vae_scale_factor, cfg.width // m.vae_scale_factor)
-        if cfg.latents is not None:
-            return cfg.latents.astype(np.float32)
-        return np.random.default_rng(cfg.seed).standard_normal(shape, dtype=np.float32)
-
-    def _denoise(self, latents: np.ndarray, timesteps: np.ndarray, sched: Scheduler, hidden: np.ndarray,
-                 cfg: GenerationConfig, metrics: GenerationMetrics, callback: StepCallback | None,
-                 progress: bool, extra_channels: np.ndarray | None = None,
-                 class_labels: np.ndarray | None = None) -> np.ndarray:
-        """The denoising loop with classifier-free guidance (the UNet is exported at batch 2). extra_channels
-        (1, C, h, w) are appended to the scaled model input's channels (the upscaler's low-res latents)."""
-        p = cfg.circular_padding
-        h, w = cfg.height, self._padded_width(cfg.width, p)
-        extra = None if extra_channels is None else np.concatenate([extra_channels] * 2)   # the same every step
-        labels = {} if class_labels is None else {"class_labels": class_labels}
-        steps = _progress(timesteps, progress)
-        for i, t in enumerate(steps):
-            model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0), t)
-            if extra is not None:
-                model_in = np.concatenate([model_in, extra], axis=1)
-            t0 = time.perf_counter()
-            noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((2,), t, dtype=np.float32), hidden, h, w,
-                                         **labels), p)
-            metrics.unet_step_s.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            uncond_pred, text_pred = noise_pred[0:1], noise_pred[1:2]
-            guided = uncond_pred + np.float32(cfg.guidance_scale) * (text_pred - uncond_pred) if cfg.do_cfg \
-                else text_pred
-            latents = sched.step(guided.astype(np.float32), t, latents).prev_sample
-            metrics.scheduler_s += time.perf_counter() - t0
-            if progress:
-                steps.set_postfix_str(f"{metrics.unet_step_s[-1]:.2f}s/step", refresh=False)
-            if callback is not None and callback(i, float(t), latents) is False:
-                raise GenerationCancelled(f"generation cancelled by the callback at step {i + 1}")
-        return latents
-
-    def _decode(self, latents: np.ndarray, cfg: GenerationConfig, sched: Scheduler, metrics: GenerationMetrics,
-                t_start: float) -> RGBDResult:
-        m = self.manifest
-        p = cfg.circular_padding
-        t0 = time.perf_counter()
-        image = self.vae_decoder(_wrap((latents / np.float32(m.vae_scaling_factor)).astype(np.float32), p),
-                                 cfg.height, self._padded_width(cfg.width, p))
-        image = _crop(image, p * m.vae_scale_factor)
-        metrics.vae_decode_s = time.perf_counter() - t0
-        rgb_f, depth = split_rgbd(image, m.depth_encoding)
-        metrics.total_s = time.perf_counter() - t_start
-        return RGBDResult(
-            rgb=np.round(rgb_f * 255).astype(np.uint8), depth=depth, rgb_float=rgb_f, prompt=cfg.prompt,
-            negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
-            steps=cfg.num_inference_steps, guidance_scale=float(cfg.guidance_scale), scheduler=sched.name,
-            model=self.model_name, device=self.device, height=cfg.height, width=cfg.width, metrics=metrics,
-            circular_padding=cfg.circular_padding)
-
 
 PANO_PREFIX = "360 view of"   # ldm3d-pano's prompt convention
 
@@ -295,14 +131,6 @@ def img2img_timesteps(sched: Scheduler, num_inference_steps: int, strength: floa
     return sched.timesteps[t_start * sched.order:]
 
 
-def _wrap(x: np.ndarray, p: int) -> np.ndarray:
-    """Circular padding of the last axis: [x[..., -p:], x, x[..., :p]]."""
-    return np.ascontiguousarray(np.concatenate([x[..., -p:], x, x[..., :p]], axis=-1)) if p else x
-
-
-def _crop(x: np.ndarray, p: int) -> np.ndarray:
-    return np.ascontiguousarray(x[..., p:-p]) if p else x
-
 
 def _check_latents(latents, manifest: Manifest) -> np.ndarray:
     if not isinstance(latents, np.ndarray) or latents.ndim != 4 or latents.shape[:2] != (1, manifest.latent_channels):
@@ -314,20 +142,7 @@ def _check_latents(latents, manifest: Manifest) -> np.ndarray:
     return latents
 
 
-def read_scheduler_config(root: Path) -> dict:
-    path = Path(root) / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE
-    try:
-        cfg = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelFolderError(f"cannot read {path}: {e}") from None
-    if not isinstance(cfg, dict):
-        raise ModelFolderError(f"{path} is not a JSON object")
-    return cfg
 
 
-def _progress(timesteps, enabled: bool):
-    if not enabled:
-        return timesteps
-    from tqdm.auto import tqdm
-
-    return tqdm(timesteps, desc="denoising", unit="step")
+__all__ = ["Pipeline", "GenerationCancelled", "StepCallback", "pano_prompt", "pano_settings", "img2img_timesteps",
+           "read_scheduler_config"]

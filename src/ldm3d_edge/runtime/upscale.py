@@ -18,7 +18,7 @@ from PIL import Image
 from . import constants as C
 from .depth import rgbd_to_image
 from .errors import InvalidArgumentError
-from .pipeline import Pipeline, StepCallback
+from .base import DiffusionPipeline, StepCallback
 from .result import GenerationMetrics, RGBDResult
 from .schedulers import Scheduler
 
@@ -37,8 +37,9 @@ def resize_rgbd(rgb: np.ndarray, depth: np.ndarray, height: int, width: int) -> 
     return rgb_up, depth_up
 
 
-class UpscalePipeline(Pipeline):
-    """Load an ldm3d-sr artifact folder once, upscale many RGBD images."""
+class UpscalePipeline(DiffusionPipeline):
+    """Load an ldm3d-sr artifact folder once, upscale many RGBD images. A sibling of Pipeline: it has no
+    img2img (its image input is the low-res RGBD itself)."""
 
     kind = C.PIPELINE_UPSCALE
 
@@ -99,9 +100,6 @@ class UpscalePipeline(Pipeline):
         result.upscaled_from = (int(rgb.shape[0]), int(rgb.shape[1]))
         result.noise_level = int(noise_level)
         return result
-
-    def img2img(self, *args, **kwargs):
-        raise InvalidArgumentError("an upscaler does not do image-to-image; call it with the low-res RGB and depth")
 
 
 __all__ = ["UpscalePipeline", "resize_rgbd", "UPSCALE_STEPS", "UPSCALE_GUIDANCE",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from ..errors import DeviceError, InvalidArgumentError
@@ -25,25 +26,20 @@ class _ORTModel(CompiledModel):
         return dict(zip(self._names, self._session.run(self._names, inputs)))
 
 
-_SHARED_ARENA: bool | None = None
-
-
+@functools.cache
 def shared_cpu_arena() -> bool:
     """Register, once per process, one CPU memory arena for every session that asks for it, growing by what is
-    requested rather than doubling: full-size ldm3d-4c at 512², 4 steps, peak RSS FP32 9.0 -> 7.6 GB and INT8
-    7.0 -> 5.4 GB, steady UNet steps unchanged (5.85 / 5.2 s), VAE decode 10.0 -> 7.4 s (it reuses what the UNet
-    freed); outputs identical. False when registering fails (say, the host application registered its own)."""
-    global _SHARED_ARENA
-    if _SHARED_ARENA is None:
-        import onnxruntime as ort
+    requested rather than doubling, so the VAE reuses what the UNet freed instead of each session holding its own
+    doubled arena (docs/benchmarks.md, Memory, has the numbers). False when registering fails (say, the host
+    application registered its own). Cached: registering twice would fail."""
+    import onnxruntime as ort
 
-        try:
-            info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
-            ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))  # same as requested
-            _SHARED_ARENA = True
-        except Exception:
-            _SHARED_ARENA = False
-    return _SHARED_ARENA
+    try:
+        info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+        ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))  # same as requested
+        return True
+    except Exception:
+        return False
 
 
 class OnnxRuntimeBackend(Backend):

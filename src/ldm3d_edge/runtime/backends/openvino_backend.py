@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,16 +21,12 @@ def default_cache_dir() -> Path:
     return cache_base() / "openvino"
 
 
-_CORE = None
+@functools.cache
+def core() -> Any:
+    """The process's one ov.Core (created on first use: importing the backend costs nothing until then)."""
+    import openvino as ov
 
-
-def core():
-    global _CORE
-    if _CORE is None:
-        import openvino as ov
-
-        _CORE = ov.Core()
-    return _CORE
+    return ov.Core()
 
 
 def available_devices() -> list[str]:
