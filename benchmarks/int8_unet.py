@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import abs_rel
 from ldm3d_edge.bench.bench import BenchOptions
 from ldm3d_edge.bench.common import interleaved, peak_rss_gb, write_results
 from ldm3d_edge.bench.worker import unet_inputs
+from training.metrics import abs_rel
 
 # label -> (artifact key, OpenVINO inference precision); INT8 variants run their float remainder in bf16
 VARIANTS = {"FP32": ("fp32", "f32"), "BF16": ("fp32", "bf16"), "INT8 hybrid": ("hybrid", "bf16"),
@@ -83,11 +83,10 @@ def main(argv=None) -> int:
     if a.child:
         print(json.dumps(child(json.loads(a.child))))
         return 0
-    from ldm3d_edge.quantization.openvino_int8 import kernel_precisions
-
     from ldm3d_edge.bench import variants as bench_variants
     from ldm3d_edge.bench.bench import prepare
     from ldm3d_edge.bench.common import machine
+    from ldm3d_edge.quantization.openvino_int8 import kernel_precisions
 
     o = BenchOptions(config=a.release, height=a.size, width=a.size, work=a.work, calibration_samples=a.samples)
     paths, prep = prepare(o, [bench_variants.VARIANTS[k] for k in ("ov-fp32", "ov-int8-hybrid", "ov-int8-full")])
@@ -112,7 +111,8 @@ def main(argv=None) -> int:
     for k, v in lat.items():
         r["unet"][k].update(v, speedup_vs_fp32=base / v["median_s"])
     del parts
-    vparts = {label: load_part(arts[key], "vae_decoder", prec, a.threads)[0] for label, (key, prec) in VAE_VARIANTS.items()}
+    vparts = {label: load_part(arts[key], "vae_decoder", prec, a.threads)[0]
+              for label, (key, prec) in VAE_VARIANTS.items()}
     z = np.random.default_rng(1).standard_normal((1, 4, a.size // 8, a.size // 8), dtype=np.float32)
     outs = {k: p(z, a.size, a.size) for k, p in vparts.items()}
     vlat = interleaved({k: (lambda p=p: p(z, a.size, a.size)) for k, p in vparts.items()}, a.repeat)
@@ -138,10 +138,12 @@ def to_markdown(r: dict) -> str:
              "| variant | median s | min s | max s | vs FP32 | UNet weights MB | peak RSS GB | INT8 share of FLOPs |",
              "|---|---|---|---|---|---|---|---|"]
     for k, v in r["unet"].items():
-        lines.append(f"| {k} ({v['inference_precision']}) | {v['median_s']:.2f} | {v['min_s']:.2f} | {v['max_s']:.2f} | "
-                     f"{v['speedup_vs_fp32']:.2f}x | {v['unet_bytes'] / 1e6:.0f} | {v.get('peak_rss_gb', float('nan')):.2f} | "
+        lines.append(f"| {k} ({v['inference_precision']}) | {v['median_s']:.2f} | {v['min_s']:.2f} | "
+                     f"{v['max_s']:.2f} | {v['speedup_vs_fp32']:.2f}x | {v['unet_bytes'] / 1e6:.0f} | "
+                     f"{v.get('peak_rss_gb', float('nan')):.2f} | "
                      f"{100 * v['kernels']['int8_flop_share']:.0f} % |")
-    lines += ["", "## VAE decoder", "", "| variant | median s | vs FP32 | depth AbsRel vs FP32 | MB |", "|---|---|---|---|---|"]
+    lines += ["", "## VAE decoder", "", "| variant | median s | vs FP32 | depth AbsRel vs FP32 | MB |",
+              "|---|---|---|---|---|"]
     for k, v in r["vae_decoder"].items():
         lines.append(f"| {k} | {v['median_s']:.2f} | {v['speedup_vs_fp32']:.2f}x | {v['depth_absrel_vs_fp32']:.4f} | "
                      f"{v['vae_bytes'] / 1e6:.0f} |")

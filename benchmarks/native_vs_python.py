@@ -31,10 +31,10 @@ art, latents, steps, precision = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys
 pipe = Pipeline.load(art, device="openvino:CPU", precision=precision, cache_dir="")
 m = pipe.manifest
 lat = np.fromfile(latents, dtype="<f4").reshape(1, 4, m.height // 8, m.width // 8)
-out = pipe(%r, num_inference_steps=steps, guidance_scale=5.0, latents=lat)
+out = pipe(PROMPT, num_inference_steps=steps, guidance_scale=5.0, latents=lat)
 print(json.dumps({"load_s": pipe.load_seconds, "unet_s": sum(out.metrics.unet_step_s), "total_s": out.metrics.total_s,
                   "rgb": out.rgb_float.ravel()[:4096].tolist()}))
-""" % PROMPT
+""".replace("PROMPT", repr(PROMPT))
 
 
 def run_python(art: str, latents: Path, steps: int, precision: str) -> dict:

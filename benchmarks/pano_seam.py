@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ldm3d_edge.runtime import Pipeline
 from ldm3d_edge.bench.common import machine, write_results
+from ldm3d_edge.runtime import Pipeline
 
 PROMPTS = [
     "360 view of a room with a green cone and a purple cylinder on a dark floor",

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ldm3d_edge import metrics as M
 from ldm3d_edge.cli import main
 from ldm3d_edge.runtime import Pipeline, load_depth_png
-from ldm3d_edge import metrics as M
 from training.dataset import HELDOUT_SEED0
 from training.scenes import sample
 

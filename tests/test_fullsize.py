@@ -23,7 +23,8 @@ def test_release_config_exports_and_generates_at_512(tmp_path_factory):
     export_pipeline(src, art, fmt="both", progress=False)
     m = read_manifest(art)
     assert (m.height, m.width, m.vae_channels) == (512, 512, 4)
-    unet = {t["name"]: t["shape"] for t in json.loads((art / "manifest.json").read_text())["components"]["unet"]["inputs"]}
+    inputs = json.loads((art / "manifest.json").read_text())["components"]["unet"]["inputs"]
+    unet = {t["name"]: t["shape"] for t in inputs}
     assert unet == {"sample": [2, 4, 64, 64], "timestep": [2], "encoder_hidden_states": [2, 77, 768]}
     # the 3.4 GB UNet is over protobuf's 2 GB limit: its weights must sit in external data
     assert (art / "unet" / "model.onnx_data").stat().st_size > 3_000_000_000

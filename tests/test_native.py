@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 
 import ldm3d_edge
-from ldm3d_edge.runtime import Pipeline
-from ldm3d_edge.runtime import config
+from ldm3d_edge.runtime import Pipeline, config
 from ldm3d_edge.runtime import constants as C
 
 NATIVE = Path(__file__).resolve().parent.parent / "native"

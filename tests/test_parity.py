@@ -80,7 +80,8 @@ def test_4channel_matches_diffusers(tiny4, pipes4, scheduler):
         assert out.depth.dtype == np.float32 and out.depth.shape == (m.height, m.width)
         rgb_diff = np.abs(out.rgb_float - ref_rgb).max()
         depth_diff = np.abs(out.depth - ref_depth).max()
-        assert rgb_diff <= ATOL and depth_diff <= ATOL, f"{device}/{scheduler}: rgb {rgb_diff:.2e} depth {depth_diff:.2e}"
+        assert rgb_diff <= ATOL and depth_diff <= ATOL, \
+            f"{device}/{scheduler}: rgb {rgb_diff:.2e} depth {depth_diff:.2e}"
 
 
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
@@ -102,7 +103,8 @@ def test_6channel_depth_matches_original_convention(tiny6, pipes6, scheduler):
                 latents=latents, scheduler=scheduler)
         rgb_diff = np.abs(out.rgb_float - raw[..., :3]).max()
         depth_diff = np.abs(out.depth - ref_depth)[~edge].max()
-        assert rgb_diff <= ATOL and depth_diff <= ATOL, f"{device}/{scheduler}: rgb {rgb_diff:.2e} depth {depth_diff:.2e}"
+        assert rgb_diff <= ATOL and depth_diff <= ATOL, \
+            f"{device}/{scheduler}: rgb {rgb_diff:.2e} depth {depth_diff:.2e}"
         # at the excluded pixels the high byte may differ by one step at most (256 / 65535)
         assert np.abs(out.depth - ref_depth)[edge].max(initial=0) <= 256 / 65535 + ATOL
 

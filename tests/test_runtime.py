@@ -8,8 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from ldm3d_edge.runtime import (DeviceError, GenerationCancelled, InvalidArgumentError, OutputError, Pipeline,
-                                load_depth_png, read_manifest)
+from ldm3d_edge.runtime import (
+    DeviceError,
+    GenerationCancelled,
+    InvalidArgumentError,
+    OutputError,
+    Pipeline,
+    load_depth_png,
+    read_manifest,
+)
 from ldm3d_edge.runtime import constants as C
 from ldm3d_edge.runtime.backends import resolve_device
 from ldm3d_edge.runtime.depth import split_rgbd, unpack_depth16

@@ -10,8 +10,21 @@ import trimesh
 from PIL import Image
 
 from ldm3d_edge.cli import main
-from ldm3d_edge.scene3d import (RGBD, Camera, DepthMapping, Pose, SceneRenderer, panorama_mesh, perspective_mesh,
-                                psnr, read_rgbd, render_frames, unproject, write_mesh, write_video)
+from ldm3d_edge.scene3d import (
+    RGBD,
+    Camera,
+    DepthMapping,
+    Pose,
+    SceneRenderer,
+    panorama_mesh,
+    perspective_mesh,
+    psnr,
+    read_rgbd,
+    render_frames,
+    unproject,
+    write_mesh,
+    write_video,
+)
 from ldm3d_edge.scene3d.geometry import discontinuity_mask, grid_faces
 from ldm3d_edge.scene3d.render import fill_holes
 

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from ldm3d_edge.runtime.errors import InvalidArgumentError
 from ldm3d_edge import ASSETS_DIR
+from ldm3d_edge.runtime.errors import InvalidArgumentError
 from ldm3d_edge.runtime.schedulers import create_scheduler
 
 torch = pytest.importorskip("torch")

@@ -77,8 +77,9 @@ def test_generate_reports_progress_and_serves_every_file(service, wait_job):
     assert info["seed"] == 3 and info["camera"]["model"] == "pinhole" and info["job"] == job["id"]
     raw = client.get(s["links"]["depth_f32"]).content
     depth = np.frombuffer(raw, "<f4").reshape(info["height"], info["width"])
-    from PIL import Image
     import io
+
+    from PIL import Image
     png = np.asarray(Image.open(io.BytesIO(client.get(s["links"]["depth"]).content)), np.float32) / 65535
     assert np.abs(depth - png).max() <= 0.5 / 65535 + 1e-7        # the float data is the full-precision depth
     assert client.get(s["links"]["glb"]).content[:4] == b"glTF"

@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ldm3d_edge.runtime.result import atomic_write
 from ldm3d_edge import metrics as M
+from ldm3d_edge.runtime.result import atomic_write
+
 from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, ensure_splits, heldout_splits, load_split
 from .scenes import sample
 

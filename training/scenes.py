@@ -255,8 +255,8 @@ def random_panorama(rng: np.random.Generator) -> Scene:
     floor = str(rng.choice(list(FLOORS)))
     wall = str(rng.choice(list(WALLS), p=[0.35, 0.35, 0.3]))
     angles = rng.uniform(-np.pi, np.pi, size=n)
-    objects = [Obj(str(s), str(c), np.array([2.0 * math.sin(a), 0.0, 2.0 * math.cos(a)]), float(rng.uniform(0.55, 0.85)))
-               for s, c, a in zip(shapes, colours, angles)]
+    objects = [Obj(str(s), str(c), np.array([2.0 * math.sin(a), 0.0, 2.0 * math.cos(a)]),
+                   float(rng.uniform(0.55, 0.85))) for s, c, a in zip(shapes, colours, angles)]
     things = " and ".join(f"{_article(o.colour)} {o.name}" for o in objects)
     place = "a room with" if wall != "sky" else "a plain with"
     return Scene(objects, floor, wall, f"360 view of {place} {things} on a {floor} floor", panorama=True)

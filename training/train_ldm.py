@@ -156,14 +156,19 @@ def main(argv=None) -> int:
         print(f"initialised from {a.init} (step {init['step']})")
     ck = load_checkpoint(run / "checkpoint.pt")
     if ck:
-        text.load_state_dict(ck["text"]); unet.load_state_dict(ck["unet"])
-        ema_text.load_state_dict(ck["ema_text"]); ema_unet.load_state_dict(ck["ema_unet"])
-        opt.load_state_dict(ck["opt"]); step = ck["step"]; gen.set_state(ck["gen"])
+        text.load_state_dict(ck["text"])
+        unet.load_state_dict(ck["unet"])
+        ema_text.load_state_dict(ck["ema_text"])
+        ema_unet.load_state_dict(ck["ema_unet"])
+        opt.load_state_dict(ck["opt"])
+        step = ck["step"]
+        gen.set_state(ck["gen"])
         print(f"resumed at step {step}")
     ema_params = list(ema_text.parameters()) + list(ema_unet.parameters())
     timer = Timer()
     bar = tqdm(total=a.steps, initial=step, desc="ldm", unit="step")
-    text.train(); unet.train()
+    text.train()
+    unet.train()
     while step < a.steps:
         lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
         for g in opt.param_groups:

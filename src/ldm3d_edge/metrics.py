@@ -1,4 +1,5 @@
-"""Numpy quality metrics for the embedded model (and the INT8 quality report): reconstruction quality, prompt adherence, depth/RGB agreement.
+"""Numpy quality metrics for the embedded model and the INT8 quality report: reconstruction quality, prompt
+adherence, depth/RGB agreement.
 
 Definitions (stated so the numbers can be checked):
 - psnr: on RGB in [0, 1], peak 1.
@@ -17,7 +18,6 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-
 
 # The named colours of the embedded model's vocabulary: the scene generator paints with them, and the
 # evaluation and the quality report check a generated object's hue against them.

@@ -8,8 +8,8 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..runtime.result import atomic_write
 
@@ -24,7 +24,8 @@ def interleaved(runners: dict[str, Callable[[], object]], repeat: int) -> dict[s
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": v} for k, v in times.items()}
+    return {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": v}
+            for k, v in times.items()}
 
 
 def peak_rss_gb() -> float:

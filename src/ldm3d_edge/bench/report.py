@@ -102,7 +102,8 @@ def markdown(r: dict) -> str:
                  _x(v, "unet_step_s"), _x(v, "e2e_s"), _f(v["start_cold_s"]), _f(v["start_warm_s"]),
                  f"{v['peak_rss_gb']:.2f}", f"{v['model_bytes'] / 1e6:.0f}"]
         out.append(f"| {k} | " + " | ".join(cells) + " |")
-    out += ["", "Variants: " + "; ".join(f"**{k}** {v['label']}" + _env(v["env"]) for k, v in r["variants"].items()), ""]
+    labels = "; ".join(f"**{k}** {v['label']}" + _env(v["env"]) for k, v in r["variants"].items())
+    out += ["", "Variants: " + labels, ""]
     if r.get("peaks") and r.get("flops") and "flops" in r["flops"]:
         f = r["flops"]["flops"]
         out += ["## Roofline", "",

@@ -9,16 +9,19 @@ from ..bench.bench import BenchOptions
 from ..bench.variants import DEVICES, VARIANTS
 from .common import Subparsers, int_arg, need_extra
 
+BENCH_DESCRIPTION = """\
+Benchmark text encoder, UNet step, VAE decode, end to end, cold/warm start, peak
+memory and weights size of each variant against diffusers' StableDiffusionLDM3D-
+Pipeline (PyTorch FP32); every run in a process of its own, variants interleaved.
+With a release name, a random-weight model of the release's exact shapes is built,
+exported and quantized once under --work (at full size: ~30 minutes and ~25 GB of
+disk on 2 cores). Needs the export and quantize extras."""
+
 
 def register(sub: Subparsers) -> None:
     b = sub.add_parser("bench", help="every backend side by side against diffusers PyTorch, with the roofline",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Benchmark text encoder, UNet step, VAE decode, end to end, cold/warm start, peak\n"
-                                   "memory and weights size of each variant against diffusers' StableDiffusionLDM3D-\n"
-                                   "Pipeline (PyTorch FP32); every run in a process of its own, variants interleaved.\n"
-                                   "With a release name, a random-weight model of the release's exact shapes is built,\n"
-                                   "exported and quantized once under --work (at full size: ~30 minutes and ~25 GB of\n"
-                                   "disk on 2 cores). Needs the export and quantize extras.",
+                       description=BENCH_DESCRIPTION,
                        epilog="examples:\n  ldm3d bench --quick                      # tiny model, 2 steps: a "
                               "smoke test\n  ldm3d bench                              # ldm3d-4c 512x512, 20 steps, "
                               "all CPU variants\n  ldm3d bench --config ldm3d-pano          # 1024x512\n  "

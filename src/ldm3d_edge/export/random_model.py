@@ -11,7 +11,6 @@ import json
 import shutil
 from pathlib import Path
 
-
 from .. import ASSETS_DIR
 from ..runtime import constants as C
 from .source import quiet_libraries

@@ -30,7 +30,9 @@ class Source:
 
     @property
     def max_noise_level(self) -> int | None:
-        return int(self.model_index.get("max_noise_level", C.DEFAULT_MAX_NOISE_LEVEL)) if self.pipeline == C.PIPELINE_UPSCALE else None
+        if self.pipeline != C.PIPELINE_UPSCALE:
+            return None
+        return int(self.model_index.get("max_noise_level", C.DEFAULT_MAX_NOISE_LEVEL))
 
     @property
     def vae_channels(self) -> int:
@@ -63,9 +65,11 @@ def inspect_source(src: str | Path) -> Source:
     for part in SOURCE_PARTS:
         _json(src / part / C.CONFIG_FILE)
         if not any(p.suffix in WEIGHT_SUFFIXES for p in (src / part).iterdir()):
-            raise ModelFolderError(f"source checkpoint is incomplete: no weights (*.safetensors or *.bin) in {src / part}")
+            raise ModelFolderError(f"source checkpoint is incomplete: no weights (*.safetensors or *.bin) in "
+                                   f"{src / part}")
     tok = src / C.TOKENIZER_DIR
-    if not ((tok / C.VOCAB_FILE).is_file() and (tok / C.MERGES_FILE).is_file()) and not (tok / C.TOKENIZER_JSON).is_file():
+    has_bpe = (tok / C.VOCAB_FILE).is_file() and (tok / C.MERGES_FILE).is_file()
+    if not has_bpe and not (tok / C.TOKENIZER_JSON).is_file():
         raise ModelFolderError(f"source checkpoint is incomplete: {tok} needs {C.VOCAB_FILE} + {C.MERGES_FILE} "
                                f"or {C.TOKENIZER_JSON}")
     source = Source(path=src, model_index=index, unet_config=_json(src / "unet" / C.CONFIG_FILE),

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..metrics import abs_rel, psnr
 from ..runtime.errors import InvalidArgumentError
 from ..runtime.result import atomic_write
-from ..metrics import abs_rel, psnr
 
 DEFAULT_PROMPTS_FILE = Path(__file__).with_name("quality_prompts.txt")
 MIN_DEPTH = 0.1
@@ -77,8 +77,8 @@ def compare(ref_dir, test_dir, prompts: list[str], seeds: int = 2, steps: int = 
             ref_device: str = "openvino:CPU", test_device: str = "openvino:CPU", ref_precision: str | None = None,
             test_precision: str | None = None, out: str | Path | None = None, progress: bool = True) -> dict:
     """Run every (prompt, seed) through both folders; write quality.json, quality.md, quality.png to `out`."""
-    from ..runtime import Pipeline
     from ..metrics import adherence
+    from ..runtime import Pipeline
 
     if seeds < 1 or not prompts:
         raise InvalidArgumentError("the comparison needs at least one prompt and one seed")
@@ -139,7 +139,8 @@ def summary_markdown(report: dict) -> str:
              f"| RGB PSNR (dB) | {s['rgb_psnr_db']:.2f} |", f"| RGB SSIM | {s['rgb_ssim']:.4f} |",
              f"| depth AbsRel | {s['depth_absrel']:.4f} |", f"| depth RMSE | {s['depth_rmse']:.4f} |",
              f"| depth delta<1.25 | {s['depth_delta1']:.4f} |",
-             f"| UNet step, reference (s) | {s['ref_step_s']:.4f} |", f"| UNet step, test (s) | {s['test_step_s']:.4f} |"]
+             f"| UNet step, reference (s) | {s['ref_step_s']:.4f} |",
+             f"| UNet step, test (s) | {s['test_step_s']:.4f} |"]
     if "ref_adherence" in s:
         lines += [f"| prompt adherence, reference | {100 * s['ref_adherence']:.1f} % |",
                   f"| prompt adherence, test | {100 * s['test_adherence']:.1f} % |",

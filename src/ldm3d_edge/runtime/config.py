@@ -36,7 +36,7 @@ class GenerationConfig:
     def do_cfg(self) -> bool:
         return self.guidance_scale > 1.0
 
-    def validate(self, scale_factor: int, latent_channels: int) -> "GenerationConfig":
+    def validate(self, scale_factor: int, latent_channels: int) -> GenerationConfig:
         """Check every field; raise InvalidArgumentError naming the field, the value and what is allowed."""
         if not isinstance(self.prompt, str):
             raise InvalidArgumentError(f"prompt must be a string, got {type(self.prompt).__name__}")

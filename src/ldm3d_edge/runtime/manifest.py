@@ -17,7 +17,7 @@ class TensorSpec:
     dtype: str
 
     @classmethod
-    def from_json(cls, d: dict) -> "TensorSpec":
+    def from_json(cls, d: dict) -> TensorSpec:
         return cls(name=str(d["name"]), shape=tuple(int(s) for s in d["shape"]), dtype=str(d["dtype"]))
 
     def to_json(self) -> dict:

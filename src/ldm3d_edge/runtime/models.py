@@ -53,8 +53,8 @@ class ModelPart:
                 raise InvalidArgumentError(f"{self.component}: missing input {t.name!r}")
             a = inputs[t.name]
             if tuple(a.shape) != shapes[t.name] or a.dtype != np.dtype(t.dtype):
-                raise InvalidArgumentError(f"{self.component}: input {t.name!r} must be {t.dtype}{list(shapes[t.name])}, "
-                                           f"got {a.dtype}{list(a.shape)}")
+                raise InvalidArgumentError(f"{self.component}: input {t.name!r} must be "
+                                           f"{t.dtype}{list(shapes[t.name])}, got {a.dtype}{list(a.shape)}")
         return self.compiled(height, width)(inputs)
 
 

@@ -40,7 +40,7 @@ class ClipTokenizer:
         return i
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> "ClipTokenizer":
+    def from_folder(cls, folder: str | Path) -> ClipTokenizer:
         folder = Path(folder)
         cfg = _read_json(folder / C.TOKENIZER_CONFIG_FILE) if (folder / C.TOKENIZER_CONFIG_FILE).is_file() else {}
         special = _read_json(folder / C.SPECIAL_TOKENS_FILE) if (folder / C.SPECIAL_TOKENS_FILE).is_file() else {}
@@ -95,7 +95,8 @@ def _build_clip_bpe(vocab: Path, merges: Path, bos: str, eos: str, unk: str) -> 
         model = BPE.from_file(str(vocab), str(merges), continuing_subword_prefix="",
                               end_of_word_suffix="</w>", fuse_unk=False, unk_token=unk)
     except Exception as e:  # tokenizers raises a plain Exception on malformed files
-        raise ModelFolderError(f"cannot read tokenizer files {vocab.name}/{merges.name} in {vocab.parent}: {e}") from None
+        raise ModelFolderError(f"cannot read tokenizer files {vocab.name}/{merges.name} in {vocab.parent}: "
+                               f"{e}") from None
     tok = Tokenizer(model)
     tok.normalizer = normalizers.Sequence(
         [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])

@@ -16,9 +16,9 @@ import numpy as np
 from PIL import Image
 
 from . import constants as C
+from .base import DiffusionPipeline, StepCallback
 from .depth import rgbd_to_image
 from .errors import InvalidArgumentError
-from .base import DiffusionPipeline, StepCallback
 from .result import GenerationMetrics, RGBDResult
 from .schedulers import Scheduler
 
@@ -45,7 +45,7 @@ class UpscalePipeline(DiffusionPipeline):
 
     @classmethod
     def load(cls, artifact_dir, device: str = "auto", precision: str | None = None, num_threads: int | None = None,
-             cache_dir=None, compile_now: bool = True) -> "UpscalePipeline":
+             cache_dir=None, compile_now: bool = True) -> UpscalePipeline:
         pipe = super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now)
         if compile_now:
             pipe.vae_encoder.compiled(pipe.manifest.height, pipe.manifest.width)

@@ -1,10 +1,18 @@
 """RGB + depth -> 3D: point clouds, meshes and panorama spheres, files (GLB / PLY / OBJ), novel views and
 camera-flight videos. Sits on top of the runtime (numpy, pillow; trimesh for mesh files, imageio for video)."""
 
-from .camera import (DEFAULT_FAR, DEFAULT_HFOV_DEG, DEFAULT_NEAR, EQUIRECTANGULAR, PERSPECTIVE, Camera, DepthMapping,
-                     Pose)
-from .geometry import DEFAULT_EDGE_THRESHOLD, RGBD, Mesh, panorama_mesh, perspective_mesh, rgbd_mesh, unproject
+from .camera import (
+                     DEFAULT_FAR,
+                     DEFAULT_HFOV_DEG,
+                     DEFAULT_NEAR,
+                     EQUIRECTANGULAR,
+                     PERSPECTIVE,
+                     Camera,
+                     DepthMapping,
+                     Pose,
+)
 from .files import MESH_FORMATS, to_trimesh, write_mesh, write_point_cloud
+from .geometry import DEFAULT_EDGE_THRESHOLD, RGBD, Mesh, panorama_mesh, perspective_mesh, rgbd_mesh, unproject
 
 __all__ = ["Camera", "DepthMapping", "Pose", "RGBD", "Mesh", "perspective_mesh", "panorama_mesh", "rgbd_mesh",
            "unproject", "to_trimesh", "write_mesh", "write_point_cloud", "MESH_FORMATS", "PERSPECTIVE",

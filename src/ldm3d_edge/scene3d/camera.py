@@ -44,7 +44,7 @@ class DepthMapping:
                                        f"far={self.far}")
 
     @classmethod
-    def from_scale_shift(cls, scale: float, shift: float) -> "DepthMapping":
+    def from_scale_shift(cls, scale: float, shift: float) -> DepthMapping:
         """1 / distance = scale * d + shift (scale > 0, shift > 0)."""
         if not (scale > 0 and shift > 0):
             raise InvalidArgumentError(f"depth scale and shift must both be > 0, got {scale}, {shift}")
@@ -93,13 +93,13 @@ class Camera:
 
     @classmethod
     def for_image(cls, height: int, width: int, projection: str | None = None,
-                  hfov_deg: float = DEFAULT_HFOV_DEG) -> "Camera":
+                  hfov_deg: float = DEFAULT_HFOV_DEG) -> Camera:
         """projection None: equirectangular for a 2:1 image, perspective otherwise."""
         if projection is None:
             projection = EQUIRECTANGULAR if width == 2 * height else PERSPECTIVE
         return cls(projection, width, height, hfov_deg)
 
-    def resized(self, height: int, width: int) -> "Camera":
+    def resized(self, height: int, width: int) -> Camera:
         return Camera(self.projection, width, height, self.hfov_deg)
 
     @property
@@ -151,11 +151,11 @@ class Pose:
     position: np.ndarray
 
     @classmethod
-    def identity(cls) -> "Pose":
+    def identity(cls) -> Pose:
         return cls(np.eye(3), np.zeros(3))
 
     @classmethod
-    def look_at(cls, eye, target, up=(0.0, 1.0, 0.0)) -> "Pose":
+    def look_at(cls, eye, target, up=(0.0, 1.0, 0.0)) -> Pose:
         eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
         forward = target - eye
         forward /= np.linalg.norm(forward)
@@ -165,7 +165,7 @@ class Pose:
         return cls(np.stack([right, true_up, -forward], axis=1), eye)
 
     @classmethod
-    def from_yaw(cls, yaw_deg: float, position=(0.0, 0.0, 0.0), pitch_deg: float = 0.0) -> "Pose":
+    def from_yaw(cls, yaw_deg: float, position=(0.0, 0.0, 0.0), pitch_deg: float = 0.0) -> Pose:
         """Turned left by yaw (about +Y), then tilted up by pitch (about the camera's X)."""
         a, b = math.radians(yaw_deg), math.radians(pitch_deg)
         ry = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])

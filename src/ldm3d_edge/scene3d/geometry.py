@@ -45,7 +45,7 @@ class RGBD:
 
     @classmethod
     def from_result(cls, result, projection: str | None = None, hfov_deg: float = DEFAULT_HFOV_DEG,
-                    mapping: DepthMapping | None = None) -> "RGBD":
+                    mapping: DepthMapping | None = None) -> RGBD:
         """From a runtime RGBDResult (projection None: equirectangular for 2:1, else perspective)."""
         return cls(result.rgb, result.depth, Camera.for_image(result.height, result.width, projection, hfov_deg),
                    mapping or DepthMapping())

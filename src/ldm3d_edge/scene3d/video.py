@@ -13,8 +13,8 @@ from inside the sphere, looking along the path.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

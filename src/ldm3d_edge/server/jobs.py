@@ -18,9 +18,9 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -80,7 +80,7 @@ class Runner:
         raise NotImplementedError
 
 
-def generate_job(models: "Models", job_id: str, request: GenerateRequest, results_dir: Path,
+def generate_job(models: Models, job_id: str, request: GenerateRequest, results_dir: Path,
                  on_step: Callable[[int], bool] = lambda i: True) -> tuple[dict[str, str], int]:
     """Generate one request with these models and write its files as <job_id><suffix> (OUTPUT_FILES)."""
     r = request
@@ -95,7 +95,7 @@ def generate_job(models: "Models", job_id: str, request: GenerateRequest, result
     return files, len(done.result.metrics.unet_step_s)
 
 
-def batch_result(models: "Models", index: int, prompt: str, settings: dict, out: Path) -> dict:
+def batch_result(models: Models, index: int, prompt: str, settings: dict, out: Path) -> dict:
     """One prompt of a batch: its files as <index>-<slug> in `out` and the row batch.json records for it.
     settings: the GenerateRequest fields other than the prompt."""
     t0 = time.perf_counter()
@@ -230,7 +230,7 @@ class JobManager:
                 with self.lock:
                     self.running -= 1
 
-    def _run(self, runner: "Runner", job: Job) -> None:
+    def _run(self, runner: Runner, job: Job) -> None:
         def on_step(i: int) -> bool:   # may skip steps (a Ray runner polls): their time is shared out
             now = time.perf_counter()
             done = i + 1 - job.step
