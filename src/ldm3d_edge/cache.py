@@ -87,8 +87,9 @@ def clear(kind: str, base: Path | None = None) -> list[CacheEntry]:
 
 
 def human(n: int) -> str:
+    x = float(n)
     for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
+        if x < 1000 or unit == "GB":
+            return f"{x:.0f} {unit}" if unit == "B" else f"{x:.1f} {unit}"
+        x /= 1000
     return ""

@@ -118,8 +118,9 @@ def read_init(image: str, depth: str | None, height: int, width: int,
               report: Callable[[str], None] = _silent) -> tuple[np.ndarray, np.ndarray | None]:
     """An init image (and its depth: given, or the result's own _depth.png, else None), resized to height x width."""
     f = read_rgbd_files(image, depth, need_depth=False)
-    rgb = np.asarray(Image.fromarray(f.rgb).resize((width, height), Image.BICUBIC))
+    rgb = np.asarray(Image.fromarray(f.rgb).resize((width, height), Image.Resampling.BICUBIC))
     d = None if f.depth is None else \
-        np.asarray(Image.fromarray(f.depth).resize((width, height), Image.BILINEAR), dtype=np.float32).clip(0, 1)
+        np.asarray(Image.fromarray(f.depth).resize((width, height), Image.Resampling.BILINEAR),
+                   dtype=np.float32).clip(0, 1)
     report(f"image-to-image from {f.rgb_path}" + (f" with depth {f.depth_path}" if d is not None else " (flat depth)"))
     return rgb, d

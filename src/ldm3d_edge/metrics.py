@@ -59,7 +59,7 @@ def object_mask_from_depth(depth: np.ndarray) -> np.ndarray:
 def components(mask: np.ndarray) -> list[np.ndarray]:
     """4-connected components as boolean masks, largest first (a small flood fill; no scipy needed)."""
     labels = np.zeros(mask.shape, np.int32)
-    out = []
+    out: list[np.ndarray] = []
     h, w = mask.shape
     for y0, x0 in zip(*np.nonzero(mask)):
         if labels[y0, x0]:

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -116,6 +117,7 @@ def prepare(o: BenchOptions, variants: list[Variant]) -> tuple[dict[str, Path | 
     from ..quantization import quantize_artifacts
 
     work, times = Path(o.work), {}
+    assert o.height is not None and o.width is not None   # validate() filled them
     work.mkdir(parents=True, exist_ok=True)
     src = Path(o.config)
     ckpt = Path(o.checkpoint) if o.checkpoint else None
@@ -146,6 +148,7 @@ def prepare(o: BenchOptions, variants: list[Variant]) -> tuple[dict[str, Path | 
     paths: dict[str, Path | None] = {"checkpoint": ckpt}
     tag = _size_tag(o.height, o.width)
     if art is None and formats:
+        assert ckpt is not None   # a release name or a checkpoint folder set it
         art = work / f"{ckpt.name}-artifacts-{tag}"
         have = json.loads((art / C.MANIFEST_FILE).read_text())["formats"] if (art / C.MANIFEST_FILE).is_file() else []
         if not set(formats) <= set(have):
@@ -158,16 +161,18 @@ def prepare(o: BenchOptions, variants: list[Variant]) -> tuple[dict[str, Path | 
     if "fp16" in needs:
         from ..export import export_pipeline
 
-        paths["fp16"] = work / f"{ckpt.name}-artifacts-{tag}-fp16"
-        if not (paths["fp16"] / C.MANIFEST_FILE).is_file():
+        assert ckpt is not None
+        fp16 = paths["fp16"] = work / f"{ckpt.name}-artifacts-{tag}-fp16"
+        if not (fp16 / C.MANIFEST_FILE).is_file():
             t0 = time.perf_counter()
-            export_pipeline(ckpt, paths["fp16"], fmt="onnx", height=o.height, width=o.width, fp16=True, overwrite=True)
+            export_pipeline(ckpt, fp16, fmt="onnx", height=o.height, width=o.width, fp16=True, overwrite=True)
             times["export_fp16_s"] = time.perf_counter() - t0
     for v in variants:
         if not v.int8:
             continue
         mode = v.artifacts.split("-", 1)[1]
         fmt = C.FORMAT_OPENVINO if v.engine == "openvino" else C.FORMAT_ONNX
+        assert art is not None   # INT8 variants are made from the float export
         q = work / f"{art.name}-{v.artifacts_key}"
         if not (q / C.MANIFEST_FILE).is_file():
             t0 = time.perf_counter()
@@ -197,6 +202,7 @@ def model_bytes(v: Variant, folder: Path) -> int:
 def count_flops(o: BenchOptions, ckpt: Path | None) -> dict | None:
     if ckpt is None:
         return None
+    assert o.height is not None and o.width is not None
     cache = Path(o.work) / f"flops-{ckpt.name}-{_size_tag(o.height, o.width)}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
@@ -212,7 +218,7 @@ def measure_peaks(o: BenchOptions) -> dict | None:
         return None
     from .peak import measure
 
-    best = {}
+    best: dict[str, Any] = {}
     for size in ((256,) if o.quick else PEAK_SIZES):
         r = measure(size, o.threads, repeat=1 if o.quick else 3)
         for k, p in r["peaks"].items():
@@ -262,12 +268,13 @@ def _stats(values: list[float]) -> dict:
 
 def summarize(o: BenchOptions, variants: list[Variant], paths: dict, runs: dict, flops: dict | None,
               peaks: dict | None) -> dict:
-    rows = {}
+    rows: dict[str, dict[str, Any]] = {}
     for v in variants:
         ok = [r for r in runs[v.name] if "error" not in r]
-        row = {"label": v.label, "engine": v.engine, "precision": v.precision, "float_kind": v.float_kind,
-               "artifacts": str(variant_path(v, paths)), "model_bytes": model_bytes(v, variant_path(v, paths)),
-               "env": v.env, "rounds_ok": len(ok), "errors": [r["error"] for r in runs[v.name] if "error" in r]}
+        row: dict[str, Any] = {
+            "label": v.label, "engine": v.engine, "precision": v.precision, "float_kind": v.float_kind,
+            "artifacts": str(variant_path(v, paths)), "model_bytes": model_bytes(v, variant_path(v, paths)),
+            "env": v.env, "rounds_ok": len(ok), "errors": [r["error"] for r in runs[v.name] if "error" in r]}
         if ok:
             for k in TIMINGS:
                 row[k] = _stats([r[k] for r in ok])
@@ -302,7 +309,7 @@ def roofline(v: Variant, row: dict, flops: dict, peaks: dict) -> dict:
             share, how = row["unet_kernels"]["int8_flop_share"], "read from the compiled model"
         else:
             share, how = 1.0, "unknown (ONNX Runtime does not report it): held to the INT8 peak"
-    out = {"peak_precision": pf, "unet_int8_share": share, "unet_int8_share_source": how}
+    out: dict[str, Any] = {"peak_precision": pf, "unet_int8_share": share, "unet_int8_share_source": how}
     calls = {"text_encoder": 2, "unet": 1, "vae_decoder": 1}   # the text encoder runs for prompt and negative
     times = {"text_encoder": "text_encoder_s", "unet": "unet_step_s", "vae_decoder": "vae_decode_s"}
     for part in COMPONENTS:
@@ -319,7 +326,7 @@ def resummarize(r: dict) -> dict:
     """Rows recomputed from a bench.json's raw runs (e.g. after a change to the summary); same keys as run_bench."""
     o = BenchOptions(**r["options"])
     variants = parse_variants(o.variants, o.device) if o.variants else [VARIANTS[k] for k in r["variants"]]
-    paths = {"checkpoint": None}
+    paths: dict[str, Path | None] = {"checkpoint": None}
     for v in variants:
         paths[v.artifacts_key] = Path(r["variants"][v.name]["artifacts"])
     return {**r, "variants": summarize(o, variants, paths, r["runs"], r["flops"], r["peaks"])}

@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..runtime.result import atomic_write
 
@@ -53,8 +54,8 @@ def machine() -> dict:
     """CPU model, logical cores, the ISA flags that matter for FP32/BF16/INT8 kernels, library versions."""
     import importlib.metadata as md
 
-    info = {"cpu": platform.processor() or "", "cores": os.cpu_count(), "python": platform.python_version(),
-            "isa": []}
+    info: dict[str, Any] = {"cpu": platform.processor() or "", "cores": os.cpu_count(),
+                            "python": platform.python_version(), "isa": []}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -66,12 +66,12 @@ def goals(r: dict) -> list[str]:
                  f"for 20 steps): {verdict}")
     int8 = {k: v["peak_rss_gb"] for k, v in rows.items() if "int8" in k}
     if int8:
-        k = min(int8, key=int8.get)
+        k = min(int8, key=lambda n: int8[n])
         lines.append(f"- INT8 pipeline peak RSS: {k} {int8[k]:.2f} GB (goal ≤ {GOALS['int8_rss_gb']} GB): "
                      f"{_met(int8[k] <= GOALS['int8_rss_gb'])}")
     warm = {k: v["start_warm_s"] for k, v in rows.items() if v.get("start_warm_s") is not None}
     if warm:
-        k = min(warm, key=warm.get)
+        k = min(warm, key=lambda n: warm[n])
         lines.append(f"- warm start (process start to first UNet step done): best {k} {warm[k]:.1f} s (goal ≤ "
                      f"{GOALS['warm_start_s']:.0f} s): {_met(warm[k] <= GOALS['warm_start_s'])}")
     if base.get("rounds_ok"):

@@ -94,7 +94,7 @@ def run_torch(spec: dict) -> dict:
     pipe.set_progress_bar_config(disable=True)
     load_s = time.perf_counter() - t0
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if v.precision == "bf16" else nullcontext()
-    times = {"text": [], "unet": [], "vae": []}
+    times: dict[str, list[float]] = {"text": [], "unet": [], "vae": []}
     pipe.text_encoder.forward = _timed(pipe.text_encoder.forward, times["text"], sync)
     pipe.unet.forward = _timed(pipe.unet.forward, times["unet"], sync)
     pipe.vae.decode = _timed(pipe.vae.decode, times["vae"], sync)

@@ -39,6 +39,7 @@ def run(a: argparse.Namespace) -> int:
     from ..runtime.result import read_rgbd_files
 
     files = read_rgbd_files(a.input, a.depth)
+    assert files.depth is not None   # read_rgbd_files needs the depth by default
     pipe = UpscalePipeline.load(a.model, device=a.device, precision=a.precision, compile_now=False)
     h, w = files.rgb.shape[:2]
     result = pipe(files.rgb, files.depth, a.prompt, num_inference_steps=a.steps, guidance_scale=a.guidance,

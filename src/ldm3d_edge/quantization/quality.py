@@ -88,7 +88,9 @@ def compare(ref_dir, test_dir, prompts: list[str], seeds: int = 2, steps: int = 
         raise InvalidArgumentError(f"the two folders were exported at different sizes "
                                    f"({ref.manifest.width}x{ref.manifest.height} vs "
                                    f"{test.manifest.width}x{test.manifest.height})")
-    rows, pairs, t0 = [], [], time.perf_counter()
+    rows: list[dict] = []
+    pairs: list[tuple] = []
+    t0 = time.perf_counter()
     jobs = [(p, s) for p in prompts for s in range(seeds)]
     for prompt, seed in tqdm(jobs, desc="quality", unit="sample", disable=not progress):
         a = ref(prompt, num_inference_steps=steps, guidance_scale=guidance, seed=seed)

@@ -16,6 +16,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -90,7 +91,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
         records = cal.collect_unet_inputs(pipe, prompts, samples, steps, progress=progress)
         del pipe
 
-    plans, summaries = {}, {}
+    plans: dict[str, Any] = {}
+    summaries: dict[str, Any] = {}
     with atomic_folder(out) as tmp:
         for name in (C.TOKENIZER_DIR, C.SCHEDULER_DIR):
             shutil.copytree(manifest.root / name, tmp / name)

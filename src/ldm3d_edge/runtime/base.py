@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class DiffusionPipeline:
         """The validated generation config and its scheduler; raises InvalidArgumentError before any work."""
         m = self.manifest
         if seed is None and latents is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
+            seed = int(cast(int, np.random.SeedSequence().entropy)) % 2**63   # a fresh SeedSequence's is an int
         cfg = GenerationConfig(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
                                guidance_scale=guidance_scale, height=m.height if height is None else height,
                                width=m.width if width is None else width, seed=seed, latents=latents,
@@ -127,6 +127,13 @@ class DiffusionPipeline:
     def model_name(self) -> str:
         return self.manifest.root.name
 
+
+    def _vae_encoder(self) -> VaeEncoder:
+        """The VAE encoder, which img2img and the upscaler need (folders exported before it existed lack it)."""
+        if self.vae_encoder is None:
+            raise ModelFolderError(f"{self.manifest.root} has no {C.VAE_ENCODER}/: re-export the model with this "
+                                   "version to use img2img")
+        return self.vae_encoder
 
     def _encode_prompt(self, cfg: GenerationConfig, metrics: GenerationMetrics) -> np.ndarray:
         """The prompt and the negative prompt ("" when none), batch [negative, positive] for CFG."""

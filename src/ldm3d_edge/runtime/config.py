@@ -25,8 +25,8 @@ class GenerationConfig:
     negative_prompt: str | None = None
     num_inference_steps: int = DEFAULT_STEPS
     guidance_scale: float = DEFAULT_GUIDANCE
-    height: int | None = None      # None: the export resolution
-    width: int | None = None
+    height: int                    # Pipeline.make_config puts the export resolution here when none is asked
+    width: int
     seed: int | None = None        # None: a fresh random seed, recorded in the result
     latents: np.ndarray | None = None
     scheduler: str | None = None   # None: the class named in scheduler_config.json

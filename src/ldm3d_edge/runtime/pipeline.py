@@ -11,7 +11,7 @@ from . import constants as C
 from .base import DiffusionPipeline, GenerationCancelled, StepCallback, read_scheduler_config
 from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH
 from .depth import rgbd_to_image
-from .errors import InvalidArgumentError, ModelFolderError
+from .errors import InvalidArgumentError
 from .manifest import Manifest
 from .result import GenerationMetrics, RGBDResult
 from .schedulers import Scheduler
@@ -83,11 +83,10 @@ class Pipeline(DiffusionPipeline):
         self.prepare(h, w)
         # 2. encode the image and the prompt
         if init_latents is None:
-            if self.vae_encoder is None:
-                raise ModelFolderError(f"{self.manifest.root} has no {C.VAE_ENCODER}/: re-export the model with "
-                                       "this version to use img2img")
+            encoder = self._vae_encoder()
+            assert image is not None   # made above whenever init_latents is None
             t0 = time.perf_counter()
-            moments = self.vae_encoder(image, h, w)
+            moments = encoder(image, h, w)
             init_latents = moments[:, : self.manifest.latent_channels] * np.float32(self.manifest.vae_scaling_factor)
             metrics.vae_encode_s = time.perf_counter() - t0
         hidden = self._encode_prompt(cfg, metrics)

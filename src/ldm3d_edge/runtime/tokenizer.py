@@ -107,6 +107,8 @@ def _build_clip_bpe(vocab: Path, merges: Path, bos: str, eos: str, unk: str) -> 
     tok.decoder = decoders.ByteLevel()
     # special tokens typed into a prompt map to their ids, as in transformers
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys((bos, eos, unk))])
-    tok.post_processor = processors.RobertaProcessing(
-        (eos, tok.token_to_id(eos)), (bos, tok.token_to_id(bos)), trim_offsets=False, add_prefix_space=False)
+    eos_id, bos_id = tok.token_to_id(eos), tok.token_to_id(bos)
+    assert eos_id is not None and bos_id is not None   # added as special tokens just above
+    tok.post_processor = processors.RobertaProcessing((eos, eos_id), (bos, bos_id), trim_offsets=False,
+                                                      add_prefix_space=False)
     return tok

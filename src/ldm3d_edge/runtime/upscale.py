@@ -31,9 +31,9 @@ UPSCALE_PROMPT = "high quality high resolution uhd 4k image"
 def resize_rgbd(rgb: np.ndarray, depth: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Lanczos-resize an RGB (uint8) and a depth map (float [0, 1], via its 16-bit form, as diffusers reads a
     16-bit depth PNG) to height x width."""
-    rgb_up = np.asarray(Image.fromarray(rgb).resize((width, height), Image.LANCZOS))
+    rgb_up = np.asarray(Image.fromarray(rgb).resize((width, height), Image.Resampling.LANCZOS))
     d16 = Image.fromarray(np.round(np.clip(depth, 0, 1) * 65535).astype(np.uint16))
-    depth_up = np.asarray(d16.resize((width, height), Image.LANCZOS), dtype=np.float32) / 65535.0
+    depth_up = np.asarray(d16.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float32) / 65535.0
     return rgb_up, depth_up
 
 
@@ -48,12 +48,12 @@ class UpscalePipeline(DiffusionPipeline):
              cache_dir=None, compile_now: bool = True) -> UpscalePipeline:
         pipe = super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now)
         if compile_now:
-            pipe.vae_encoder.compiled(pipe.manifest.height, pipe.manifest.width)
+            pipe._vae_encoder().compiled(pipe.manifest.height, pipe.manifest.width)
         return pipe
 
     def prepare(self, height: int, width: int, circular_padding: int = 0) -> None:
         super().prepare(height, width, circular_padding)
-        self.vae_encoder.compiled(height, width)
+        self._vae_encoder().compiled(height, width)
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, prompt: str = UPSCALE_PROMPT,
                  negative_prompt: str | None = None, num_inference_steps: int = UPSCALE_STEPS,
@@ -84,7 +84,7 @@ class UpscalePipeline(DiffusionPipeline):
         t0 = time.perf_counter()
         image = rgbd_to_image(*resize_rgbd(rgb, np.asarray(depth, np.float32), cfg.height, cfg.width),
                               m.depth_encoding, m.vae_channels)
-        moments = self.vae_encoder(image, cfg.height, cfg.width)
+        moments = self._vae_encoder()(image, cfg.height, cfg.width)
         cond = (moments[:, : m.latent_channels] * np.float32(m.vae_scaling_factor)).astype(np.float32)
         metrics.vae_encode_s = time.perf_counter() - t0
         # 3. encode the prompt

@@ -30,7 +30,8 @@ def to_trimesh(mesh: Mesh, textured: bool = True, name: str = "rgbd"):
         material = trimesh.visual.material.SimpleMaterial(image=Image.fromarray(mesh.texture), name=name,
                                                           diffuse=[255, 255, 255, 255], ambient=[255, 255, 255, 255],
                                                           specular=[0, 0, 0, 255])
-        visual = trimesh.visual.TextureVisuals(uv=mesh.uv, material=material)
+        visual: trimesh.visual.TextureVisuals | trimesh.visual.ColorVisuals = trimesh.visual.TextureVisuals(
+            uv=mesh.uv, material=material)
     else:
         alpha = np.full((len(mesh.colors), 1), 255, np.uint8)
         visual = trimesh.visual.ColorVisuals(vertex_colors=np.concatenate([mesh.colors, alpha], axis=1))
@@ -98,7 +99,9 @@ def read_rgbd(source: str | Path, depth: str | Path | None = None, projection: s
     if projection is None and cam.get("model"):
         projection = EQUIRECTANGULAR if cam["model"] == EQUIRECTANGULAR else PERSPECTIVE
     hfov = hfov_deg if hfov_deg is not None else float(cam.get("hfov_deg", DEFAULT_HFOV_DEG))
-    camera = Camera.for_image(*files.depth.shape, projection=projection, hfov_deg=hfov)
+    assert files.depth is not None   # read_rgbd_files needs the depth by default
+    h, w = files.depth.shape
+    camera = Camera.for_image(h, w, projection=projection, hfov_deg=hfov)
     dm = DepthMapping(near if near is not None else float(mapping.get("near", DEFAULT_NEAR)),
                       far if far is not None else float(mapping.get("far", DEFAULT_FAR)))
     return RGBD(files.rgb, files.depth, camera, dm)

@@ -82,7 +82,8 @@ def pixel_grid(height: int, width: int, supersample: int = 1) -> tuple[np.ndarra
 
 def unproject(rgbd: RGBD, supersample: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Every pixel (or sub-pixel, taking its pixel's colour and depth) -> (N, 3) points and (N, 3) uint8 colours."""
-    u, v = pixel_grid(*rgbd.depth.shape, supersample)
+    h, w = rgbd.depth.shape
+    u, v = pixel_grid(h, w, supersample)
     dist = rgbd.distance
     colors = rgbd.rgb
     if supersample > 1:
@@ -133,7 +134,7 @@ def panorama_mesh(rgbd: RGBD, edge_threshold: float | None = None) -> Mesh:
     h, w = rgbd.depth.shape
     points, colors = unproject(rgbd)
     dist = rgbd.distance.reshape(-1)
-    faces = [grid_faces(h, w, wrap=True)]
+    parts = [grid_faces(h, w, wrap=True)]
     n = h * w
     poles, pole_colors, pole_dist = [], [], []
     for k, (row, sign) in enumerate(((0, 1.0), (h - 1, -1.0))):
@@ -145,8 +146,8 @@ def panorama_mesh(rgbd: RGBD, edge_threshold: float | None = None) -> Mesh:
         nxt = np.roll(ring, -1)
         pole = np.full(w, n + k)
         # north: pole, left, right; south: right, left, pole, seen from inside like the grid triangles
-        faces.append(np.stack([pole, ring, nxt], -1) if sign > 0 else np.stack([ring, pole, nxt], -1))
-    faces = np.concatenate(faces)
+        parts.append(np.stack([pole, ring, nxt], -1) if sign > 0 else np.stack([ring, pole, nxt], -1))
+    faces = np.concatenate(parts)
     vertices = np.concatenate([points, np.asarray(poles, np.float32)])
     colors = np.concatenate([colors, np.asarray(pole_colors, np.uint8)])
     if edge_threshold is not None:

@@ -132,7 +132,7 @@ def _write_mp4(path: str, stack: np.ndarray, fps: float) -> None:
     with imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
                             macro_block_size=1, quality=8) as writer:
         for frame in stack:
-            writer.append_data(frame)
+            writer.append_data(frame)   # type: ignore[attr-defined]  # imageio's v2 writers lack stubs for it
 
 
 def frame_strip(frames: list[np.ndarray], count: int = 6) -> np.ndarray:

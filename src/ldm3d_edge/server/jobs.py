@@ -231,16 +231,17 @@ class JobManager:
                     self.running -= 1
 
     def _run(self, runner: Runner, job: Job) -> None:
+        last = [time.perf_counter()]   # when the previous reported step ended
+
         def on_step(i: int) -> bool:   # may skip steps (a Ray runner polls): their time is shared out
             now = time.perf_counter()
             done = i + 1 - job.step
             if job.step and done > 0:
-                self.step_seconds.extend([(now - on_step.last) / done] * done)
-            on_step.last = now
+                self.step_seconds.extend([(now - last[0]) / done] * done)
+            last[0] = now
             job.step = i + 1
             return not job.cancel_event.is_set()
 
-        on_step.last = time.perf_counter()
         job.files, job.steps = runner.run(job.id, job.request, self.results_dir, on_step, job.cancel_event.is_set)
         job.step = job.steps
 

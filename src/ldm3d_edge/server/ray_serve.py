@@ -65,7 +65,7 @@ def progress_board():
             self.steps.pop(job, None)
             self.cancelled.discard(job)
 
-    return ProgressBoard.remote()
+    return ProgressBoard.remote()   # type: ignore[attr-defined]  # @ray.remote adds .remote
 
 
 def replica_class():
@@ -179,6 +179,6 @@ def batch(prompts: list[str], out: Path, perspective: Path, panorama: Path | Non
         def run(self, index: int, prompt: str) -> dict:
             return batch_result(self.models, index, prompt, settings, out)
 
-    pool = ActorPool([BatchWorker.remote() for _ in range(replicas)])
+    pool = ActorPool([BatchWorker.remote() for _ in range(replicas)])   # type: ignore[attr-defined]
     return sorted(pool.map_unordered(lambda a, v: a.run.remote(*v), list(enumerate(prompts))),
                   key=lambda r: r["index"])

@@ -11,7 +11,7 @@ from ..runtime.config import MAX_STEPS
 MAX_PROMPT = 10_000
 MAX_SIDE = 2048                 # the server's own limit (the runtime's is 4096)
 OutputKind = Literal["rgb", "depth", "json", "glb", "mp4"]
-DEFAULT_OUTPUTS = ["rgb", "depth", "json", "glb"]
+DEFAULT_OUTPUTS: list[OutputKind] = ["rgb", "depth", "json", "glb"]
 
 
 class GenerateRequest(BaseModel):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
 class CompiledModel(ABC):
     """A model compiled for one device and one set of input shapes; reused across calls."""
+
+    native: Any = None   # the engine's own compiled model, for inspection (OpenVINO: ov.CompiledModel)
 
     @abstractmethod
     def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

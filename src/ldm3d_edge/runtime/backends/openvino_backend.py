@@ -65,7 +65,7 @@ class OpenVINOBackend(Backend):
             raise InvalidArgumentError(f"unknown precision {precision!r}; choose one of f32, bf16, f16")
 
     def config(self) -> dict:
-        cfg = {}
+        cfg: dict[str, str | int] = {}
         if self.cache_dir:
             # One cache folder per inference precision: OpenVINO 2026.4 keys a CPU blob without the precision
             # hint, and a model cached in f32 then loaded with the bf16 hint returns NaN (measured; see the test).

@@ -74,8 +74,8 @@ def _spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dty
         ratio = num_train // steps
         return ((np.arange(0, steps) * ratio).round()[::-1].copy().astype(dtype) + offset).astype(dtype)
     if spacing == "trailing":
-        ratio = num_train / steps
-        return (np.round(np.arange(num_train, 0, -ratio)).astype(dtype) - 1).astype(dtype)
+        stride = num_train / steps
+        return (np.round(np.arange(num_train, 0, -stride)).astype(dtype) - 1).astype(dtype)
     raise InvalidArgumentError(f"timestep_spacing {spacing!r} is not supported; use linspace, leading or trailing")
 
 
@@ -98,11 +98,16 @@ class Scheduler:
 
     name = "base"
     order = 1
-    init_noise_sigma: float = 1.0
+    alphas_cumprod: np.ndarray   # set by DDPM-style schedulers' __init__
 
     def __init__(self, config: dict):
-        self.timesteps: np.ndarray | None = None
+        self.timesteps: np.ndarray = np.zeros(0, np.int64)   # empty until set_timesteps
         self.num_inference_steps: int | None = None
+
+    @property
+    def init_noise_sigma(self) -> float:
+        """The initial noise's standard deviation (1 for DDPM-style schedulers; sigma-based ones override)."""
+        return 1.0
 
     def set_timesteps(self, num_inference_steps: int) -> None:
         raise NotImplementedError

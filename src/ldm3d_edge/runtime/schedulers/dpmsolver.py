@@ -3,6 +3,8 @@ deterministic algorithm types 'dpmsolver++' and 'dpmsolver', orders 1-3, midpoin
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from ..errors import InvalidArgumentError
@@ -116,6 +118,12 @@ class DPMSolverMultistepScheduler(Scheduler):
             return (sample - alpha_t * model_output) / sigma_t
         return alpha_t * model_output + sigma_t * sample
 
+    def _history(self, n: int) -> list[np.ndarray]:
+        """The last n converted model outputs, newest first (the order schedule guarantees n are there)."""
+        recent = self.model_outputs[::-1][:n]
+        assert all(m is not None for m in recent)
+        return cast("list[np.ndarray]", recent)
+
     def _lambda(self, i):
         alpha, sigma = _alpha_sigma(self.sigmas[i])
         return alpha, sigma, _log(alpha) - _log(sigma)
@@ -134,7 +142,7 @@ class DPMSolverMultistepScheduler(Scheduler):
         alpha_t, sigma_t, lam_t = self._lambda(i + 1)
         alpha_s0, sigma_s0, lam_s0 = self._lambda(i)
         _, _, lam_s1 = self._lambda(i - 1)
-        m0, m1 = self.model_outputs[-1], self.model_outputs[-2]
+        m0, m1 = self._history(2)
         h, h_0 = lam_t - lam_s0, lam_s0 - lam_s1
         r0 = h_0 / h
         d0, d1 = m0, (F32(1) / r0) * (m0 - m1)
@@ -153,7 +161,7 @@ class DPMSolverMultistepScheduler(Scheduler):
         alpha_s0, sigma_s0, lam_s0 = self._lambda(i)
         _, _, lam_s1 = self._lambda(i - 1)
         _, _, lam_s2 = self._lambda(i - 2)
-        m0, m1, m2 = self.model_outputs[-1], self.model_outputs[-2], self.model_outputs[-3]
+        m0, m1, m2 = self._history(3)
         h, h_0, h_1 = lam_t - lam_s0, lam_s0 - lam_s1, lam_s1 - lam_s2
         r0, r1 = h_0 / h, h_1 / h
         d1_0, d1_1 = (F32(1) / r0) * (m0 - m1), (F32(1) / r1) * (m1 - m2)
