@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -42,8 +42,9 @@ class DiffusionPipeline:
 
     kind = ""   # which artifact folders this class runs (manifest "pipeline")
 
-    def __init__(self, manifest: Manifest, fmt: str, device: str, tokenizer: ClipTokenizer, scheduler_config: dict,
-                 text_encoder: TextEncoder, unet: UNet, vae_decoder: VaeDecoder, vae_encoder: VaeEncoder | None):
+    def __init__(self, manifest: Manifest, fmt: str, device: str, tokenizer: ClipTokenizer,
+                 scheduler_config: dict[str, Any], text_encoder: TextEncoder, unet: UNet, vae_decoder: VaeDecoder,
+                 vae_encoder: VaeEncoder | None) -> None:
         self.manifest, self.format, self.device = manifest, fmt, device
         self.tokenizer, self.scheduler_config = tokenizer, scheduler_config
         self.text_encoder, self.unet, self.vae_decoder, self.vae_encoder = text_encoder, unet, vae_decoder, vae_encoder
@@ -212,7 +213,7 @@ def _crop(x: np.ndarray, p: int) -> np.ndarray:
 
 
 
-def read_scheduler_config(root: Path) -> dict:
+def read_scheduler_config(root: Path) -> dict[str, Any]:
     path = Path(root) / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE
     try:
         cfg = json.loads(path.read_text())
@@ -223,7 +224,7 @@ def read_scheduler_config(root: Path) -> dict:
     return cfg
 
 
-def _progress(timesteps, enabled: bool):
+def _progress(timesteps: np.ndarray, enabled: bool) -> Any:
     if not enabled:
         return timesteps
     from tqdm.auto import tqdm

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import constants as C
 from .errors import ModelFolderError
@@ -17,10 +18,10 @@ class TensorSpec:
     dtype: str
 
     @classmethod
-    def from_json(cls, d: dict) -> TensorSpec:
+    def from_json(cls, d: dict[str, Any]) -> TensorSpec:
         return cls(name=str(d["name"]), shape=tuple(int(s) for s in d["shape"]), dtype=str(d["dtype"]))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
@@ -55,7 +56,7 @@ class Manifest:
     text_max_length: int
     components: dict[str, ComponentSpec]
     files: dict[str, str]
-    raw: dict = field(repr=False, default_factory=dict)
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
     pipeline: str = C.PIPELINE_TEXT2RGBD      # or C.PIPELINE_UPSCALE (ldm3d-sr)
     max_noise_level: int | None = None        # upscaler: the largest low-res noise level (class label) it takes
 

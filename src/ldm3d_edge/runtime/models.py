@@ -23,7 +23,7 @@ class ModelPart:
         self.manifest, self.backend, self.fmt = manifest, backend, fmt
         self.spec = manifest.components[self.component]
         self.path = manifest.model_path(self.component, fmt)
-        self._compiled: dict[tuple, CompiledModel] = {}
+        self._compiled: dict[tuple[int, ...], CompiledModel] = {}   # by size; () for size-free parts
 
     def input_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
         shapes = {}
@@ -36,7 +36,7 @@ class ModelPart:
         return shapes
 
     def compiled(self, height: int, width: int) -> CompiledModel:
-        key = (height, width) if self.spatial_inputs else ()
+        key: tuple[int, ...] = (height, width) if self.spatial_inputs else ()
         if key not in self._compiled:
             shapes = self.input_shapes(height, width)
             exported = {t.name: tuple(t.shape) for t in self.spec.inputs}

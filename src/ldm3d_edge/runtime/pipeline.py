@@ -131,7 +131,7 @@ def img2img_timesteps(sched: Scheduler, num_inference_steps: int, strength: floa
 
 
 
-def _check_latents(latents, manifest: Manifest) -> np.ndarray:
+def _check_latents(latents: object, manifest: Manifest) -> np.ndarray:
     if not isinstance(latents, np.ndarray) or latents.ndim != 4 or latents.shape[:2] != (1, manifest.latent_channels):
         got = list(latents.shape) if isinstance(latents, np.ndarray) else type(latents).__name__
         raise InvalidArgumentError(f"init_latents must be a numpy array (1, {manifest.latent_channels}, H/8, W/8), "

@@ -9,8 +9,10 @@ import re
 import shutil
 import statistics
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -40,7 +42,7 @@ class GenerationMetrics:
         rest = self.unet_step_s[1:] or self.unet_step_s
         return statistics.median(rest) if rest else 0.0
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["unet_step_s"] = [round(x, 5) for x in self.unet_step_s]
         d.update(mean_step_s=round(self.mean_step_s, 5), median_step_s=round(self.median_step_s, 5))
@@ -68,7 +70,7 @@ class RGBDResult:
     upscaled_from: tuple[int, int] | None = None   # upscaler: the low-res input's (height, width)
     noise_level: int | None = None                 # upscaler: the noise level (class label) it ran with
 
-    def info(self) -> dict:
+    def info(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
                 "steps": self.steps, "guidance_scale": self.guidance_scale, "scheduler": self.scheduler,
                 "height": self.height, "width": self.width, "model": self.model, "device": self.device,
@@ -80,7 +82,7 @@ class RGBDResult:
                           "meaning": "relative inverse depth, near = high, in [0, 1]"},
                 "timings": self.metrics.to_json()}
 
-    def save(self, prefix: str | Path, extra: dict | None = None) -> list[Path]:
+    def save(self, prefix: str | Path, extra: dict[str, Any] | None = None) -> list[Path]:
         """Write <prefix>_rgb.png, <prefix>_depth.png (16-bit) and <prefix>.json (info(), plus `extra`, e.g. the
         camera model and depth mapping for 3D use); returns the paths.
 
@@ -98,7 +100,7 @@ class RGBDResult:
         return [rgb_path, depth_path, json_path]
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     """write(tmp_path) into a temporary sibling, then rename: `path` is either complete or untouched."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)  # keeps the extension
     os.close(fd)
@@ -118,7 +120,7 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_folder(out: Path):
+def atomic_folder(out: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder to fill; on success it replaces `out` (removed first if present), on any
     error it is deleted: `out` is either complete or as it was."""
     out = Path(out)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
@@ -77,12 +79,12 @@ class ClipTokenizer:
         ids = ids + [self.pad_id] * (self.max_length - len(ids))
         return np.asarray(ids, dtype=np.int64)[None, :]
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: Iterable[int]) -> str:
         text = self._tok.decode(list(ids), skip_special_tokens=True)
         return text.replace("</w>", " ").strip()
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

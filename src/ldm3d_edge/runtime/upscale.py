@@ -11,6 +11,7 @@ it; the two differ by the encoder's small std).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -44,8 +45,9 @@ class UpscalePipeline(DiffusionPipeline):
     kind = C.PIPELINE_UPSCALE
 
     @classmethod
-    def load(cls, artifact_dir, device: str = "auto", precision: str | None = None, num_threads: int | None = None,
-             cache_dir=None, compile_now: bool = True) -> UpscalePipeline:
+    def load(cls, artifact_dir: str | Path, device: str = "auto", precision: str | None = None,
+             num_threads: int | None = None, cache_dir: str | Path | None = None,
+             compile_now: bool = True) -> UpscalePipeline:
         pipe = super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now)
         if compile_now:
             pipe._vae_encoder().compiled(pipe.manifest.height, pipe.manifest.width)

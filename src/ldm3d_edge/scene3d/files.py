@@ -8,6 +8,7 @@ a texture would need them split.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def write_mesh(mesh: Mesh, path: str | Path) -> list[Path]:
                              mtl_name=path.stem + ".mtl")
     written = []
     for name, blob in files.items():   # the .mtl and its texture image, named after the mesh
-        atomic_write(path.parent / name, lambda p, b=blob: Path(p).write_bytes(b))
+        atomic_write(path.parent / name, functools.partial(_write_bytes, data=blob))
         written.append(path.parent / name)
     atomic_write(path, lambda p: Path(p).write_text(text))
     return [path] + written
@@ -105,3 +106,7 @@ def read_rgbd(source: str | Path, depth: str | Path | None = None, projection: s
     dm = DepthMapping(near if near is not None else float(mapping.get("near", DEFAULT_NEAR)),
                       far if far is not None else float(mapping.get("far", DEFAULT_FAR)))
     return RGBD(files.rgb, files.depth, camera, dm)
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    Path(path).write_bytes(data)

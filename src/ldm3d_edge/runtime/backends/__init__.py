@@ -7,6 +7,8 @@ when ONNX artifacts exist), then the CPU (OpenVINO if its IR exists, else ONNX R
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..constants import FORMAT_ONNX, FORMAT_OPENVINO
 from ..errors import DeviceError
 from .base import Backend, CompiledModel
@@ -52,7 +54,7 @@ def resolve_device(device: str, formats: tuple[str, ...]) -> tuple[str, str]:
 
 
 def create_backend(fmt: str, device: str, precision: str | None = None, num_threads: int | None = None,
-                   cache_dir=None) -> Backend:
+                   cache_dir: str | Path | None = None) -> Backend:
     if fmt == FORMAT_OPENVINO:
         from .openvino_backend import OpenVINOBackend
 

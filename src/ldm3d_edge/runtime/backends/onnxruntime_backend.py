@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from ..errors import DeviceError, InvalidArgumentError
 from .base import Backend, CompiledModel
@@ -18,11 +21,11 @@ def available_providers() -> list[str]:
 
 
 class _ORTModel(CompiledModel):
-    def __init__(self, session):
+    def __init__(self, session: Any) -> None:
         self._session = session
         self._names = [o.name for o in session.get_outputs()]
 
-    def __call__(self, inputs):
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return dict(zip(self._names, self._session.run(self._names, inputs)))
 
 
@@ -46,7 +49,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnx"
 
     def __init__(self, device: str, precision: str | None = None, num_threads: int | None = None,
-                 cache_dir=None):
+                 cache_dir: str | Path | None = None):
         super().__init__(device, precision, num_threads, cache_dir)
         if device not in PROVIDERS:
             raise DeviceError(f"ONNX Runtime device {device!r} is not supported; use onnx:CPU or onnx:CUDA")

@@ -37,13 +37,13 @@ def available_devices() -> list[str]:
 
 
 class _OVModel(CompiledModel):
-    def __init__(self, compiled):
+    def __init__(self, compiled: Any) -> None:
         self.native = compiled   # the ov.CompiledModel, for inspection (runtime graph, properties)
         self._request = compiled.create_infer_request()
         # a port may carry several tensor names (OpenVINO keeps those of fused Cast nodes); expose each
         self._outputs = [(sorted(o.get_names()) or [o.get_any_name()], o) for o in compiled.outputs]
 
-    def __call__(self, inputs):
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._request.infer(inputs)
         out = {}
         for names, port in self._outputs:
@@ -64,7 +64,7 @@ class OpenVINOBackend(Backend):
         if precision is not None and precision not in PRECISIONS:
             raise InvalidArgumentError(f"unknown precision {precision!r}; choose one of f32, bf16, f16")
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         cfg: dict[str, str | int] = {}
         if self.cache_dir:
             # One cache folder per inference precision: OpenVINO 2026.4 keys a CPU blob without the precision

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import InvalidArgumentError
 from .base import Scheduler, SchedulerOutput
 from .ddim import DDIMScheduler
@@ -25,7 +27,7 @@ def scheduler_names() -> list[str]:
     return list(SCHEDULERS)
 
 
-def create_scheduler(config: dict, name: str | None = None) -> Scheduler:
+def create_scheduler(config: dict[str, Any], name: str | None = None) -> Scheduler:
     """Scheduler `name` (or the config's own `_class_name` when None) built from a scheduler config dict."""
     if name is None:
         cls_name = config.get("_class_name", "DDIMScheduler")

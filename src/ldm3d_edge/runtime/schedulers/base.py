@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,7 @@ class SchedulerOutput:
     pred_original_sample: np.ndarray | None = None
 
 
-def read_config(config: dict, defaults: dict, scheduler: str) -> dict:
+def read_config(config: dict[str, Any], defaults: dict[str, Any], scheduler: str) -> dict[str, Any]:
     """Pick the known keys from `config`, filling diffusers' defaults; reject what we do not implement."""
     cfg = {k: config.get(k, v) for k, v in defaults.items()}
     for key, default in (("rescale_betas_zero_snr", False), ("thresholding", False)):
@@ -33,7 +34,7 @@ def read_config(config: dict, defaults: dict, scheduler: str) -> dict:
     return cfg
 
 
-def make_betas(cfg: dict) -> np.ndarray:
+def make_betas(cfg: dict[str, Any]) -> np.ndarray:
     n = int(cfg["num_train_timesteps"])
     if cfg.get("trained_betas") is not None:
         return np.asarray(cfg["trained_betas"], dtype=F32)
@@ -44,7 +45,7 @@ def make_betas(cfg: dict) -> np.ndarray:
         root = linspace_f32(cfg["beta_start"] ** 0.5, cfg["beta_end"] ** 0.5, n)
         return root * root
     if schedule == "squaredcos_cap_v2":
-        def alpha_bar(t):
+        def alpha_bar(t: float) -> float:
             return math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2
         return np.asarray([min(1 - alpha_bar((i + 1) / n) / alpha_bar(i / n), 0.999) for i in range(n)], dtype=F32)
     raise InvalidArgumentError(f"beta_schedule {schedule!r} is not supported; use linear, scaled_linear or "
@@ -66,7 +67,7 @@ def alphas_cumprod(betas: np.ndarray) -> np.ndarray:
     return np.cumprod((F32(1.0) - betas).astype(np.float64)).astype(F32)
 
 
-def _spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype=np.int64) -> np.ndarray:
+def _spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype: Any = np.int64) -> np.ndarray:
     """Timesteps from high to low, with diffusers' 'linspace' / 'leading' / 'trailing' spacing."""
     if spacing == "linspace":
         return np.linspace(0, num_train - 1, steps).round()[::-1].copy().astype(dtype)
@@ -79,7 +80,7 @@ def _spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dty
     raise InvalidArgumentError(f"timestep_spacing {spacing!r} is not supported; use linspace, leading or trailing")
 
 
-def spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype=np.int64) -> np.ndarray:
+def spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtype: Any = np.int64) -> np.ndarray:
     """Timesteps from high to low, with diffusers' 'linspace' / 'leading' / 'trailing' spacing; refuses a step
     count whose schedule runs past the last training timestep (leading spacing with steps_offset 1 and 1000 steps
     would ask for timestep 1000 of 0..999, which diffusers does too, and fail deep inside)."""
@@ -100,7 +101,7 @@ class Scheduler:
     order = 1
     alphas_cumprod: np.ndarray   # set by DDPM-style schedulers' __init__
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict[str, Any]):
         self.timesteps: np.ndarray = np.zeros(0, np.int64)   # empty until set_timesteps
         self.num_inference_steps: int | None = None
 
@@ -112,10 +113,10 @@ class Scheduler:
     def set_timesteps(self, num_inference_steps: int) -> None:
         raise NotImplementedError
 
-    def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
+    def scale_model_input(self, sample: np.ndarray, timestep: float) -> np.ndarray:
         return sample
 
-    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> SchedulerOutput:
+    def step(self, model_output: np.ndarray, timestep: float, sample: np.ndarray) -> SchedulerOutput:
         raise NotImplementedError
 
     def set_begin_index(self, begin_index: int) -> None:
@@ -124,7 +125,7 @@ class Scheduler:
         if hasattr(self, "step_index"):
             self.step_index = int(begin_index)
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep) -> np.ndarray:
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep: float) -> np.ndarray:
         """The forward process q(x_t | x_0): sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) noise (DDPM-style
         schedulers; sigma-based ones override it)."""
         a = self.alphas_cumprod[int(timestep)]

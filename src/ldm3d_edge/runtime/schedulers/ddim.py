@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import InvalidArgumentError
@@ -15,7 +17,7 @@ DEFAULTS = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta
 class DDIMScheduler(Scheduler):
     name = "ddim"
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         self.config = read_config(config, DEFAULTS, self.name)
         self.alphas_cumprod = alphas_cumprod(make_betas(self.config))
@@ -28,7 +30,7 @@ class DDIMScheduler(Scheduler):
         self.timesteps = spaced_timesteps(self.config["timestep_spacing"], n_train, self.num_inference_steps,
                                           self.config["steps_offset"])
 
-    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> SchedulerOutput:
+    def step(self, model_output: np.ndarray, timestep: float, sample: np.ndarray) -> SchedulerOutput:
         self._check_ready()
         t = int(timestep)
         # 1. previous step (= t - 1 in the strided schedule)

@@ -3,7 +3,7 @@ deterministic algorithm types 'dpmsolver++' and 'dpmsolver', orders 1-3, midpoin
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -19,17 +19,17 @@ DEFAULTS = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta
                 timestep_spacing="linspace", steps_offset=0)
 
 
-def _exp(x):
+def _exp(x: float | np.floating) -> np.float32:
     """float32 exp, correctly rounded (via float64) like the libm expf torch uses on 0-d tensors."""
     return F32(np.exp(np.float64(x)))
 
 
-def _log(x):
+def _log(x: float | np.floating) -> np.float32:
     with np.errstate(divide="ignore"):  # sigma = 0 at the end gives lambda = inf, as in diffusers
         return F32(np.log(np.float64(x)))
 
 
-def _alpha_sigma(sigma):
+def _alpha_sigma(sigma: np.float32) -> tuple[np.float32, np.float32]:
     alpha = F32(1) / (sigma * sigma + F32(1)) ** F32(0.5)
     return alpha, sigma * alpha
 
@@ -37,7 +37,7 @@ def _alpha_sigma(sigma):
 class DPMSolverMultistepScheduler(Scheduler):
     name = "dpm++"
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         cfg = self.config = read_config(config, DEFAULTS, self.name)
         for key in ("use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas", "use_flow_sigmas"):
@@ -94,12 +94,12 @@ class DPMSolverMultistepScheduler(Scheduler):
         self.lower_order_nums = 0
         self.step_index = 0
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep) -> np.ndarray:
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep: float) -> np.ndarray:
         """alpha_t x_0 + sigma_t noise at the current (begin) step, as diffusers after set_begin_index."""
         alpha_t, sigma_t = _alpha_sigma(self.sigmas[self.step_index])
         return (alpha_t * original + sigma_t * noise).astype(F32)
 
-    def _convert_model_output(self, model_output, sample):
+    def _convert_model_output(self, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
         """The solver works on x_0 (dpmsolver++) or epsilon (dpmsolver) predictions."""
         cfg = self.config
         alpha_t, sigma_t = _alpha_sigma(self.sigmas[self.step_index])
@@ -124,11 +124,11 @@ class DPMSolverMultistepScheduler(Scheduler):
         assert all(m is not None for m in recent)
         return cast("list[np.ndarray]", recent)
 
-    def _lambda(self, i):
+    def _lambda(self, i: int) -> tuple[np.float32, np.float32, np.float32]:
         alpha, sigma = _alpha_sigma(self.sigmas[i])
         return alpha, sigma, _log(alpha) - _log(sigma)
 
-    def _first_order(self, m0, sample):
+    def _first_order(self, m0: np.ndarray, sample: np.ndarray) -> np.ndarray:
         i = self.step_index
         alpha_t, sigma_t, lam_t = self._lambda(i + 1)
         alpha_s, sigma_s, lam_s = self._lambda(i)
@@ -137,7 +137,7 @@ class DPMSolverMultistepScheduler(Scheduler):
             return (sigma_t / sigma_s) * sample - (alpha_t * (_exp(-h) - F32(1))) * m0
         return (alpha_t / alpha_s) * sample - (sigma_t * (_exp(h) - F32(1))) * m0
 
-    def _second_order(self, sample):
+    def _second_order(self, sample: np.ndarray) -> np.ndarray:
         i = self.step_index
         alpha_t, sigma_t, lam_t = self._lambda(i + 1)
         alpha_s0, sigma_s0, lam_s0 = self._lambda(i)
@@ -155,7 +155,7 @@ class DPMSolverMultistepScheduler(Scheduler):
         x = (alpha_t / alpha_s0) * sample - (sigma_t * e) * d0
         return x - F32(0.5) * (sigma_t * e) * d1 if midpoint else x - (sigma_t * (e / h - F32(1))) * d1
 
-    def _third_order(self, sample):
+    def _third_order(self, sample: np.ndarray) -> np.ndarray:
         i = self.step_index
         alpha_t, sigma_t, lam_t = self._lambda(i + 1)
         alpha_s0, sigma_s0, lam_s0 = self._lambda(i)
@@ -175,7 +175,7 @@ class DPMSolverMultistepScheduler(Scheduler):
         return ((alpha_t / alpha_s0) * sample - (sigma_t * e) * m0 - (sigma_t * (e / h - F32(1))) * d1
                 - (sigma_t * ((e - h) / h ** 2 - F32(0.5))) * d2)
 
-    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> SchedulerOutput:
+    def step(self, model_output: np.ndarray, timestep: float, sample: np.ndarray) -> SchedulerOutput:
         self._check_ready()
         cfg, n = self.config, len(self.timesteps)
         # 1. use lower orders at the very end (stabilises few-step sampling)

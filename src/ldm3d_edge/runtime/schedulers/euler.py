@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import InvalidArgumentError
@@ -33,7 +35,7 @@ def karras_sigmas(sigma_min: float, sigma_max: float, n: int, rho: float = 7.0) 
 class EulerDiscreteScheduler(Scheduler):
     name = "euler"
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         cfg = self.config = read_config(config, DEFAULTS, self.name)
         for key in ("use_exponential_sigmas", "use_beta_sigmas"):
@@ -89,15 +91,15 @@ class EulerDiscreteScheduler(Scheduler):
         self.timesteps = ts.astype(np.float32)
         self.step_index = 0
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep) -> np.ndarray:
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep: float) -> np.ndarray:
         """x_0 + sigma noise at the current (begin) step, as diffusers after set_begin_index."""
         return (original + noise * self.sigmas[self.step_index]).astype(F32)
 
-    def scale_model_input(self, sample: np.ndarray, timestep) -> np.ndarray:
+    def scale_model_input(self, sample: np.ndarray, timestep: float) -> np.ndarray:
         sigma = self.sigmas[self.step_index]
         return (sample / (sigma * sigma + F32(1)) ** F32(0.5)).astype(F32, copy=False)
 
-    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> SchedulerOutput:
+    def step(self, model_output: np.ndarray, timestep: float, sample: np.ndarray) -> SchedulerOutput:
         self._check_ready()
         sigma = self.sigmas[self.step_index]
         # 1. denoised estimate x_0 (churn gamma = 0, so sigma_hat = sigma)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..errors import InvalidArgumentError
@@ -15,7 +17,7 @@ DEFAULTS = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta
 class PNDMScheduler(Scheduler):
     name = "pndm"
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict[str, Any]):
         super().__init__(config)
         self.config = read_config(config, DEFAULTS, self.name)
         if self.config["prediction_type"] not in ("epsilon", "v_prediction"):
@@ -29,7 +31,7 @@ class PNDMScheduler(Scheduler):
         self.ets: list[np.ndarray] = []
         self.counter = 0
         self.cur_model_output = 0
-        self.cur_sample = None
+        self.cur_sample: np.ndarray | None = None
 
     def set_timesteps(self, num_inference_steps: int) -> None:
         n_train = self.config["num_train_timesteps"]
@@ -59,13 +61,13 @@ class PNDMScheduler(Scheduler):
         self.timesteps = np.concatenate([self.prk_timesteps, self.plms_timesteps]).astype(np.int64)
         self._reset()
 
-    def step(self, model_output: np.ndarray, timestep, sample: np.ndarray) -> SchedulerOutput:
+    def step(self, model_output: np.ndarray, timestep: float, sample: np.ndarray) -> SchedulerOutput:
         self._check_ready()
         if self.counter < len(self.prk_timesteps) and not self.config["skip_prk_steps"]:
             return self._step_prk(model_output, int(timestep), sample)
         return self._step_plms(model_output, int(timestep), sample)
 
-    def _step_prk(self, model_output, timestep, sample) -> SchedulerOutput:
+    def _step_prk(self, model_output: np.ndarray, timestep: int, sample: np.ndarray) -> SchedulerOutput:
         # 4th-order Runge-Kutta, one model evaluation per call (four calls per step)
         half = self.config["num_train_timesteps"] // self.num_inference_steps // 2
         prev_timestep = timestep - (0 if self.counter % 2 else half)
@@ -85,7 +87,7 @@ class PNDMScheduler(Scheduler):
         self.counter += 1
         return SchedulerOutput(prev)
 
-    def _step_plms(self, model_output, timestep, sample) -> SchedulerOutput:
+    def _step_plms(self, model_output: np.ndarray, timestep: int, sample: np.ndarray) -> SchedulerOutput:
         # linear multistep (Adams-Bashforth) over the last four model outputs
         if not self.config["skip_prk_steps"] and len(self.ets) < 3:
             raise InvalidArgumentError("pndm: PLMS steps need the Runge-Kutta warm-up first")
@@ -102,6 +104,7 @@ class PNDMScheduler(Scheduler):
             self.cur_sample = sample
         elif len(ets) == 1 and self.counter == 1:
             model_output = (model_output + ets[-1]) / F32(2)
+            assert self.cur_sample is not None   # kept by the call before (counter 0)
             sample = self.cur_sample
             self.cur_sample = None
         elif len(ets) == 2:
@@ -114,7 +117,8 @@ class PNDMScheduler(Scheduler):
         self.counter += 1
         return SchedulerOutput(prev)
 
-    def _prev_sample(self, sample, timestep, prev_timestep, model_output) -> np.ndarray:
+    def _prev_sample(self, sample: np.ndarray, timestep: int, prev_timestep: int,
+                     model_output: np.ndarray) -> np.ndarray:
         # eq. (9) of the PNDM paper
         a_t = self.alphas_cumprod[timestep]
         a_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
