@@ -2,7 +2,7 @@
 
 Each round runs the Python runtime and the native CLI once each, in fresh processes, from the same initial
 latents; rounds interleave the two. Per-step time is the mean over all steps of a run (the native CLI reports the
-UNet total), the median over rounds is reported. Needs a native build (runtime/native, see the README).
+UNet total), the median over rounds is reported. Needs a native build (native/, see docs/native.md).
 
     python -m benchmarks.native_vs_python ARTIFACTS --build build/native [--steps 5] [--rounds 2]
         [--precision f32|bf16]

@@ -224,8 +224,8 @@ def test_cached_model_is_imported_by_path_and_a_changed_file_recompiles(tiny4, t
 
 
 def test_onnx_cpu_sessions_share_one_arena_and_give_the_same_output(tiny4, monkeypatch):
-    """ONNX Runtime CPU sessions use one process-wide arena that grows by what is asked (full size: peak RSS
-    FP32 8.9 -> 7.6 GB, INT8 7.0 -> 5.4 GB); the output is the one of sessions with their own default arenas."""
+    """ONNX Runtime CPU sessions use one process-wide arena that grows by what is asked (what it saves at full size:
+    docs/benchmarks.md, Memory); the output is the one of sessions with their own default arenas."""
     from ldm3d_edge.runtime.backends import onnxruntime_backend
 
     def env_allocators(pipe):

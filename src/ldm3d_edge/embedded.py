@@ -23,8 +23,8 @@ def default_model_dir() -> Path:
 
     path = MODELS_DIR / DEFAULT_MODEL
     if not (path / "model_index.json").is_file():
-        raise ModelFolderError(f"no embedded model in {path} (a partial checkout? README, 'The embedded default "
-                               "model', says how to rebuild it); pass --model with a folder made by 'ldm3d export'")
+        raise ModelFolderError(f"no embedded model in {path} (a partial checkout? docs/embedded-model.md says how to "
+                               "rebuild it); pass --model with a folder made by 'ldm3d export'")
     return path
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # glibc malloc tuned for large tensors: no mmap for big blocks and no trimming, so PyTorch reuses heap pages
-# instead of mapping, faulting in and unmapping fresh ones on every large allocation (measured on this VM: UNet
-# step 6.35 -> 5.85 s, minor page faults 2.4 M -> 0.3 M for 3 steps).
+# instead of mapping, faulting in and unmapping fresh ones on every large allocation (docs/benchmarks.md has the
+# page-fault counts and step times).
 MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
 

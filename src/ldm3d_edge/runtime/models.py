@@ -88,9 +88,8 @@ class VaeDecoder(ModelPart):
     def __call__(self, latents: np.ndarray, height: int, width: int) -> np.ndarray:
         """Latents already divided by the VAE scaling factor -> image in [-1, 1], (1, C, H, W)."""
         image = self.run(height, width, **{C.VAE_LATENT: latents})[C.VAE_IMAGE]
-        # Runs once per image, so its buffers would lie idle between images: full-size INT8 pipeline at 512²,
-        # RSS between generations 1.81 -> 1.44 GB for 0.06-0.1 s more per decode (1.56-1.60 -> 1.66 s); peak
-        # unchanged. A server holding a perspective and a panorama model keeps neither decoder's buffers.
+        # Runs once per image, so its buffers would lie idle between images (docs/benchmarks.md, Memory, has what
+        # that saves and costs). A server holding a perspective and a panorama model keeps neither decoder's buffers.
         self.compiled(height, width).release_memory()
         return image
 

@@ -82,9 +82,9 @@ class OpenVINOBackend(Backend):
         c = core()
         config = self.config()
         if as_exported and "CACHE_DIR" in config:
-            # Compiled from the file path, a cached model is imported without reading the IR at all: measured on
-            # the full-size INT8 UNet, warm start 4.7-5.2 s -> 3.7-4.8 s and peak RSS 2.67 -> 1.86 GB. OpenVINO
-            # notices a changed file at the same path and recompiles (tested).
+            # Compiled from the file path, a cached model is imported without reading the IR at all (a faster warm
+            # start and a lower peak: benchmarks/results/bench-ldm3d-4c-512-openvino-path-load). OpenVINO notices a
+            # changed file at the same path and recompiles (tested).
             model = str(path)
         else:
             model = c.read_model(str(path))
@@ -115,11 +115,9 @@ def drop_mapped_pages(folders: list[Path]) -> int:
 
     OpenVINO maps the IR's .bin (or, warm, the compile cache's blob) and keeps the mapping for the compiled model's
     life, although the CPU plugin has by then repacked the weights into memory of its own: every weight is resident
-    twice. Measured on the full-size INT8 UNet + text encoder + VAE decoder (warm cache): RSS 2.35 GB after
-    loading, 1.15 GB of it these file pages; peak over two generations 2.87 -> 1.98 GB with them dropped, outputs
-    bit-identical, step time unchanged; 20 MB of them fault back in (weights used where they lie). The mappings
-    are read-only and shared (r--s), so MADV_DONTNEED loses nothing: a page touched again is read back from the
-    page cache or the file, and the page cache keeps them for the next start."""
+    twice (the numbers: docs/benchmarks.md, Memory). A few pages fault back in (weights used where they lie). The
+    mappings are read-only and shared (r--s), so MADV_DONTNEED loses nothing: a page touched again is read back
+    from the page cache or the file, and the page cache keeps them for the next start."""
     if not sys.platform.startswith("linux"):
         return 0
     roots = [str(Path(f).resolve()) + "/" for f in folders]
