@@ -145,3 +145,27 @@ def test_help_explains_commands():
     assert r.returncode == 0
     for flag in ("--model", "--steps", "--guidance", "--seed", "--device", "--scheduler", "--negative-prompt"):
         assert flag in r.stdout
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["export", "src", "out"], "'ldm3d export' needs the export extra (torch is missing): "
+                               "pip install 'ldm3d-edge[export]'"),
+    (["bench", "--quick"], "'ldm3d bench' needs the export and quantize extras (diffusers is missing): "
+                           "pip install 'ldm3d-edge[export,quantize]'"),
+    (["view", "x"], "'ldm3d serve' and 'ldm3d view' need the serve extra (ldm3d_edge.server.run is missing)"),
+])
+def test_a_missing_extra_is_one_line_naming_it(capsys, monkeypatch, argv, needle):
+    """The one guard (ldm3d_edge.extras.need_extra) behind every command that needs an extra."""
+    import importlib
+
+    import ldm3d_edge.extras as extras
+
+    real = importlib.import_module
+
+    def missing(name, *a):
+        if name in ("torch", "diffusers", "ldm3d_edge.server.run"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real(name, *a)
+
+    monkeypatch.setattr(extras.importlib, "import_module", missing)
+    assert needle in _err(capsys, argv)

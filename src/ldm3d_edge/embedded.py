@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from .extras import need_extra
 from .runtime.constants import cache_base
-from .runtime.errors import Ldm3dError, ModelFolderError
+from .runtime.errors import ModelFolderError
 
 PERSPECTIVE_SIZE = (128, 128)   # height, width
 PANORAMA_SIZE = (128, 256)
@@ -45,13 +46,10 @@ def embedded_artifacts(model_dir: str | Path | None = None, progress: bool = Tru
     for name, (h, w) in (("perspective", PERSPECTIVE_SIZE), ("panorama", PANORAMA_SIZE)):
         art = root / f"{model_dir.name}-{name}-{w}x{h}"
         if not (art / "manifest.json").is_file():
-            try:
-                from .export import export_pipeline
-            except ImportError as e:
-                raise Ldm3dError("the embedded model is exported on first use, which needs the export extra once "
-                                 f"({e.name} is missing): pip install 'ldm3d-edge[export]'") from None
+            *_, export = need_extra("the embedded model is exported on first use (once), which", "export", "torch",
+                                    "diffusers", "ldm3d_edge.export")
             print(f"exporting the embedded model {model_dir.name} ({name}, {w}x{h}) to {art} (first use only)",
                   flush=True)
-            export_pipeline(model_dir, art, fmt="both", height=h, width=w, overwrite=True, progress=progress)
+            export.export_pipeline(model_dir, art, fmt="both", height=h, width=w, overwrite=True, progress=progress)
         out.append(art)
     return out[0], out[1], model_dir

@@ -7,7 +7,8 @@ import sys
 
 from ..bench.bench import BenchOptions
 from ..bench.variants import DEVICES, VARIANTS
-from .common import Subparsers, int_arg, need_extra
+from ..extras import need_extra
+from .common import Subparsers, int_arg
 
 BENCH_DESCRIPTION = """\
 Benchmark text encoder, UNet step, VAE decode, end to end, cold/warm start, peak

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from ..runtime.errors import InvalidArgumentError, Ldm3dError
+from ..runtime.errors import InvalidArgumentError
 
 PRECISIONS = ["f32", "bf16", "f16"]     # OpenVINO inference precision hints
 
@@ -27,19 +25,6 @@ def float_arg(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def need_extra(what: str, extra: str, *modules: str) -> list[ModuleType]:
-    """Import `modules` (ours or the extra's own packages); a missing one is one clear line naming the extra.
-    what: the command(s) that need it, e.g. "'ldm3d export'"; extra: "export" or "export,quantize"."""
-    try:
-        return [importlib.import_module(m) for m in modules]
-    except ImportError as e:
-        verb = "need" if " and " in what else "needs"
-        names = " and ".join(extra.split(","))
-        plural = "extras" if "," in extra else "extra"
-        raise Ldm3dError(f"{what} {verb} the {names} {plural} ({e.name} is missing): "
-                         f"pip install 'ldm3d-edge[{extra}]'") from None
 
 
 def device_help(default: str = "auto") -> str:

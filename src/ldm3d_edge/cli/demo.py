@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import Subparsers, device_help, int_arg, need_extra, say
+from ..extras import need_extra
+from .common import Subparsers, device_help, int_arg, say
 
 
 def register(sub: Subparsers) -> None:

@@ -8,6 +8,7 @@ import importlib
 import sys
 from pathlib import Path
 
+from ..extras import need_extra
 from ..runtime.errors import Ldm3dError
 from .common import Subparsers, int_arg
 
@@ -32,14 +33,14 @@ def register(sub: Subparsers) -> None:
 
 def training_module(name: str):
     """training.<name> from the source tree (put on sys.path when the package runs from a clone)."""
+    need_extra("'ldm3d eval-embedded'", "export", "torch", "diffusers")
     if (SOURCE_TREE / "training" / "__init__.py").is_file() and str(SOURCE_TREE) not in sys.path:
         sys.path.append(str(SOURCE_TREE))
     try:
         return importlib.import_module(f"training.{name}")
     except ModuleNotFoundError as e:
         if e.name not in ("training", f"training.{name}"):
-            raise Ldm3dError(f"'ldm3d eval-embedded' needs the export extra ({e.name} is missing): "
-                             "pip install 'ldm3d-edge[export]'") from None
+            raise
         raise Ldm3dError("'ldm3d eval-embedded' needs the source tree's training/ (not installed with the package): "
                          "run it from an editable install of a clone (pip install -e .)") from None
 

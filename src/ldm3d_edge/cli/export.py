@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import Subparsers, int_arg, need_extra
+from ..extras import need_extra
+from .common import Subparsers, int_arg
 
 
 def register(sub: Subparsers) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import PRECISIONS, Subparsers, device_help, float_arg, int_arg, need_extra
+from ..extras import need_extra
+from .common import PRECISIONS, Subparsers, device_help, float_arg, int_arg
 
 QUANTIZE_EXTRA = ("quantize", "ldm3d_edge.quantization", "ldm3d_edge.quantization.quality", "nncf", "skimage")
 

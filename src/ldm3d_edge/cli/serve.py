@@ -7,9 +7,10 @@ import os
 import time
 from pathlib import Path
 
+from ..extras import need_extra
 from ..runtime.errors import InvalidArgumentError
 from ..server.retention import SERVE_KEEP, SERVE_MIN_FREE_MB
-from .common import Subparsers, device_help, int_arg, need_extra
+from .common import Subparsers, device_help, int_arg
 
 
 def register(sub: Subparsers) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..extras import need_extra
 from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled
 from .jobs import Models, Runner, batch_result, generate_job
@@ -28,11 +29,7 @@ POLL_S = 0.25
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to a cluster (address "auto" or ray://...), or start a local one on this machine."""
-    try:
-        import ray
-        import ray.serve  # noqa: F401
-    except ImportError as e:
-        raise Ldm3dError(f"--ray needs the ray extra ({e.name} is missing): pip install 'ldm3d-edge[ray]'") from None
+    ray, _ = need_extra("--ray", "ray", "ray", "ray.serve")
 
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
