@@ -34,10 +34,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process in MB: VmRSS (all of it), or RssAnon (its own heap and stacks: what a leak
+    grows; RssFile, the mapped weight files' pages, comes and goes with the page cache)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -185,10 +187,11 @@ def measure(requests: int = 50, clients: int = 10, queue_size: int = 2, steps: i
                 time.sleep(0.1)
             scenarios = {}
             for name, retries in (("take the 429", 0), ("wait Retry-After, retry (up to 30 times)", 30)):
-                before = rss_mb(server.proc.pid)
+                before, anon = rss_mb(server.proc.pid), rss_mb(server.proc.pid, "RssAnon")
                 load = run_load(server.url, requests, clients, body, retries=retries)
                 time.sleep(0.5)
-                scenarios[name] = {**load, "rss_before_mb": before, "rss_after_mb": rss_mb(server.proc.pid)}
+                scenarios[name] = {**load, "rss_before_mb": before, "rss_after_mb": rss_mb(server.proc.pid),
+                                   "anon_before_mb": anon, "anon_after_mb": rss_mb(server.proc.pid, "RssAnon")}
             on_disk = sorted(p.name for p in results.iterdir())
             health = httpx.get(server.url + "/v1/health").json()
     return {"requests": requests, "clients": clients, "scenarios": scenarios, "queue_size": queue_size,
