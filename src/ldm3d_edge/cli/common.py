@@ -1,4 +1,4 @@
-"""What the `ldm3d` commands share: argument types, the extras guard, the RGBD input and 3D options."""
+"""What the `ldm3d` commands share: argument types, device help, the RGBD input and 3D options."""
 
 from __future__ import annotations
 
