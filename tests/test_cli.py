@@ -147,25 +147,57 @@ def test_help_explains_commands():
         assert flag in r.stdout
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["export", "src", "out"], "'ldm3d export' needs the export extra (torch is missing): "
-                               "pip install 'ldm3d-edge[export]'"),
-    (["bench", "--quick"], "'ldm3d bench' needs the export and quantize extras (diffusers is missing): "
-                           "pip install 'ldm3d-edge[export,quantize]'"),
-    (["view", "x"], "'ldm3d serve' and 'ldm3d view' need the serve extra (ldm3d_edge.server.run is missing)"),
-])
-def test_a_missing_extra_is_one_line_naming_it(capsys, monkeypatch, argv, needle):
-    """The one guard (ldm3d_edge.extras.need_extra) behind every command that needs an extra."""
+EXTRA_CASES = [
+    (["export", "src", "out"], {"torch"}, "'ldm3d export' needs the export extra (torch is missing): "
+                                          "pip install 'ldm3d-edge[export]'"),
+    (["demo"], {"diffusers"}, "'ldm3d demo' needs the export extra (diffusers is missing)"),
+    (["generate", "x"], {"torch"}, "the embedded model is exported on first use (once), which needs the export "
+                                   "extra (torch is missing)"),
+    (["quantize", "a", "b"], {"nncf"}, "'ldm3d quantize' needs the quantize extra (nncf is missing): "
+                                       "pip install 'ldm3d-edge[quantize]'"),
+    (["quality", "a", "b"], {"skimage"}, "'ldm3d quality' needs the quantize extra (skimage is missing)"),
+    (["bench", "--quick"], {"diffusers"}, "'ldm3d bench' needs the export and quantize extras (diffusers is "
+                                          "missing): pip install 'ldm3d-edge[export,quantize]'"),
+    (["serve"], {"ldm3d_edge.server.run"}, "'ldm3d serve' and 'ldm3d view' need the serve extra"),
+    (["view", "x"], {"ldm3d_edge.server.run"}, "'ldm3d serve' and 'ldm3d view' need the serve extra"),
+    (["batch", "p.txt"], {"ldm3d_edge.server.run"}, "need the serve extra (ldm3d_edge.server.run is missing)"),
+    (["eval-embedded"], {"torch"}, "'ldm3d eval-embedded' needs the export extra (torch is missing)"),
+]
+
+
+@pytest.mark.parametrize("argv,missing,needle", EXTRA_CASES, ids=[c[0][0] for c in EXTRA_CASES])
+def test_a_missing_extra_is_one_line_naming_it(capsys, monkeypatch, tmp_path, argv, missing, needle):
+    """Every command that needs an extra goes through the one guard (ldm3d_edge.extras.need_extra): with the
+    module missing it is one line naming the extra, exit 2, never a traceback. (The embedded model's first-use
+    export is reached with an empty cache folder.)"""
     import importlib
 
     import ldm3d_edge.extras as extras
 
     real = importlib.import_module
 
-    def missing(name, *a):
-        if name in ("torch", "diffusers", "ldm3d_edge.server.run"):
+    def fake(name, *a):
+        if name in missing:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return real(name, *a)
 
-    monkeypatch.setattr(extras.importlib, "import_module", missing)
+    monkeypatch.setattr(extras.importlib, "import_module", fake)
+    monkeypatch.setenv("LDM3D_EDGE_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.chdir(tmp_path)
     assert needle in _err(capsys, argv)
+
+
+def test_ray_without_ray_is_one_line(monkeypatch):
+    import importlib
+
+    import ldm3d_edge.extras as extras
+    from ldm3d_edge.runtime.errors import Ldm3dError
+    from ldm3d_edge.server import ray_serve
+
+    real = importlib.import_module
+    monkeypatch.setattr(extras.importlib, "import_module",
+                        lambda name, *a: (_ for _ in ()).throw(ModuleNotFoundError(name=name)) if name == "ray"
+                        else real(name, *a))
+    with pytest.raises(Ldm3dError) as e:
+        ray_serve.init_ray()
+    assert str(e.value) == "--ray needs the ray extra (ray is missing): pip install 'ldm3d-edge[ray]'"

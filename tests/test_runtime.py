@@ -140,6 +140,24 @@ def test_device_resolution():
             resolve_device(bad, both)
 
 
+@pytest.mark.parametrize("ov_devices,providers,formats,want", [
+    (["CPU", "GPU.0"], ["CUDAExecutionProvider", "CPUExecutionProvider"], "both", ("openvino", "GPU")),
+    (["CPU"], ["CUDAExecutionProvider", "CPUExecutionProvider"], "both", ("onnx", "CUDA")),
+    (["CPU"], ["CPUExecutionProvider"], "both", ("openvino", "CPU")),
+    (["CPU", "GPU"], ["CUDAExecutionProvider"], "onnx", ("onnx", "CUDA")),      # no IR: the GPU is not OpenVINO's
+    (["CPU", "GPU"], ["CPUExecutionProvider"], "onnx", ("onnx", "CPU")),
+    (["CPU"], ["CUDAExecutionProvider"], "openvino", ("openvino", "CPU")),     # no ONNX files: CUDA is out
+])
+def test_auto_prefers_intel_gpu_then_cuda_then_cpu(monkeypatch, ov_devices, providers, formats, want):
+    """The documented order of device="auto", with the machine's device lists mocked."""
+    from ldm3d_edge.runtime import backends
+
+    monkeypatch.setattr(backends, "_ov_devices", lambda: ov_devices)
+    monkeypatch.setattr(backends, "_ort_providers", lambda: providers)
+    fmts = {"both": (C.FORMAT_ONNX, C.FORMAT_OPENVINO), "onnx": (C.FORMAT_ONNX,), "openvino": (C.FORMAT_OPENVINO,)}
+    assert resolve_device("auto", fmts[formats]) == want
+
+
 def test_cuda_without_onnxruntime_gpu_is_a_clear_error(tiny4):
     import onnxruntime
 
