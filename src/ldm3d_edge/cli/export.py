@@ -18,7 +18,11 @@ def register(sub: Subparsers) -> None:
     e.add_argument("--format", default="both", choices=["openvino", "onnx", "both"], help="default: both")
     e.add_argument("--height", type=int_arg, help="export resolution (default: the UNet's sample_size x 8)")
     e.add_argument("--width", type=int_arg, help="export resolution (default: the UNet's sample_size x 8)")
-    e.add_argument("--fp16", action="store_true", help="store weights in float16 (inputs/outputs stay float32)")
+    e.add_argument("--fp16", action="store_true", help="compute in float16: weights and activations (inputs and "
+                                                       "outputs stay float32)")
+    e.add_argument("--fp16-weights", action="store_true",
+                   help="OpenVINO IR only: store in float16 every weight that float16 holds exactly, compute in "
+                        "float32: the same outputs as FP32, half the size for checkpoints saved in float16")
     e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     e.set_defaults(run=run)
 
@@ -26,7 +30,7 @@ def register(sub: Subparsers) -> None:
 def run(a: argparse.Namespace) -> int:
     *_, export = need_extra("'ldm3d export'", "export", "torch", "diffusers", "ldm3d_edge.export")
     m = export.export_pipeline(a.src, a.out, fmt=a.format, height=a.height, width=a.width, fp16=a.fp16,
-                               overwrite=a.overwrite)
+                               fp16_weights=a.fp16_weights, overwrite=a.overwrite)
     print(f"exported {a.src} -> {a.out} ({', '.join(m['formats'])}, {m['precision']}, {m['width']}x{m['height']}, "
           f"{m['vae_channels']}-channel VAE) in {m['export_seconds']:.1f}s")
     return 0

@@ -24,8 +24,13 @@ FORMAT_CHOICES = {"onnx": [C.FORMAT_ONNX], "openvino": [C.FORMAT_OPENVINO], "bot
 
 def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height: int | None = None,
                     width: int | None = None, fp16: bool = False, overwrite: bool = False,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, fp16_weights: bool = False) -> dict:
     """Export the diffusers LDM3D folder `src` to `out`; returns the manifest dict.
+
+    fp16: the graphs compute in float16 (ONNX converted, IR compressed). fp16_weights (OpenVINO IR only): the IR
+    stores in float16 every weight that float16 holds exactly (writers.store_exact_fp16) and OpenVINO turns them
+    back to float32 when it compiles, so the computation is exactly the FP32 export's; half the size on disk when
+    the checkpoint's weights are float16 already (the embedded model's are), little saved otherwise.
 
     The export is written to a temporary sibling folder and renamed into place at the end, so `out`
     is either complete or absent, never half-written.
@@ -33,6 +38,9 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     if fmt not in FORMAT_CHOICES:
         raise InvalidArgumentError(f"unknown format {fmt!r}; choose one of {', '.join(FORMAT_CHOICES)}")
     formats = FORMAT_CHOICES[fmt]
+    if fp16_weights and (fp16 or C.FORMAT_ONNX in formats):
+        raise InvalidArgumentError("fp16 weights (--fp16-weights) are an OpenVINO IR storage option: use it with "
+                                   "--format openvino and without --fp16")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InvalidArgumentError(f"output folder {out} exists and is not empty (pass overwrite=True / --overwrite)")
@@ -59,7 +67,7 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
             onnx_path = write_onnx(graph, onnx_dir, fp16=fp16, stamp=stamp)
             inputs, outputs = tensor_specs(onnx_path)
             if C.FORMAT_OPENVINO in formats:
-                write_openvino(onnx_path, folder, fp16=fp16, stamp=stamp)
+                write_openvino(onnx_path, folder, fp16=fp16, stamp=stamp, fp16_weights=fp16_weights)
             components[graph.component] = {"inputs": inputs, "outputs": outputs, "formats": formats}
             log.info("exported %s in %.1fs", graph.component, time.perf_counter() - t0)
         shutil.rmtree(tmp / ".onnx", ignore_errors=True)
@@ -69,7 +77,8 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
         if source.pipeline == C.PIPELINE_UPSCALE:
             (tmp / C.LOW_RES_SCHEDULER_DIR).mkdir()
             shutil.copy2(source.path / C.LOW_RES_SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE, tmp / C.LOW_RES_SCHEDULER_DIR)
-        manifest = write_manifest(tmp, source, height, width, precision, formats, components, text_length)
+        manifest = write_manifest(tmp, source, height, width, precision, formats, components, text_length,
+                                  weights="fp16" if fp16 else "fp16-lossless" if fp16_weights else precision)
     manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
     return manifest
 

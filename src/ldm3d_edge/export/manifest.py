@@ -50,16 +50,21 @@ def library_versions() -> dict:
 
 
 def write_manifest(out: Path, source: Source, height: int, width: int, precision: str, formats: list[str],
-                   components: dict[str, dict], text_length: int) -> dict:
+                   components: dict[str, dict], text_length: int, weights: str | None = None) -> dict:
+    """precision: what the graphs compute in; weights: what their weights are stored in ("fp16-lossless": an FP32
+    IR's weights in float16 where float16 holds them exactly). The source's fingerprint says which checkpoint
+    version this folder was made from."""
+    from ..embedded import fingerprint
+
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != C.MANIFEST_FILE)
     manifest = {
         "format_version": C.MANIFEST_FORMAT_VERSION,
         "ldm3d_edge_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {"path": str(source.path.resolve()), "pipeline": source.model_index.get("_class_name"),
-                   "scheduler": source.scheduler_config.get("_class_name")},
+                   "scheduler": source.scheduler_config.get("_class_name"), "fingerprint": fingerprint(source.path)},
         "height": height, "width": width,
-        "precision": precision, "formats": formats,
+        "precision": precision, "weights": weights or precision, "formats": formats,
         "vae_channels": source.vae_channels,
         "depth_encoding": C.DEPTH_ENCODING_1CH if source.vae_channels == 4 else C.DEPTH_ENCODING_PACKED16,
         "vae_scaling_factor": float(source.vae_config.get("scaling_factor", 0.18215)),

@@ -96,14 +96,49 @@ def _needs_external_data(model) -> bool:
     return weights > PROTOBUF_LIMIT - 64 * 1024**2
 
 
-def write_openvino(onnx_path: Path, folder: Path, fp16: bool, stamp: dict) -> Path:
-    """Convert the ONNX graph to OpenVINO IR (xml + bin); FP32 unless fp16 asks for compressed weights."""
+def write_openvino(onnx_path: Path, folder: Path, fp16: bool, stamp: dict, fp16_weights: bool = False) -> Path:
+    """Convert the ONNX graph to OpenVINO IR (xml + bin); FP32 unless fp16 asks for compressed weights, or
+    fp16_weights for the lossless storage of store_exact_fp16."""
     import openvino as ov
 
     folder.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_path))
     for key, value in stamp.items():
         model.set_rt_info(str(value), ["ldm3d_edge", key])
+    if fp16_weights and not fp16:
+        store_exact_fp16(model)
     xml = folder / C.OV_XML_FILE
     ov.save_model(model, str(xml), compress_to_fp16=fp16)
     return xml
+
+
+def store_exact_fp16(model, min_size: int = 16) -> int:
+    """Store every float32 constant that float16 holds exactly as a float16 constant and a Convert back to float32
+    (the decompression pattern OpenVINO's own compression writes), leaving all others float32; the number moved.
+
+    Why not save_model(compress_to_fp16=True): it also rounds the constants that are not weights, e.g. the
+    UNet's sinusoidal timestep frequencies and the text encoder's folded constants, and its per-node opt-out is
+    not reachable from Python. Rounding the 32 frequencies moved the embedded model's depth by up to 0.16 at 12
+    steps; this storage computes exactly what the FP32 IR does (max abs difference 0.0 per part, tested), and
+    is as small when the checkpoint's weights are float16 already."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    moved = 0
+    for op in list(model.get_ops()):
+        if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.f32:
+            continue
+        data = op.get_data()
+        if data.size < min_size:
+            continue
+        with np.errstate(over="ignore"):
+            half = data.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), data):
+            continue
+        decompressed = ops.convert(ops.constant(half), ov.Type.f32)
+        for target in list(op.output(0).get_target_inputs()):
+            target.replace_source_output(decompressed.output(0))
+        moved += 1
+    model.validate_nodes_and_infer_types()
+    return moved
