@@ -36,6 +36,9 @@ def wheel(path: Path) -> None:
     for must in ("ldm3d_edge/py.typed", "ldm3d_edge/runtime/pipeline.py", "ldm3d_edge/viewer/static/index.html",
                  "ldm3d_edge/assets/clip-tokenizer/vocab.json", "ldm3d_edge/models/ldm3d-edge-tiny/model_index.json",
                  "ldm3d_edge/models/ldm3d-edge-tiny/tokenizer/vocab.json",
+                 "ldm3d_edge/models/ldm3d-edge-tiny-openvino/manifest.json",
+                 "ldm3d_edge/models/ldm3d-edge-tiny-openvino/unet/openvino_model.bin",
+                 "ldm3d_edge/models/ldm3d-edge-tiny-openvino/tokenizer/vocab.json",
                  "ldm3d_edge/quantization/calibration_prompts.txt"):
         assert must in names, f"{must} missing from {path.name}"
     bad = [n for n in names if "/tests/" in n or "/training/" in n or n.startswith(("tests/", "training/"))]

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     unknown = [k for k in keys if k not in VARIANTS]
     if unknown:
         ap.error(f"unknown variants {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    fp32 = embedded_artifacts()[0]
+    fp32 = embedded_artifacts(device="onnx:CPU")[0]   # the ONNX variants need ONNX: the cached export has both
     prompts = read_prompts(DEFAULT_PROMPTS_FILE)
     work, out, rows = Path(a.work), Path(a.out), {}
     for key in keys:

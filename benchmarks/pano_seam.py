@@ -25,6 +25,7 @@ import numpy as np
 
 from ldm3d_edge.bench.common import machine, write_results
 from ldm3d_edge.runtime import Pipeline
+from ldm3d_edge.runtime.pipeline import pano_settings
 
 PROMPTS = [
     "360 view of a room with a green cone and a purple cylinder on a dark floor",
@@ -48,13 +49,16 @@ def seam_metrics(x: np.ndarray) -> dict:
 
 
 def measure(pipe: Pipeline, paddings: list[int], prompts: list[str], seeds: int, steps: int) -> dict:
+    """Each padding over prompts x seeds, at 2:1 (the model's own size when it is 2:1 already)."""
+    h, w, _ = pano_settings(pipe.manifest, None, None)
+    size = {"height": h, "width": w}
     rows = {}
     for p in paddings:
         per = {"rgb": [], "depth": []}
         times = []
         for prompt in prompts:
             for seed in range(seeds):
-                out = pipe(prompt, num_inference_steps=steps, seed=seed, circular_padding=p)
+                out = pipe(prompt, num_inference_steps=steps, seed=seed, circular_padding=p, **size)
                 times.append(out.metrics.total_s)
                 per["rgb"].append(seam_metrics(out.rgb_float))
                 per["depth"].append(seam_metrics(out.depth))
@@ -117,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = measure(pipe, paddings, PROMPTS, a.seeds, a.steps)
     m = pipe.manifest
-    result = {"model": m.root.name, "height": m.height, "width": m.width, "steps": a.steps, "seeds": a.seeds,
+    h, w, _ = pano_settings(m, None, None)
+    result = {"model": m.root.name, "height": h, "width": w, "steps": a.steps, "seeds": a.seeds,
               "prompts": PROMPTS, "images": len(PROMPTS) * a.seeds, "device": pipe.device,
               "paddings": {str(p): v for p, v in rows.items()},
               "renders": measure_renders(Path(a.renders)) if Path(a.renders).is_file() else None,

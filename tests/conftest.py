@@ -46,8 +46,8 @@ def tiny6(tmp_path_factory, ov_cache):
 
 @pytest.fixture(scope="session")
 def embedded(ov_cache):
-    """(perspective artifacts, panorama artifacts, diffusers folder) of the embedded model, exported once."""
-    pytest.importorskip("torch")        # the first use exports the model, which needs the [export] extra
+    """(perspective artifacts, panorama artifacts, diffusers folder) of the embedded model: the shipped IR, one
+    folder serving both sizes."""
     from ldm3d_edge.embedded import embedded_artifacts
 
     return embedded_artifacts(progress=False)

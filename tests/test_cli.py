@@ -150,9 +150,10 @@ def test_help_explains_commands():
 EXTRA_CASES = [
     (["export", "src", "out"], {"torch"}, "'ldm3d export' needs the export extra (torch is missing): "
                                           "pip install 'ldm3d-edge[export]'"),
-    (["demo"], {"diffusers"}, "'ldm3d demo' needs the export extra (diffusers is missing)"),
-    (["generate", "x"], {"torch"}, "the embedded model is exported on first use (once), which needs the export "
-                                   "extra (torch is missing)"),
+    (["demo", "--random"], {"diffusers"}, "'ldm3d demo --random' needs the export extra (diffusers is missing)"),
+    (["generate", "x", "--device", "onnx:CPU"], {"torch"}, "ONNX artifacts of the embedded model are exported on "
+                                                           "first use (once), which needs the export extra (torch is "
+                                                           "missing)"),
     (["quantize", "a", "b"], {"nncf"}, "'ldm3d quantize' needs the quantize extra (nncf is missing): "
                                        "pip install 'ldm3d-edge[quantize]'"),
     (["quality", "a", "b"], {"skimage"}, "'ldm3d quality' needs the quantize extra (skimage is missing)"),

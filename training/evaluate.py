@@ -59,6 +59,14 @@ def vae_reconstruction(model_dir: Path, data: Path, n: int) -> dict:
     return out
 
 
+def size(panorama: bool) -> dict:
+    """The image size to ask for: one shipped IR folder serves both (panoramas at 256x128, without padding, as
+    the numbers in eval/ were measured)."""
+    from ldm3d_edge.embedded import PANORAMA_SIZE, PERSPECTIVE_SIZE
+
+    return dict(zip(("height", "width"), PANORAMA_SIZE if panorama else PERSPECTIVE_SIZE))
+
+
 def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
               panorama: bool = False) -> tuple[dict, list]:
     """Generate n held-out captions (seed ranges unseen in training) through the runtime and score each."""
@@ -69,7 +77,7 @@ def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
     for k in tqdm(range(n), desc="panorama prompts" if panorama else "prompts", unit="prompt"):
         scene = sample((HELDOUT_PANO_SEED0 if panorama else HELDOUT_SEED0) + k, 16, panorama=panorama).scene
         colour = {o.colour for o in scene.objects} if panorama else scene.objects[0].colour
-        out = pipe(scene.caption, num_inference_steps=steps, guidance_scale=guidance, seed=k)
+        out = pipe(scene.caption, num_inference_steps=steps, guidance_scale=guidance, seed=k, **size(panorama))
         r = M.adherence(out.rgb_float, out.depth, colour)
         rows.append({"prompt": scene.caption, "seed": k, "colour": sorted(colour) if panorama else colour, **r})
     agg = {"colour_adherence": float(np.mean([r["colour_ok"] for r in rows])),
@@ -91,7 +99,7 @@ def contact_sheet(artifacts: Path, pano_artifacts: Path, out: Path, steps: int, 
         tiles = []
         for k in range(n):
             prompt = sample(seed0 + k, 16, panorama=pano).scene.caption
-            o = pipe(prompt, num_inference_steps=steps, seed=k)
+            o = pipe(prompt, num_inference_steps=steps, seed=k, **size(pano))
             prompts.append(prompt)
             tiles.append(np.concatenate([o.rgb, np.repeat((o.depth[..., None] * 255).astype(np.uint8), 3, -1)], 0))
         per_row = 4 if pano else 8

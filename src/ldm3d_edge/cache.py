@@ -39,13 +39,13 @@ def _size(path: Path) -> int:
 
 def _current_embedded() -> str | None:
     """The export folder name of the installed embedded model (None when there is none)."""
-    from .embedded import _fingerprint, default_model_dir
+    from .embedded import default_model_dir, fingerprint
 
     try:
         model = default_model_dir()
     except Ldm3dError:
         return None
-    return f"{model.name}-{_fingerprint(model)}"
+    return f"{model.name}-{fingerprint(model)}"
 
 
 def cache_entries(base: Path | None = None) -> list[CacheEntry]:

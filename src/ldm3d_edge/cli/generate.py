@@ -16,10 +16,10 @@ def register(sub: Subparsers) -> None:
                        description="Generate an RGB image and its depth map from a text prompt on an exported model.")
     g.add_argument("prompt", help="what to generate, e.g. 'a red sphere on a grey floor'")
     g.add_argument("--model", help="artifact folder made by 'ldm3d export' (default: the embedded model, "
-                                   "exported on first use)")
+                                   "shipped as OpenVINO IR)")
     g.add_argument("--pano", action="store_true",
-                   help="360-degree equirectangular panorama at 2:1 (the embedded panorama export, or --model at twice "
-                        "its height wide unless it is 2:1 already), with circular padding so the left and right edges "
+                   help="360-degree equirectangular panorama at 2:1 (--model, or the embedded model, at twice its "
+                        "height wide unless it is 2:1 already), with circular padding so the left and right edges "
                         "meet, and the '360 view of ...' prompt convention (prefixed when missing)")
     g.add_argument("--circular-padding", type=int_arg, metavar="COLS",
                    help="latent columns wrapped around each side while denoising and decoding (default with --pano: "
@@ -83,7 +83,7 @@ def run(a: argparse.Namespace) -> int:
     if model is None:
         from ..embedded import embedded_artifacts
 
-        perspective, panorama, _ = embedded_artifacts()
+        perspective, panorama, _ = embedded_artifacts(device=a.device)
         model = panorama if a.pano else perspective
     pipe = Pipeline.load(model, device=a.device, precision=a.precision, compile_now=False)
     generate_files(pipe, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,

@@ -51,10 +51,10 @@ class DiffusionPipeline:
         self.load_seconds = 0.0  # set by load(): manifest to compiled models
 
     @classmethod
-    def load(cls: type[P], artifact_dir: str | Path, device: str = "auto", precision: str | None = None,
+    def load(cls: type[P], artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              num_threads: int | None = None, cache_dir: str | Path | None = None,
              compile_now: bool = True) -> P:
-        """Open an artifact folder made by ``ldm3d export``.
+        """Open an artifact folder made by ``ldm3d export`` (None: the embedded model's shipped IR).
 
         device: "auto", "CPU", "GPU", "CUDA" or "openvino:DEV" / "onnx:DEV" (see runtime.backends).
         precision: OpenVINO inference precision "f32", "bf16" or "f16"; None runs FP32 and INT8 artifacts in f32
@@ -63,6 +63,13 @@ class DiffusionPipeline:
         cache_dir: OpenVINO compile cache (default ~/.cache/ldm3d-edge/openvino; "" turns it off).
         """
         t0 = time.perf_counter()
+        if artifact_dir is None:
+            if cls.kind != C.PIPELINE_TEXT2RGBD:
+                raise InvalidArgumentError(f"{cls.__name__}.load needs an artifact folder: only a text-to-RGBD model "
+                                           "is embedded")
+            from ..embedded import embedded_artifacts
+
+            artifact_dir = embedded_artifacts(device=device)[0]
         manifest = read_manifest(artifact_dir)
         if manifest.pipeline != cls.kind:
             raise ModelFolderError(

@@ -45,7 +45,7 @@ class UpscalePipeline(DiffusionPipeline):
     kind = C.PIPELINE_UPSCALE
 
     @classmethod
-    def load(cls, artifact_dir: str | Path, device: str = "auto", precision: str | None = None,
+    def load(cls, artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              num_threads: int | None = None, cache_dir: str | Path | None = None,
              compile_now: bool = True) -> UpscalePipeline:
         pipe = super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now)

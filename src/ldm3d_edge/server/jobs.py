@@ -106,12 +106,14 @@ def batch_result(models: Models, index: int, prompt: str, settings: dict, out: P
 
 
 class Models(Runner):
-    """One worker's pipelines: the perspective model, and the panorama one (the embedded model has two exports;
-    a --model folder serves both, panoramas at 2:1 with circular padding)."""
+    """One worker's pipelines: the perspective model, and the panorama one when it is another folder (the
+    embedded model's ONNX exports are two; one OpenVINO folder serves both, panoramas at 2:1 with circular
+    padding)."""
 
     def __init__(self, perspective: Path, panorama: Path | None, device: str):
         self.perspective = Pipeline.load(perspective, device=device)
-        self.panorama = Pipeline.load(panorama, device=device) if panorama else self.perspective
+        other = panorama is not None and Path(panorama).resolve() != Path(perspective).resolve()
+        self.panorama = Pipeline.load(panorama, device=device) if other else self.perspective
 
     def pick(self, pano: bool) -> Pipeline:
         return self.panorama if pano else self.perspective

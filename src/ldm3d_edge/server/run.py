@@ -11,14 +11,15 @@ from .app import create_app, is_loopback
 from .jobs import JobManager, Models
 
 
-def model_folders(model: str | None) -> tuple[Path, Path | None, str]:
-    """(perspective artifacts, panorama artifacts or None, name): a --model folder, or the embedded model."""
+def model_folders(model: str | None, device: str = "auto") -> tuple[Path, Path | None, str]:
+    """(perspective artifacts, panorama artifacts or None when the same folder serves both, name): a --model
+    folder, or the embedded model."""
     if model:
         return Path(model), None, Path(model).name
     from ..embedded import embedded_artifacts
 
-    perspective, panorama, src = embedded_artifacts()
-    return perspective, panorama, src.name
+    perspective, panorama, src = embedded_artifacts(device=device)
+    return perspective, None if panorama == perspective else panorama, src.name
 
 
 def build_manager(model: str | None, results: str | Path, workers: int, queue_size: int, device: str = "auto",
@@ -31,7 +32,7 @@ def build_manager(model: str | None, results: str | Path, workers: int, queue_si
     if keep < 0 or min_free_mb < 0:
         raise InvalidArgumentError(f"--keep and --min-free-mb must be >= 0 (0: no limit), got {keep}, {min_free_mb}")
     limits = {"keep": keep, "min_free_mb": min_free_mb}
-    perspective, panorama, name = model_folders(model)
+    perspective, panorama, name = model_folders(model, device)
     if not ray:
         return JobManager(lambda: Models(perspective, panorama, device), results, workers, queue_size, **limits), name
     from . import ray_serve
@@ -94,7 +95,7 @@ def batch(prompts: list[str], out: Path, model: str | None, steps: int = 30, see
         raise InvalidArgumentError("the prompts file has no prompts")
     if replicas < 1:
         raise InvalidArgumentError(f"--replicas must be >= 1, got {replicas}")
-    perspective, panorama, name = model_folders(model)
+    perspective, panorama, name = model_folders(model, device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     settings = {"steps": steps, "seed": seed, "pano": pano, "outputs": ["rgb", "depth", "json"]}
