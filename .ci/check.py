@@ -2,11 +2,17 @@
 
     python .ci/check.py readme OUT_DIR     README command 1 wrote what docs/ shows
     python .ci/check.py wheel WHEEL        the wheel holds the package and its data, no tests/ or training/
+    python .ci/check.py serve VENV OUT     VENV's `ldm3d serve` answers a generation with README command 1's image
 """
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -17,16 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme(out: Path) -> None:
-    strip, doc_strip = (out / "scene_strip.png").read_bytes(), (ROOT / "docs" / "scene_strip.png").read_bytes()
-    assert strip == doc_strip, "out/scene_strip.png differs from docs/scene_strip.png"
-    # the GIF's frames go through Pillow's palette quantizer, whose rounding has moved between Pillow versions by
-    # one level in a handful of values; the frames themselves are the strip's, compared byte for byte above
-    a = np.stack(imageio.mimread(out / "scene.gif")).astype(int)
-    b = np.stack(imageio.mimread(ROOT / "docs" / "scene.gif")).astype(int)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    diff = np.abs(a - b)
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-5, (diff.max(), (diff > 0).mean())
-    print(f"readme: strip byte-identical to docs/, GIF {a.shape[0]} frames, {(diff > 0).sum()} values off by 1")
+    """The strip and the GIF command 1 wrote are docs/'s within one level in a few values: OpenVINO's CPU kernels
+    differ between processors and versions in the last float bits (18 of 295 k strip values moved by one level
+    between two VMs of the same kind), and Pillow's palette quantizer rounds the GIF's frames."""
+    notes = []
+    for name, read in (("scene_strip.png", lambda p: imageio.imread(p)[None]), ("scene.gif", imageio.mimread)):
+        a, b = (np.stack(read(d / name)).astype(int) for d in (out, ROOT / "docs"))
+        assert a.shape == b.shape, (name, a.shape, b.shape)
+        diff = np.abs(a - b)
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (name, diff.max(), (diff > 0).mean())
+        notes.append(f"{name}: {(diff > 0).sum()} of {diff.size} values off by 1")
+    print(f"readme: {'; '.join(notes)}")
 
 
 def wheel(path: Path) -> None:
@@ -46,5 +53,51 @@ def wheel(path: Path) -> None:
     print(f"wheel: {path.name}, {len(names)} files, no tests/ or training/")
 
 
+def serve(venv: Path, out: Path) -> None:
+    """Start VENV/bin/ldm3d serve on a free loopback port, ask it for README command 1's scene over HTTP and
+    compare the RGB and depth PNGs it writes with command 1's (out/scene_*.png)."""
+    from ldm3d_edge.runtime.config import DEFAULT_STEPS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    work = out.parent / "serve-check"
+    server = subprocess.Popen([str(venv / "bin" / "ldm3d"), "serve", "--port", str(port), "--results",
+                               str(work)], cwd=out.parent, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def call(path: str, body: dict | None = None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.read() if path.startswith("/v1/results/") else json.loads(r.read())
+
+    try:
+        for _ in range(240):
+            try:
+                call("/v1/health")
+                break
+            except OSError:
+                assert server.poll() is None, f"ldm3d serve exited with {server.returncode}"
+                time.sleep(0.5)
+        job = call("/v1/generate", {"prompt": README_PROMPT, "seed": 1, "steps": DEFAULT_STEPS,
+                                    "outputs": ["rgb", "depth", "json"]})
+        for _ in range(600):
+            status = call(f"/v1/jobs/{job['id']}")
+            if status["status"] in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        assert status["status"] == "done", status
+        for kind in ("rgb", "depth"):
+            got = call(status["links"][kind])
+            assert got == (out / f"scene_{kind}.png").read_bytes(), f"served {kind} differs from command 1's"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"serve: {venv}/bin/ldm3d serve answered a generation with README command 1's RGB and depth PNGs")
+
+
+README_PROMPT = "a red sphere on the left in front of a blue cube on a grey floor before a white wall"
+
 if __name__ == "__main__":
-    {"readme": readme, "wheel": wheel}[sys.argv[1]](Path(sys.argv[2]))
+    {"readme": readme, "wheel": wheel, "serve": serve}[sys.argv[1]](*map(Path, sys.argv[2:]))
