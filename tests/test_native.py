@@ -82,13 +82,15 @@ class Native:
         status = self.lib.ldm3d_create(str(folder).encode(), device.encode(), None, ctypes.byref(handle))
         return status, handle
 
-    def generate(self, handle, prompt, steps, guidance, latents, scheduler=None, negative=None):
+    def generate(self, handle, prompt, steps, guidance, latents, scheduler=None, negative=None, seed=0):
+        """latents None: the native runtime draws them from `seed`."""
         p = Params()
         self.lib.ldm3d_params_init(ctypes.byref(p))
-        lat = np.ascontiguousarray(latents, dtype=np.float32)
-        p.prompt, p.steps, p.guidance_scale = prompt.encode(), steps, guidance
+        p.prompt, p.steps, p.guidance_scale, p.seed = prompt.encode(), steps, guidance, seed
         p.negative_prompt = negative.encode() if negative else None
-        p.latents, p.latents_len = lat.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), lat.size
+        if latents is not None:
+            lat = np.ascontiguousarray(latents, dtype=np.float32)
+            p.latents, p.latents_len = lat.ctypes.data_as(ctypes.POINTER(ctypes.c_float)), lat.size
         p.scheduler = scheduler.encode() if scheduler else None
         status = self.lib.ldm3d_generate(handle, ctypes.byref(p))
         if status:
@@ -103,7 +105,9 @@ class Native:
         return self.lib.ldm3d_last_error().decode()
 
 
-def _parity(build, artifacts, schedulers=("ddim", "euler"), steps=8, packed_depth=False):
+def _parity(build, artifacts, schedulers=("ddim", "euler"), steps=8, packed_depth=False, seed_only=False):
+    """The worst abs difference of native vs Python RGB and depth over PROMPTS x schedulers, from the same
+    latents passed in, or (seed_only) from the same seed, each runtime drawing its own noise."""
     nat = Native(build)
     status, handle = nat.create(artifacts)
     assert status == 0, nat.error()
@@ -112,10 +116,13 @@ def _parity(build, artifacts, schedulers=("ddim", "euler"), steps=8, packed_dept
     worst = 0.0
     try:
         for k, (prompt, sched) in enumerate([(p, s) for p in PROMPTS for s in schedulers]):
-            latents = np.random.default_rng(k).standard_normal((1, 4, m.height // 8, m.width // 8), dtype=np.float32)
+            seed = 10**k + k                  # seeds of one and of two 32-bit words
+            latents = None if seed_only else \
+                np.random.default_rng(k).standard_normal((1, 4, m.height // 8, m.width // 8), dtype=np.float32)
             ref = py(prompt, num_inference_steps=steps, guidance_scale=5.0, latents=latents, scheduler=sched,
-                     negative_prompt="blurry")
-            status, rgb, depth = nat.generate(handle, prompt, steps, 5.0, latents, sched, negative="blurry")
+                     negative_prompt="blurry", seed=seed)
+            status, rgb, depth = nat.generate(handle, prompt, steps, 5.0, latents, sched, negative="blurry",
+                                              seed=seed)
             assert status == 0, nat.error()
             assert ref.rgb_float.std() > 0.01, "flat reference: the comparison would prove nothing"
             worst = max(worst, float(np.abs(rgb - ref.rgb_float).max()), float(np.abs(depth - ref.depth).max()))
@@ -150,6 +157,34 @@ def test_native_matches_python_on_the_embedded_model(native, embedded):
     worst = _parity(native, embedded[0], steps=20)
     print("max abs diff", worst)
     assert worst <= EMBEDDED_BOUND
+
+
+@pytest.mark.parametrize("model", ["tiny4", "embedded"])
+def test_the_same_seed_gives_the_same_image_in_both_runtimes(native, request, model):
+    """No latents passed: each runtime draws its noise from the seed (native/src/random.cpp ports NumPy's
+    default_rng), and the outputs agree as closely as from shared latents."""
+    fixture = request.getfixturevalue(model)
+    art = fixture[1] if model == "tiny4" else fixture[0]
+    worst = _parity(native, art, steps=20 if model == "embedded" else 8, seed_only=True)
+    print("max abs diff", worst)
+    assert worst <= (EMBEDDED_BOUND if model == "embedded" else TINY_BOUND)
+
+
+def test_native_noise_is_numpys_bit_for_bit(native, tiny4):
+    """From a seed the native runtime's result equals, bit for bit, its result from NumPy's noise for that seed
+    passed in as latents: the noise itself is identical (seeds of 1 and 2 words, the largest, 0)."""
+    nat = Native(native)
+    status, handle = nat.create(tiny4[1])
+    assert status == 0, nat.error()
+    m = Pipeline.load(tiny4[1], device="openvino:CPU", compile_now=False).manifest
+    try:
+        for seed in (0, 7, 2**32 + 5, 2**64 - 1):
+            noise = np.random.default_rng(seed).standard_normal((1, 4, m.height // 8, m.width // 8), dtype=np.float32)
+            a = nat.generate(handle, "a red sphere", 1, 5.0, None, seed=seed)
+            b = nat.generate(handle, "a red sphere", 1, 5.0, noise)
+            assert a[0] == b[0] == 0 and np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2]), seed
+    finally:
+        nat.lib.ldm3d_free(handle)
 
 
 def test_every_error_path_of_the_c_abi(native, tiny4):

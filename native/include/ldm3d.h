@@ -49,7 +49,7 @@ typedef struct ldm3d_params {
     int steps;                     /* 1..1000 (default 49) */
     float guidance_scale;          /* >= 0; <= 1 turns classifier-free guidance off (default 5.0) */
     int height, width;             /* 0: the export size; otherwise multiples of 8 (OpenVINO reshapes) */
-    uint64_t seed;                 /* noise seed (std::mt19937_64 normals: not numpy's; pass latents for parity) */
+    uint64_t seed;                 /* noise seed: the Python runtime's (NumPy's default_rng) noise, bit for bit */
     const float* latents;          /* optional initial noise, (1, 4, height/8, width/8) row-major */
     size_t latents_len;            /* its element count */
     const char* scheduler;         /* NULL: the folder's own; "ddim" or "euler" */

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #ifdef __linux__
@@ -13,6 +12,7 @@
 
 #include "constants.hpp"
 #include "errors.hpp"
+#include "random.hpp"
 
 namespace ldm3d {
 namespace {
@@ -192,10 +192,9 @@ Result Pipeline::generate(const Params& p) {
     sched->set_timesteps(p.steps);
     std::vector<float> latents = p.latents;
     if (latents.empty()) {
-        std::mt19937_64 rng(p.seed);
-        std::normal_distribution<float> normal(0.0f, 1.0f);
-        latents.resize(n_lat);
-        for (float& v : latents) v = normal(rng);
+        // NumPy's default_rng(seed).standard_normal(float32), as the Python runtime draws: the same seed, the
+        // same image in both runtimes and with any C++ standard library
+        latents = NumpyRandom(p.seed).standard_normal(n_lat);
     }
     for (float& v : latents) v *= sched->init_noise_sigma();
     // 5. denoise with classifier-free guidance (the UNet is exported at batch 2)
