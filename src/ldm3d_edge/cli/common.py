@@ -33,6 +33,12 @@ def device_help(default: str = "auto") -> str:
     return f"{DEVICE_HELP} (default: {default})"
 
 
+def add_no_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip checking the model folder's files against its manifest at load (sizes every time, "
+                        "sha256 once per file version; 'ldm3d verify' checks on demand)")
+
+
 def add_rgbd_input(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result, or an "
                                  "RGB image (with --depth)")

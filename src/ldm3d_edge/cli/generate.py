@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 
 from ..runtime.errors import InvalidArgumentError
-from .common import PRECISIONS, Subparsers, add_3d_options, check_3d_options, device_help, float_arg, int_arg, say
+from .common import (
+    PRECISIONS,
+    Subparsers,
+    add_3d_options,
+    add_no_verify,
+    check_3d_options,
+    device_help,
+    float_arg,
+    int_arg,
+    say,
+)
 
 
 def register(sub: Subparsers) -> None:
@@ -40,6 +50,7 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--device", default="auto", help=device_help())
     g.add_argument("--precision", choices=PRECISIONS,
                    help="OpenVINO inference precision (default: f32 for FP32 artifacts)")
+    add_no_verify(g)
 
     g.add_argument("--init", metavar="IMAGE", help="image-to-image: start from this RGB image (or an 'ldm3d generate' "
                                                    "result: its prefix or _rgb.png, whose depth is used too) instead "
@@ -85,7 +96,7 @@ def run(a: argparse.Namespace) -> int:
 
         perspective, panorama, _ = embedded_artifacts(device=a.device)
         model = panorama if a.pano else perspective
-    pipe = Pipeline.load(model, device=a.device, precision=a.precision, compile_now=False)
+    pipe = Pipeline.load(model, device=a.device, precision=a.precision, compile_now=False, verify=not a.no_verify)
     generate_files(pipe, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
                    num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
                    width=a.width, scheduler=a.scheduler, projection=a.projection, hfov=a.hfov, near=a.near,

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..extras import need_extra
 from ..runtime.errors import InvalidArgumentError
 from ..server.retention import SERVE_KEEP, SERVE_MIN_FREE_MB
-from .common import Subparsers, device_help, int_arg
+from .common import Subparsers, add_no_verify, device_help, int_arg
 
 
 def register(sub: Subparsers) -> None:
@@ -42,6 +42,7 @@ def register(sub: Subparsers) -> None:
                                                       "requests); needs ray[serve]")
     sv.add_argument("--ray-address", help="Ray cluster to join (default: start one on this machine)")
     sv.add_argument("--min-replicas", type=int_arg, default=1, help="with --ray (default 1)")
+    add_no_verify(sv)
     sv.set_defaults(run=run_serve)
 
     ba = sub.add_parser("batch", help="generate every prompt of a file, locally or fanned out over a Ray cluster",
@@ -58,6 +59,7 @@ def register(sub: Subparsers) -> None:
     ba.add_argument("--ray-address", help="Ray cluster to join (default: start one on this machine)")
     ba.add_argument("--replicas", type=int_arg, default=2, help="model copies working at once with --ray (default 2)")
     ba.add_argument("--device", default="auto", help=device_help())
+    add_no_verify(ba)
     ba.set_defaults(run=run_batch)
 
     vw = sub.add_parser("view", help="open one result in the viewer (no model, no generation)",
@@ -77,7 +79,7 @@ def _server():
 def run_serve(a: argparse.Namespace) -> int:
     _server().serve(a.model, a.host, a.port, a.results, workers=a.workers, queue_size=a.queue_size,
                     api_key=a.api_key, device=a.device, ray=a.ray, ray_address=a.ray_address,
-                    min_replicas=a.min_replicas, keep=a.keep, min_free_mb=a.min_free_mb)
+                    min_replicas=a.min_replicas, keep=a.keep, min_free_mb=a.min_free_mb, verify=not a.no_verify)
     return 0
 
 
@@ -90,7 +92,7 @@ def run_batch(a: argparse.Namespace) -> int:
     prompts = read_prompts(a.prompts)
     t0 = time.perf_counter()
     rows = run.batch(prompts, Path(a.out), a.model, steps=a.steps, seed=a.seed, pano=a.pano, device=a.device,
-                     ray=a.ray, ray_address=a.ray_address, replicas=a.replicas)
+                     ray=a.ray, ray_address=a.ray_address, replicas=a.replicas, verify=not a.no_verify)
     print(f"{len(rows)} results in {a.out} in {time.perf_counter() - t0:.1f}s "
           f"({len({r['pid'] for r in rows})} process(es))")
     return 0

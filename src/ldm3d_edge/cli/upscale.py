@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import PRECISIONS, Subparsers, add_rgbd_input, device_help, float_arg, input_prefix, int_arg
+from .common import PRECISIONS, Subparsers, add_no_verify, add_rgbd_input, device_help, float_arg, input_prefix, int_arg
 
 
 def register(sub: Subparsers) -> None:
@@ -30,6 +30,7 @@ def register(sub: Subparsers) -> None:
     up.add_argument("--seed", type=int_arg)
     up.add_argument("--scheduler", help="default: the model's own")
     up.add_argument("--device", default="auto", help=device_help())
+    add_no_verify(up)
     up.add_argument("--precision", choices=PRECISIONS)
     up.set_defaults(run=run)
 
@@ -40,7 +41,8 @@ def run(a: argparse.Namespace) -> int:
 
     files = read_rgbd_files(a.input, a.depth)
     assert files.depth is not None   # read_rgbd_files needs the depth by default
-    pipe = UpscalePipeline.load(a.model, device=a.device, precision=a.precision, compile_now=False)
+    pipe = UpscalePipeline.load(a.model, device=a.device, precision=a.precision, compile_now=False,
+                                verify=not a.no_verify)
     h, w = files.rgb.shape[:2]
     result = pipe(files.rgb, files.depth, a.prompt, num_inference_steps=a.steps, guidance_scale=a.guidance,
                   noise_level=a.noise_level, height=a.height, width=a.width, seed=a.seed, scheduler=a.scheduler,

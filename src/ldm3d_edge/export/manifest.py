@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..runtime import constants as C
+from ..runtime.verify import sha256_file
 from .source import Source
 
 _DTYPES = {1: "float32", 7: "int64", 10: "float16", 6: "int32", 11: "float64"}
@@ -29,12 +30,13 @@ def tensor_specs(onnx_path: Path) -> tuple[list[dict], list[dict]]:
     return [spec(v) for v in model.graph.input if v.name not in inits], [spec(v) for v in model.graph.output]
 
 
-def sha256(path: Path, chunk: int = 16 * 1024 * 1024) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+def file_table(folder: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's "files" (sha256) and "sizes" (bytes) of every file in `folder` but the manifest itself, which
+    runtime.verify checks at load and `ldm3d verify` on demand."""
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != C.MANIFEST_FILE)
+    rel = [p.relative_to(folder).as_posix() for p in paths]
+    return {"files": {r: sha256_file(p) for r, p in zip(rel, paths)},
+            "sizes": {r: p.stat().st_size for r, p in zip(rel, paths)}}
 
 
 def library_versions() -> dict:
@@ -56,13 +58,13 @@ def write_manifest(out: Path, source: Source, height: int, width: int, precision
     version this folder was made from."""
     from ..embedded import fingerprint
 
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != C.MANIFEST_FILE)
     manifest = {
         "format_version": C.MANIFEST_FORMAT_VERSION,
         "ldm3d_edge_version": __version__,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {"path": str(source.path.resolve()), "pipeline": source.model_index.get("_class_name"),
-                   "scheduler": source.scheduler_config.get("_class_name"), "fingerprint": fingerprint(source.path)},
+                   "scheduler": source.scheduler_config.get("_class_name"), "fingerprint": fingerprint(source.path),
+                   **({"hub": source.hub} if source.hub else {})},
         "height": height, "width": width,
         "precision": precision, "weights": weights or precision, "formats": formats,
         "vae_channels": source.vae_channels,
@@ -76,7 +78,7 @@ def write_manifest(out: Path, source: Source, height: int, width: int, precision
         "text_max_length": text_length,
         "components": components,
         "versions": library_versions(),
-        "files": {p.relative_to(out).as_posix(): sha256(p) for p in files},
+        **file_table(out),
     }
     (out / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest

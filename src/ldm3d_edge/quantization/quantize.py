@@ -120,10 +120,9 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
                 "prompts": len(prompts), "prompts_sha256": hashlib.sha256(prompts_bytes).hexdigest(),
                 "unet_calls": len(records), "steps_per_prompt": steps},
             "versions": _versions(), "seconds": round(time.perf_counter() - t0, 1)}
-        from ..export.manifest import sha256
+        from ..export.manifest import file_table
 
-        files = sorted(p for p in tmp.rglob("*") if p.is_file() and p.name != C.MANIFEST_FILE)
-        raw["files"] = {p.relative_to(tmp).as_posix(): sha256(p) for p in files}
+        raw.update(file_table(tmp))
         (tmp / C.MANIFEST_FILE).write_text(json.dumps(raw, indent=2))
     return raw
 

@@ -22,6 +22,7 @@ from .models import TextEncoder, UNet, VaeDecoder, VaeEncoder
 from .result import GenerationMetrics, RGBDResult
 from .schedulers import Scheduler, create_scheduler
 from .tokenizer import ClipTokenizer
+from .verify import verify_folder
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class DiffusionPipeline:
     @classmethod
     def load(cls: type[P], artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              num_threads: int | None = None, cache_dir: str | Path | None = None,
-             compile_now: bool = True) -> P:
+             compile_now: bool = True, verify: bool = True) -> P:
         """Open an artifact folder made by ``ldm3d export`` (None: the embedded model's shipped IR).
 
         device: "auto", "CPU", "GPU", "CUDA" or "openvino:DEV" / "onnx:DEV" (see runtime.backends).
@@ -61,6 +62,8 @@ class DiffusionPipeline:
             (exact outside the INT8 layers; OpenVINO would otherwise pick bf16 on CPUs that have it) and lets
             OpenVINO choose for FP16 ones.
         cache_dir: OpenVINO compile cache (default ~/.cache/ldm3d-edge/openvino; "" turns it off).
+        verify: check every file against the manifest's sizes, and its sha256 once per file version (remembered
+            in the cache folder; runtime.verify); a damaged file is a ModelFolderError naming it. False skips both.
         """
         t0 = time.perf_counter()
         if artifact_dir is None:
@@ -71,6 +74,12 @@ class DiffusionPipeline:
 
             artifact_dir = embedded_artifacts(device=device)[0]
         manifest = read_manifest(artifact_dir)
+        if verify:
+            report = verify_folder(manifest.root, manifest.raw)
+            if not report.ok:
+                raise report.error()
+            for w in report.warnings:
+                log.warning("%s: %s %s", manifest.root, w.path, w.problem)
         if manifest.pipeline != cls.kind:
             raise ModelFolderError(
                 f"{manifest.root} is an ldm3d-sr upscaler (RGBD in, RGBD out): load it with UpscalePipeline, or use "

@@ -47,8 +47,8 @@ class UpscalePipeline(DiffusionPipeline):
     @classmethod
     def load(cls, artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              num_threads: int | None = None, cache_dir: str | Path | None = None,
-             compile_now: bool = True) -> UpscalePipeline:
-        pipe = super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now)
+             compile_now: bool = True, verify: bool = True) -> UpscalePipeline:
+        pipe = super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now, verify)
         if compile_now:
             pipe._vae_encoder().compiled(pipe.manifest.height, pipe.manifest.width)
         return pipe

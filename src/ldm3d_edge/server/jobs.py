@@ -110,10 +110,10 @@ class Models(Runner):
     embedded model's ONNX exports are two; one OpenVINO folder serves both, panoramas at 2:1 with circular
     padding)."""
 
-    def __init__(self, perspective: Path, panorama: Path | None, device: str):
-        self.perspective = Pipeline.load(perspective, device=device)
+    def __init__(self, perspective: Path, panorama: Path | None, device: str, verify: bool = True):
+        self.perspective = Pipeline.load(perspective, device=device, verify=verify)
         other = panorama is not None and Path(panorama).resolve() != Path(perspective).resolve()
-        self.panorama = Pipeline.load(panorama, device=device) if other else self.perspective
+        self.panorama = Pipeline.load(panorama, device=device, verify=verify) if other else self.perspective
 
     def pick(self, pano: bool) -> Pipeline:
         return self.panorama if pano else self.perspective

@@ -73,8 +73,8 @@ def replica_class():
     @serve.deployment(name="Ldm3dReplica", max_ongoing_requests=1, ray_actor_options={"num_cpus": 1},
                       health_check_period_s=2, health_check_timeout_s=10)
     class Ldm3dReplica:
-        def __init__(self, perspective: str, panorama: str | None, device: str, board=None):
-            self.models = Models(Path(perspective), Path(panorama) if panorama else None, device)
+        def __init__(self, perspective: str, panorama: str | None, device: str, board=None, verify: bool = True):
+            self.models = Models(Path(perspective), Path(panorama) if panorama else None, device, verify)
             self.board = board
 
         def generate(self, job_id: str, request: dict, results_dir: str) -> dict:
@@ -96,7 +96,7 @@ def replica_class():
 
 
 def deploy(perspective: Path, panorama: Path | None, device: str = "auto", min_replicas: int = 1,
-           max_replicas: int = 2):
+           max_replicas: int = 2, verify: bool = True):
     """Deploy the replicas (proxy off); returns (deployment handle, progress board)."""
     from ray import serve
 
@@ -105,7 +105,7 @@ def deploy(perspective: Path, panorama: Path | None, device: str = "auto", min_r
     app = replica_class().options(autoscaling_config={
         "min_replicas": min_replicas, "max_replicas": max_replicas, "target_ongoing_requests": 1,
         "upscale_delay_s": 2, "downscale_delay_s": 60}).bind(str(perspective), panorama and str(panorama), device,
-                                                           board)
+                                                           board, verify)
     return serve.run(app, name=APP_NAME, route_prefix=None), board
 
 
@@ -159,7 +159,7 @@ def shutdown() -> None:
 
 
 def batch(prompts: list[str], out: Path, perspective: Path, panorama: Path | None, replicas: int,
-          settings: dict, device: str = "auto") -> list[dict]:
+          settings: dict, device: str = "auto", verify: bool = True) -> list[dict]:
     """Fan prompts out over `replicas` Ray actors (each loads the models once); results land in `out`
     (jobs.batch_result; settings: the GenerateRequest fields other than the prompt)."""
     import ray
@@ -171,7 +171,7 @@ def batch(prompts: list[str], out: Path, perspective: Path, panorama: Path | Non
     @ray.remote(num_cpus=1)
     class BatchWorker:
         def __init__(self):
-            self.models = Models(perspective, panorama, device)
+            self.models = Models(perspective, panorama, device, verify)
 
         def run(self, index: int, prompt: str) -> dict:
             return batch_result(self.models, index, prompt, settings, out)

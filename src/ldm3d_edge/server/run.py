@@ -24,8 +24,9 @@ def model_folders(model: str | None, device: str = "auto") -> tuple[Path, Path |
 
 def build_manager(model: str | None, results: str | Path, workers: int, queue_size: int, device: str = "auto",
                   ray: bool = False, ray_address: str | None = None, min_replicas: int = 1, keep: int = 0,
-                  min_free_mb: int = 0) -> tuple[JobManager, str]:
-    """The job manager with `workers` model replicas, in this process or (ray=True) on Ray Serve."""
+                  min_free_mb: int = 0, verify: bool = True) -> tuple[JobManager, str]:
+    """The job manager with `workers` model replicas, in this process or (ray=True) on Ray Serve; verify: check the
+    model folder's files against its manifest when each replica loads it."""
     if workers < 1 or queue_size < 1 or not 1 <= min_replicas <= workers:
         raise InvalidArgumentError(f"--workers and --queue-size must be >= 1 and --min-replicas from 1 to --workers, "
                                    f"got {workers}, {queue_size}, {min_replicas}")
@@ -34,24 +35,26 @@ def build_manager(model: str | None, results: str | Path, workers: int, queue_si
     limits = {"keep": keep, "min_free_mb": min_free_mb}
     perspective, panorama, name = model_folders(model, device)
     if not ray:
-        return JobManager(lambda: Models(perspective, panorama, device), results, workers, queue_size, **limits), name
+        return JobManager(lambda: Models(perspective, panorama, device, verify), results, workers, queue_size,
+                          **limits), name
     from . import ray_serve
 
     ray_serve.init_ray(ray_address)
-    handle, board = ray_serve.deploy(perspective, panorama, device, min_replicas=min_replicas, max_replicas=workers)
+    handle, board = ray_serve.deploy(perspective, panorama, device, min_replicas=min_replicas, max_replicas=workers,
+                                     verify=verify)
     return JobManager(lambda: ray_serve.RayRunner(handle, board), results, workers, queue_size, **limits), name
 
 
 def serve(model: str | None, host: str, port: int, results: str | Path, workers: int = 1, queue_size: int = 4,
           api_key: str | None = None, device: str = "auto", ray: bool = False, ray_address: str | None = None,
-          min_replicas: int = 1, keep: int = 0, min_free_mb: int = 0) -> None:
+          min_replicas: int = 1, keep: int = 0, min_free_mb: int = 0, verify: bool = True) -> None:
     import uvicorn
 
     if not is_loopback(host) and not api_key:
         print(f"warning: serving on {host} without an API key: anyone who reaches this machine can generate "
               "(set --api-key or LDM3D_API_KEY)", flush=True)
     manager, name = build_manager(model, results, workers, queue_size, device, ray, ray_address, min_replicas,
-                                  keep, min_free_mb)
+                                  keep, min_free_mb, verify)
     app = create_app(manager, results, api_key=api_key, model_name=name)
     where = f"Ray Serve, {min_replicas}-{workers} replica(s)" if ray else f"{workers} worker(s)"
     kept = f"the newest {keep} kept" if keep else "all kept"
@@ -84,7 +87,8 @@ def view(result: str | Path, host: str = "127.0.0.1", port: int = 8765, open_bro
 
 
 def batch(prompts: list[str], out: Path, model: str | None, steps: int = 30, seed: int = 0, pano: bool = False,
-          device: str = "auto", ray: bool = False, ray_address: str | None = None, replicas: int = 2) -> list[dict]:
+          device: str = "auto", ray: bool = False, ray_address: str | None = None, replicas: int = 2,
+          verify: bool = True) -> list[dict]:
     """Every prompt to a result in `out`, here or over Ray; writes out/batch.json and returns its rows."""
     import json
 
@@ -104,11 +108,11 @@ def batch(prompts: list[str], out: Path, model: str | None, steps: int = 30, see
 
         ray_serve.init_ray(ray_address)
         try:
-            rows = ray_serve.batch(prompts, out, perspective, panorama, replicas, settings, device)
+            rows = ray_serve.batch(prompts, out, perspective, panorama, replicas, settings, device, verify)
         finally:
             ray_serve.shutdown()
     else:
-        models = Models(perspective, panorama, device)
+        models = Models(perspective, panorama, device, verify)
         rows = [batch_result(models, i, prompt, settings, out) for i, prompt in enumerate(prompts)]
     atomic_write(out / "batch.json", lambda p: Path(p).write_text(json.dumps(
         {"model": name, "ray": ray, "replicas": replicas if ray else 1, "results": rows}, indent=2)))
