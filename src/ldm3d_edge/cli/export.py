@@ -9,11 +9,13 @@ from .common import Subparsers, int_arg
 
 
 def register(sub: Subparsers) -> None:
-    e = sub.add_parser("export", help="diffusers LDM3D folder -> ONNX / OpenVINO artifact folder",
-                       description="Export a local diffusers LDM3D checkpoint (ldm3d, ldm3d-4c, ldm3d-pano layout) to "
-                                   "static-shape ONNX and/or OpenVINO IR plus manifest.json. Needs the [export] extra.")
+    e = sub.add_parser("export", help="diffusers LDM3D folder or hub id -> ONNX / OpenVINO artifact folder",
+                       description="Export a diffusers LDM3D checkpoint (ldm3d, ldm3d-4c, ldm3d-pano, ldm3d-sr "
+                                   "layout; a local folder or a hub id) to static-shape ONNX and/or OpenVINO IR plus "
+                                   "manifest.json. Needs the [export] extra.")
     e.add_argument("src", help="local diffusers folder with model_index.json, unet/, vae/, text_encoder/, tokenizer/, "
-                               "scheduler/")
+                               "scheduler/; or a Hugging Face hub id (Intel/ldm3d-4c), taken from the hub cache or "
+                               "downloaded there (only the files the export reads; HF_HUB_OFFLINE=1: the cache only)")
     e.add_argument("out", help="artifact folder to create")
     e.add_argument("--format", default="both", choices=["openvino", "onnx", "both"], help="default: both")
     e.add_argument("--height", type=int_arg, help="export resolution (default: the UNet's sample_size x 8)")
@@ -24,13 +26,15 @@ def register(sub: Subparsers) -> None:
                    help="OpenVINO IR only: store in float16 every weight that float16 holds exactly, compute in "
                         "float32: the same outputs as FP32, half the size for checkpoints saved in float16")
     e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    e.add_argument("--revision", help="with a hub id: the branch, tag or commit to export (default: main)")
     e.set_defaults(run=run)
 
 
 def run(a: argparse.Namespace) -> int:
     *_, export = need_extra("'ldm3d export'", "export", "torch", "diffusers", "ldm3d_edge.export")
     m = export.export_pipeline(a.src, a.out, fmt=a.format, height=a.height, width=a.width, fp16=a.fp16,
-                               fp16_weights=a.fp16_weights, overwrite=a.overwrite)
+                               fp16_weights=a.fp16_weights, overwrite=a.overwrite,
+                               revision=a.revision)
     print(f"exported {a.src} -> {a.out} ({', '.join(m['formats'])}, {m['precision']}, {m['width']}x{m['height']}, "
           f"{m['vae_channels']}-channel VAE) in {m['export_seconds']:.1f}s")
     return 0

@@ -14,6 +14,7 @@ from ..runtime import constants as C
 from ..runtime.errors import InvalidArgumentError, ModelFolderError
 from ..runtime.result import atomic_folder
 from .graphs import build_graphs
+from .hub import resolve_source
 from .manifest import tensor_specs, write_manifest
 from .source import check_size, inspect_source, load_torch_parts
 from .writers import write_onnx, write_openvino
@@ -24,8 +25,9 @@ FORMAT_CHOICES = {"onnx": [C.FORMAT_ONNX], "openvino": [C.FORMAT_OPENVINO], "bot
 
 def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height: int | None = None,
                     width: int | None = None, fp16: bool = False, overwrite: bool = False,
-                    progress: bool = True, fp16_weights: bool = False) -> dict:
-    """Export the diffusers LDM3D folder `src` to `out`; returns the manifest dict.
+                    progress: bool = True, fp16_weights: bool = False, revision: str | None = None) -> dict:
+    """Export the diffusers LDM3D folder `src` (or a Hugging Face hub id, at `revision`: export/hub.py) to `out`;
+    returns the manifest dict.
 
     fp16: the graphs compute in float16 (ONNX converted, IR compressed). fp16_weights (OpenVINO IR only): the IR
     stores in float16 every weight that float16 holds exactly (writers.store_exact_fp16) and OpenVINO turns them
@@ -44,7 +46,9 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InvalidArgumentError(f"output folder {out} exists and is not empty (pass overwrite=True / --overwrite)")
-    source = inspect_source(src)
+    path, hub = resolve_source(src, revision)
+    source = inspect_source(path)
+    source.hub = hub
     height = source.default_size if height is None else height
     width = source.default_size if width is None else width
     check_size(height, width, source.vae_scale_factor)

@@ -21,6 +21,7 @@ class Source:
     unet_config: dict
     vae_config: dict
     scheduler_config: dict
+    hub: str | None = None      # "repo_id@commit" when the folder is a Hugging Face hub snapshot
 
     @property
     def pipeline(self) -> str:
