@@ -162,3 +162,42 @@ def test_generate_init_runs_image_to_image_from_a_result(embedded, tmp_path, cap
     assert json.loads((tmp_path / "b.json").read_text())["img2img_strength"] == 0.5
     assert main(["generate", "x", "--init", str(tmp_path / "missing"), "--out", str(tmp_path / "no")]) == 2
     assert "missing not found" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("model", ["tiny4", "tiny6"])
+def test_img2img_from_an_rgbd_image_matches_diffusers_through_the_encoder(request, model):
+    """From an RGBD image (not latents): the VAE encoder, the scaling factor (0.18215 on the tiny models, so a
+    missing or inverted factor fails; the embedded model's is 1.0), the noise and the denoising against diffusers'
+    own encode -> scale (retrieve_latents in argmax mode, the latent mean our runtime takes, times
+    vae.config.scaling_factor) fed to StableDiffusionImg2ImgPipeline. 4- and 6-channel VAE."""
+    from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
+
+    src, art = request.getfixturevalue(model)
+    r = diffusers.StableDiffusionLDM3DPipeline.from_pretrained(str(src), safety_checker=None, feature_extractor=None,
+                                                             requires_safety_checker=False)
+    factor = r.vae.config.scaling_factor
+    assert abs(factor - 1) > 0.5
+    pipe = Pipeline.load(art, device="openvino:CPU")
+    m = pipe.manifest
+    assert m.vae_scaling_factor == factor
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (m.height, m.width, 3)).astype(np.uint8)
+    depth = rng.random((m.height, m.width)).astype(np.float32)
+    image = torch.from_numpy(rgbd_to_image(rgb, depth, m.depth_encoding, m.vae_channels))
+    steps, strength, seed = 10, 0.7, 11
+    with torch.no_grad():
+        latents = retrieve_latents(r.vae.encode(image), sample_mode="argmax") * factor
+    ref = diffusers.StableDiffusionImg2ImgPipeline(
+        vae=r.vae, text_encoder=r.text_encoder, tokenizer=r.tokenizer, unet=r.unet, scheduler=r.scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    ref.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        want = ref(PROMPT, image=latents, strength=strength, num_inference_steps=steps, guidance_scale=5.0,
+                   generator=torch.Generator().manual_seed(seed), output_type="np").images[0]
+    assert want.shape == (m.height, m.width, m.vae_channels) and want.std() > 0.01
+    want_rgb, want_depth = split_rgbd(want.transpose(2, 0, 1)[None] * 2 - 1, m.depth_encoding)
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).numpy()
+    out = pipe.img2img(rgb, depth, PROMPT, strength=strength, num_inference_steps=steps, guidance_scale=5.0,
+                       noise=noise)
+    np.testing.assert_allclose(out.rgb_float, want_rgb, atol=ATOL)
+    np.testing.assert_allclose(out.depth, want_depth, atol=ATOL if m.vae_channels == 4 else 2 / 255)
