@@ -53,6 +53,15 @@ def embedded(ov_cache):
     return embedded_artifacts(progress=False)
 
 
+@pytest.fixture(scope="session")
+def cpu_bf16() -> bool:
+    """Whether this CPU runs bf16 (OpenVINO's optimization capabilities): with it the bf16 hint must change the
+    output a little; without it OpenVINO runs f32 and the output must not change at all."""
+    from ldm3d_edge.runtime.backends.openvino_backend import core
+
+    return "BF16" in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 @pytest.fixture
 def wait_job():
     """wait_job(client, job_id, until=final states, timeout) -> the job's status JSON once it reaches `until`."""

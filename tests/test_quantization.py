@@ -137,10 +137,12 @@ def test_quality_report_files_parse_back(int8, tiny4, tmp_path, capsys):
     assert "RGB PSNR" in capsys.readouterr().out
 
 
-def test_bf16_against_f32_is_one_folder_at_two_precisions(tiny4, tmp_path):
+def test_bf16_against_f32_is_one_folder_at_two_precisions(tiny4, tmp_path, cpu_bf16):
     r = quality.compare(tiny4[1], tiny4[1], ["a blue cone"], seeds=1, steps=3, test_precision="bf16", progress=False)
     assert r["test"]["inference_precision"] == "bf16" and r["reference"]["precision"] == "fp32"
-    assert 20 < r["summary"]["rgb_psnr_db"] < 200
+    psnr = r["summary"]["rgb_psnr_db"]
+    # bf16 (8 mantissa bits) is close to f32 but not equal; identical outputs read the metric's cap, 120 dB
+    assert (25 < psnr < 90) if cpu_bf16 else psnr >= 100, (cpu_bf16, psnr)
 
 
 @pytest.mark.parametrize("args, needle", [
