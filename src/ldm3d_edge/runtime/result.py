@@ -9,6 +9,7 @@ import re
 import shutil
 import statistics
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,21 +122,44 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_folder(out: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder to fill; on success it replaces `out` (removed first if present), on any
-    error it is deleted: `out` is either complete or as it was."""
+    """Yield a temporary sibling folder to fill; on success it replaces `out`, on any error it is deleted: `out` is
+    either complete or as it was.
+
+    Safe when processes export the same folder at once (two kiosk workers' first use, say): each fills its own
+    temporary folder, and the swap, under an exclusive lock on a sibling lock file, renames the old `out` aside
+    and the new one in before the old one is deleted. A process reading the old folder keeps the files it opened,
+    and `out` is never a folder being deleted or half-written (it is missing only between the two renames)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         yield tmp
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        aside = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with _folder_lock(out):
+            if out.exists():
+                os.replace(out, aside)
+            os.replace(tmp, out)
+        shutil.rmtree(aside, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def _folder_lock(out: Path) -> Iterator[None]:
+    """An exclusive advisory lock on <parent>/.<name>.lock (POSIX flock; where there is none, no lock)."""
+    try:
+        import fcntl
+    except ImportError:   # Windows: the renames alone
+        yield
+        return
+    with open(out.parent / f".{out.name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass
