@@ -1,7 +1,8 @@
 """What ldm3d-edge keeps in its cache folder ($LDM3D_EDGE_CACHE, else ~/.cache/ldm3d-edge), and clearing it.
 
-The cache only grows on its own: each version of the embedded model is exported once (about 300 MB), OpenVINO
-writes compiled blobs for every model and precision it loads, and `ldm3d bench` keeps its full-size models.
+The cache only grows on its own: OpenVINO writes compiled blobs for every model and precision it loads, the
+embedded model is exported there (about 300 MB a version) when an ONNX device asks for it, `ldm3d bench` keeps its
+full-size models, and verified.json remembers the hashes of verified model files.
 `ldm3d cache` shows it; `ldm3d cache --clear KIND` removes one kind of CLEAR_KINDS.
 """
 
