@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def _write_remembered(entries: dict[str, list[Any]]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         merged = {**_read_remembered(), **entries}
         merged = {k: v for k, v in merged.items() if os.path.exists(k)}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")   # workers load in threads
         tmp.write_text(json.dumps(merged))
         os.replace(tmp, path)
     except OSError as e:     # a read-only cache folder must not stop a kiosk: it only hashes again next time
