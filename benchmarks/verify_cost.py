@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine()}
     on, off = result["load_median_s"]["verify on"], result["load_median_s"]["verify off"]
     md = (f"# Verifying a full-size model folder\n\n{result['model']}: {size / 1e9:.2f} GB in {cold.files} files; "
-          f"{result['machine'].get('cpu', '')}\n\n"
+          f"{result['machine'].get('cpu', '')}, {result['machine'].get('cores')} cores, "
+          f"{' '.join(result['machine'].get('isa', []))}\n\n"
           "| what | seconds |\n|---|---|\n"
           f"| first verification: every file hashed (page cache {'dropped' if dropped else 'as it was'}) | "
           f"{cold.seconds:.2f} ({result['first_verify_gb_per_s']} GB/s) |\n"
