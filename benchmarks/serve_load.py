@@ -162,12 +162,14 @@ def markdown(r: dict) -> str:
     lines = [f"`ldm3d serve` load test on loopback: {r['requests']} requests from {r['clients']} clients, queue "
              f"{r['queue_size']}, {r['workers']} worker, {r['body']['steps']} steps, model {r['model']}", "",
              "| clients on 429 | POSTs | final 200 | final 429 | 5xx | accepted done | distinct result files | "
-             "p50 s | p95 s | server RSS before / after MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "p50 s | p95 s | server RSS before / after MB | server heap (RssAnon) before / after MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in r["scenarios"].items():
         lines.append(
             f"| {name} | {s['posts']} | {s['status_counts'].get('200', 0)} | {s['status_counts'].get('429', 0)} | "
             f"{s['server_errors']} | {s['done']}/{s['accepted']} | {s['distinct_files']}/{s['files']} | "
-            f"{s['latency_p50_s']} | {s['latency_p95_s']} | {s['rss_before_mb']:.0f} / {s['rss_after_mb']:.0f} |")
+            f"{s['latency_p50_s']} | {s['latency_p95_s']} | {s['rss_before_mb']:.0f} / {s['rss_after_mb']:.0f} | "
+            f"{s['anon_before_mb']:.1f} / {s['anon_after_mb']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
