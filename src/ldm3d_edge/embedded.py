@@ -22,6 +22,7 @@ from .extras import need_extra
 from .runtime import constants as C
 from .runtime.constants import cache_base
 from .runtime.errors import ModelFolderError
+from .runtime.verify import hash_into
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def fingerprint(model_dir: Path) -> str:
     for p in sorted(Path(model_dir).rglob("*")):
         if p.is_file() and p.suffix in (".json", ".safetensors", ".txt") and "eval" not in p.parts:
             h.update(p.relative_to(model_dir).as_posix().encode())
-            h.update(p.read_bytes())
+            hash_into(h, p)
     return h.hexdigest()[:12]
 
 

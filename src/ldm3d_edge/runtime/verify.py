@@ -62,13 +62,18 @@ class VerifyReport:
                                 "('ldm3d export') or download it again; 'ldm3d verify' lists every file")
 
 
-def sha256_file(path: Path, on_bytes: Any = None) -> str:
-    h = hashlib.sha256()
+def hash_into(h: Any, path: Path, on_bytes: Any = None) -> None:
+    """Feed a file to the hash object `h` in 16 MB blocks (a 3.4 GB UNet is never read whole into memory)."""
     with open(path, "rb") as f:
         while block := f.read(_CHUNK):
             h.update(block)
             if on_bytes is not None:
                 on_bytes(len(block))
+
+
+def sha256_file(path: Path, on_bytes: Any = None) -> str:
+    h = hashlib.sha256()
+    hash_into(h, path, on_bytes)
     return h.hexdigest()
 
 
