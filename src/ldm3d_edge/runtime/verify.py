@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 from . import constants as C
 from .errors import ModelFolderError
+from .result import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,7 @@ def _write_remembered(entries: dict[str, list[Any]]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         merged = {**_read_remembered(), **entries}
         merged = {k: v for k, v in merged.items() if os.path.exists(k)}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")   # workers load in threads
-        tmp.write_text(json.dumps(merged))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(merged)))   # a unique temporary name
     except OSError as e:     # a read-only cache folder must not stop a kiosk: it only hashes again next time
         log.warning("cannot remember verified hashes in %s: %s", path, e)
 
