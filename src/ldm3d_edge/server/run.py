@@ -12,14 +12,14 @@ from .jobs import JobManager, Models
 
 
 def model_folders(model: str | None, device: str = "auto") -> tuple[Path, Path | None, str]:
-    """(perspective artifacts, panorama artifacts or None when the same folder serves both, name): a --model
-    folder, or the embedded model."""
+    """(perspective artifacts, panorama artifacts or None, name): a --model folder, or the embedded model (one
+    folder for both when it is the shipped IR: Models loads it once)."""
     if model:
         return Path(model), None, Path(model).name
     from ..embedded import embedded_artifacts
 
     perspective, panorama, src = embedded_artifacts(device=device)
-    return perspective, None if panorama == perspective else panorama, src.name
+    return perspective, panorama, src.name
 
 
 def build_manager(model: str | None, results: str | Path, workers: int, queue_size: int, device: str = "auto",
