@@ -59,3 +59,25 @@ def test_reconstruction_metrics():
     assert M.psnr(a, a) > 100 and abs(M.psnr(a, a + 0.1) - 20.0) < 1e-6
     gt = np.full((4, 4), 0.5)
     assert abs(M.abs_rel(gt * 1.1, gt) - 0.1) < 1e-9
+
+
+def test_wall_and_floor_are_named_on_renders_and_a_plain_wall_has_no_colour():
+    """Floors: references from 24 renders name the floors of 24 others; walls: coloured walls by their hue
+    (both panorama rooms and perspective walls), white and grey walls as None."""
+    refs: dict[str, list] = {}
+    for seed in range(9_000_100, 9_000_124):
+        s = S.sample(seed, 96)
+        refs.setdefault(s.scene.floor, []).append(s.rgb[M.floor_band(s.depth)].mean(0))
+    means = {k: np.mean(v, 0) for k, v in refs.items()}
+    assert len(means) == 4
+    hits = [M.floor_name(s.rgb, s.depth, means) == s.scene.floor
+            for s in (S.sample(seed, 96) for seed in range(9_000_200, 9_000_224))]
+    assert np.mean(hits) >= 0.95
+    for seed in range(10):
+        pano = seed % 2 == 1
+        s = S.sample(seed, 64 if pano else 96, panorama=pano, wall_colours=1.0)
+        plain = S.sample(seed, 64 if pano else 96, panorama=pano)
+        if s.scene.wall != "sky":
+            assert M.wall_colour(s.rgb, s.depth, pano) == s.scene.wall
+        if plain.scene.wall in ("white", "grey"):
+            assert M.wall_colour(plain.rgb, plain.depth, pano) is None

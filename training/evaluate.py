@@ -1,5 +1,6 @@
 """Evaluate the embedded model: VAE reconstruction (PyTorch), prompt adherence and depth/RGB agreement
-through the exported runtime (not PyTorch), and a contact sheet of 16 prompts.
+through the exported runtime (not PyTorch) on held-out long captions and on held-out short prompts
+(training/captions.py), wall and floor words, and two contact sheets.
 
     python -m training.evaluate --model models/ldm3d-edge-tiny --out models/ldm3d-edge-tiny/eval
 """
@@ -18,8 +19,13 @@ from tqdm.auto import tqdm
 from ldm3d_edge import metrics as M
 from ldm3d_edge.runtime.result import atomic_write
 
+from .captions import short_prompt_set
 from .dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, ensure_splits, heldout_splits, load_split
 from .scenes import sample
+
+SHORT_SEED0 = 1000      # generation seeds of the short-prompt set (the long-caption set uses 0..N-1)
+SHORT_BARS = {"colour_adherence": (">=", 0.95), "nearer_adherence": (">=", 0.98)}
+SHORT_PANO_BARS = {"colour_adherence": (">=", 0.90), "nearer_adherence": (">=", 0.98)}
 
 BARS = {"vae_rgb_psnr_db": (">=", 28.0), "vae_depth_absrel": ("<=", 0.05), "colour_adherence": (">=", 0.80),
         "nearer_adherence": (">=", 0.90), "depth_rgb_iou": (">=", 0.60)}
@@ -87,6 +93,116 @@ def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
     return agg, rows
 
 
+def _floor_word(caption) -> str:
+    return str(caption).split(" floor")[0].rsplit(" ", 1)[-1]
+
+
+def floor_references(data: Path) -> tuple[dict, dict]:
+    """Mean RGB of each named floor's band on the first half of the held-out renders (perspective, panorama) —
+    what the floor metric compares a generated floor with."""
+    refs = []
+    for split, pano in (("heldout-128.npz", False), ("heldout_pano-128.npz", True)):
+        d = load_split(data / split)
+        by_name: dict[str, list] = {}
+        for k in range(len(d["rgb"]) // 2):
+            floor = _floor_word(d["caption"][k])
+            rgb, depth = d["rgb"][k] / 255.0, d["depth"][k] / 65535.0
+            band = M.floor_band(depth, pano)
+            by_name.setdefault(floor, []).append(rgb[band].mean(0))
+        refs.append({name: np.mean(v, 0) for name, v in by_name.items()})
+    return refs[0], refs[1]
+
+
+def metric_check(data: Path, refs: tuple[dict, dict]) -> dict:
+    """The wall and floor metrics on rendered ground truth (held-out renders the references did not use; walls
+    from data version 2 renders with every wall coloured)."""
+    walls = {"perspective": [], "panorama": []}
+    for k in range(60):
+        pano = k % 2 == 1
+        s = sample(9_700_000 + k, 64 if pano else 128, panorama=pano, wall_colours=1.0)
+        if s.scene.wall != "sky":
+            walls["panorama" if pano else "perspective"].append(M.wall_colour(s.rgb, s.depth, pano) == s.scene.wall)
+    floors = {}
+    for (split, pano), ref in zip((("heldout-128.npz", False), ("heldout_pano-128.npz", True)), refs):
+        d = load_split(data / split)
+        hits = [M.floor_name(d["rgb"][k] / 255.0, d["depth"][k] / 65535.0, ref, pano) == _floor_word(d["caption"][k])
+                for k in range(len(d["rgb"]) // 2, len(d["rgb"]))]
+        floors["panorama" if pano else "perspective"] = {"share": float(np.mean(hits)), "n": len(hits)}
+    return {"wall_colour_on_renders": {k: {"share": float(np.mean(v)), "n": len(v)} for k, v in walls.items()},
+            "floor_on_renders": floors}
+
+
+def short_adherence(artifacts: Path, entries: list[dict], steps: int, guidance: float, device: str,
+                    panorama: bool, refs: dict) -> tuple[dict, list]:
+    """Generate each held-out short prompt (seeds SHORT_SEED0 + k) and score the object, and the wall and floor
+    where the prompt names them."""
+    from ldm3d_edge.runtime import Pipeline
+
+    pipe = Pipeline.load(artifacts, device=device)
+    rows, t0 = [], time.perf_counter()
+    for k, e in enumerate(tqdm(entries, desc="short panorama prompts" if panorama else "short prompts",
+                               unit="prompt")):
+        out = pipe(e["prompt"], num_inference_steps=steps, guidance_scale=guidance, seed=SHORT_SEED0 + k,
+                   **size(panorama))
+        r = {"prompt": e["prompt"], "seed": SHORT_SEED0 + k, **M.adherence(out.rgb_float, out.depth, e["colour"])}
+        if "wall" in e:
+            r["wall_found"] = M.wall_colour(out.rgb_float, out.depth, panorama)
+            r["wall_ok"] = r["wall_found"] == e["wall"]
+        if "floor" in e:
+            r["floor_found"] = M.floor_name(out.rgb_float, out.depth, refs, panorama)
+            r["floor_ok"] = r["floor_found"] == e["floor"]
+        rows.append(r)
+    agg = {"colour_adherence": float(np.mean([r["colour_ok"] for r in rows])),
+           "nearer_adherence": float(np.mean([r["nearer_ok"] for r in rows])),
+           "depth_rgb_iou": float(np.mean([r["iou"] for r in rows])), "n": len(rows), "steps": steps,
+           "guidance": guidance, "device": pipe.device, "seconds": time.perf_counter() - t0}
+    for key in ("wall_ok", "floor_ok"):
+        hits = [r[key] for r in rows if key in r]
+        if hits:
+            agg[key.replace("_ok", "_adherence")] = float(np.mean(hits))
+            agg[key.replace("_ok", "_n")] = len(hits)
+    return agg, rows
+
+
+def short_contact_sheet(artifacts: Path, out: Path, steps: int, device: str) -> list[str]:
+    """Held-out short prompts, RGB above depth: 8 perspective, 8 with a coloured wall, then 8 panoramas in two
+    rows of 4. Returns the prompts in reading order."""
+    from ldm3d_edge.runtime import Pipeline
+
+    sets = short_prompt_set()
+    groups = ((sets["perspective"][1::10], False, 8), (sets["walls"][::4], False, 8),
+              (sets["panorama"][2::5], True, 4))
+    pipe = Pipeline.load(artifacts, device=device)
+    prompts, rows = [], []
+    for entries, pano, per_row in groups:
+        tiles = []
+        for k, e in enumerate(entries):
+            o = pipe(e["prompt"], num_inference_steps=steps, seed=SHORT_SEED0 + k, **size(pano))
+            prompts.append(e["prompt"])
+            tiles.append(np.concatenate([o.rgb, np.repeat((o.depth[..., None] * 255).astype(np.uint8), 3, -1)], 0))
+        rows += [np.concatenate(tiles[i:i + per_row], 1) for i in range(0, len(tiles), per_row)]
+    atomic_write(out, lambda p: Image.fromarray(np.concatenate(rows, 0)).save(p, format="PNG"))
+    return prompts
+
+
+def evaluate_short(persp: Path, pano: Path, data: Path, out: Path, steps: int, guidance: float,
+                   device: str) -> tuple[dict, dict]:
+    """The short-prompt evaluation: (results with bars, every scored sample)."""
+    ensure_splits(data, heldout_splits(300))
+    refs = floor_references(data)
+    sets = short_prompt_set()
+    res: dict = {"metric_check": metric_check(data, refs)}
+    samples = {}
+    for key, art, is_pano in (("perspective", persp, False), ("panorama", pano, True), ("walls", persp, False),
+                              ("panorama_walls", pano, True)):
+        res[key], samples[key] = short_adherence(art, sets[key], steps, guidance, device, is_pano,
+                                                 refs[1] if is_pano else refs[0])
+    res["bars"] = {"perspective": bars(res["perspective"], SHORT_BARS),
+                   "panorama": bars(res["panorama"], SHORT_PANO_BARS)}
+    res["contact_sheet"] = short_contact_sheet(persp, out / "contact_sheet_short.png", steps, device)
+    return res, samples
+
+
 def contact_sheet(artifacts: Path, pano_artifacts: Path, out: Path, steps: int, device: str) -> list[str]:
     """16 held-out prompts, each RGB above its depth: a row of 8 perspective scenes (128x128), then two rows of
     4 panoramas (256x128). Returns the prompts in reading order."""
@@ -120,10 +236,24 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--guidance", type=float, default=5.0)
     ap.add_argument("--device", default="openvino:CPU")
+    ap.add_argument("--only", choices=("all", "long", "short"), default="all",
+                    help="long: the held-out captions and the VAE; short: the held-out short prompts")
     a = ap.parse_args(argv)
     persp, pano, model_dir = embedded_artifacts(a.model)
     out = Path(a.out or model_dir / "eval")
     out.mkdir(parents=True, exist_ok=True)
+    if a.only in ("all", "short"):
+        short, short_rows = evaluate_short(persp, pano, Path(a.data), out, a.steps, a.guidance, a.device)
+        write_json(out / "eval_short.json", short)
+        write_json(out / "samples_short.json", short_rows)
+        for key in ("perspective", "panorama", "walls", "panorama_walls"):
+            r = short[key]
+            extra = "".join(f"  {k} {r[k]:.3f} (n={r[k.replace('adherence', 'n')]})"
+                            for k in ("wall_adherence", "floor_adherence") if k in r)
+            print(f"short {key:15s} colour {r['colour_adherence']:.3f}  nearer {r['nearer_adherence']:.3f}  "
+                  f"iou {r['depth_rgb_iou']:.3f}  n={r['n']}{extra}")
+        if a.only == "short":
+            return 0
     res = {"vae": vae_reconstruction(model_dir, Path(a.data), 300)}
     res["prompts"], rows = adherence(persp, a.prompts, a.steps, a.guidance, a.device)
     res["panorama_prompts"], pano_rows = adherence(pano, a.pano_prompts, a.steps, a.guidance, a.device, True)

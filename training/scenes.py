@@ -23,6 +23,9 @@ SHAPES = ("sphere", "cube", "cone", "cylinder", "torus")
 FLOORS = {"grey": (0.55, 0.55, 0.55), "beige": (0.72, 0.66, 0.52), "dark": (0.28, 0.28, 0.30),
           "brown": (0.45, 0.33, 0.22)}
 WALLS = {"white": (0.85, 0.85, 0.82), "grey": (0.62, 0.63, 0.66), "sky": None}
+# Coloured walls (data version 2): each named colour mixed with white, so an object of another colour still stands
+# out against it; the wall's hue stays that colour's (saturation ~0.5, named by the same hue rule as objects).
+WALL_COLOURS = {name: tuple(0.65 * c + 0.35 * w for c, w in zip(rgb, WALLS["white"])) for name, rgb in COLOURS.items()}
 SIDES = {"left": -1.3, "centre": 0.0, "right": 1.3}
 CAMERA_Y = 1.1
 FAR = 40.0
@@ -193,7 +196,7 @@ def render(scene: Scene, width: int, height: int, fov_deg: float = 60.0) -> Samp
         ids = ident[h]
         albedo[ids == -1] = np.array(FLOORS[scene.floor]) * _checker(ph[ids == -1])[:, None]
         if scene.wall != "sky":
-            albedo[ids == -2] = WALLS[scene.wall]
+            albedo[ids == -2] = WALLS.get(scene.wall) or WALL_COLOURS[scene.wall]
         for k, obj in enumerate(scene.objects):
             albedo[ids == k] = COLOURS[obj.colour]
         lam = np.clip(n @ LIGHT, 0, 1)
@@ -221,8 +224,23 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def random_scene(rng: np.random.Generator) -> Scene:
-    """1-3 objects; the first one named in the caption is the nearest."""
+def _coloured_wall(rng: np.random.Generator, wall: str, objects: list[Obj], share: float) -> str:
+    """With probability `share`, a wall (not a sky) takes a named colour that no object has. Drawn after every
+    other draw, so share 0 leaves each seed's scene exactly as data version 1 rendered it."""
+    if share <= 0 or wall == "sky" or rng.random() >= share:
+        return wall
+    free = [c for c in COLOURS if c not in {o.colour for o in objects}]
+    return str(rng.choice(free))
+
+
+def backdrop_words(wall: str) -> str:
+    return {"sky": "under a blue sky", "white": "before a white wall", "grey": "before a grey wall"}.get(
+        wall, f"before {_article(wall)} {wall} wall")
+
+
+def random_scene(rng: np.random.Generator, wall_colours: float = 0.0) -> Scene:
+    """1-3 objects; the first one named in the caption is the nearest. `wall_colours`: the share of walls that
+    take a named colour (0 in data version 1)."""
     n = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
     colours = list(rng.choice(list(COLOURS), size=n, replace=False))
     shapes = list(rng.choice(SHAPES, size=n))
@@ -243,12 +261,12 @@ def random_scene(rng: np.random.Generator) -> Scene:
     if n >= 2:
         others = " and ".join(f"{_article(o.colour)} {o.name}" for o in objects[1:])
         words += f" in front of {others}"
-    backdrop = {"sky": "under a blue sky", "white": "before a white wall", "grey": "before a grey wall"}[wall]
-    caption = f"{words} on a {floor} floor {backdrop}"
+    wall = _coloured_wall(rng, wall, objects, wall_colours)
+    caption = f"{words} on a {floor} floor {backdrop_words(wall)}"
     return Scene(objects, floor, wall, caption, meta={"wall_z": 8.5, "sides": sides})
 
 
-def random_panorama(rng: np.random.Generator) -> Scene:
+def random_panorama(rng: np.random.Generator, wall_colours: float = 0.0) -> Scene:
     n = int(rng.choice([1, 2, 3]))
     colours = list(rng.choice(list(COLOURS), size=n, replace=False))
     shapes = list(rng.choice(SHAPES, size=n))
@@ -259,12 +277,14 @@ def random_panorama(rng: np.random.Generator) -> Scene:
                    float(rng.uniform(0.55, 0.85))) for s, c, a in zip(shapes, colours, angles)]
     things = " and ".join(f"{_article(o.colour)} {o.name}" for o in objects)
     place = "a room with" if wall != "sky" else "a plain with"
-    return Scene(objects, floor, wall, f"360 view of {place} {things} on a {floor} floor", panorama=True)
+    wall = _coloured_wall(rng, wall, objects, wall_colours)
+    walls = f" with {wall} walls" if wall in COLOURS else ""
+    return Scene(objects, floor, wall, f"360 view of {place} {things} on a {floor} floor{walls}", panorama=True)
 
 
-def sample(seed: int, size: int = 128, panorama: bool = False) -> Sample:
-    """The deterministic sample number `seed`."""
+def sample(seed: int, size: int = 128, panorama: bool = False, wall_colours: float = 0.0) -> Sample:
+    """The deterministic sample number `seed` (`wall_colours` > 0: data version 2, some walls coloured)."""
     rng = np.random.default_rng(seed)
     if panorama:
-        return render(random_panorama(rng), 2 * size, size)
-    return render(random_scene(rng), size, size)
+        return render(random_panorama(rng, wall_colours), 2 * size, size)
+    return render(random_scene(rng, wall_colours), size, size)

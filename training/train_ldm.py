@@ -4,6 +4,11 @@ latents of rendered scenes, then save the whole model as a standard StableDiffus
     python -m training.train_ldm --data training/data --vae training/runs/vae/final \\
         --run training/runs/ldm --steps 6000 --out models/ldm3d-edge-tiny
 
+A fine-tune of the shipped model (the VAE untouched; --init takes the shipped pipeline folder):
+
+    python -m training.train_ldm --vae src/ldm3d_edge/models/ldm3d-edge-tiny/vae --no-unit-latents \\
+        --init src/ldm3d_edge/models/ldm3d-edge-tiny --short-captions 0.6 --run training/runs/ldm-short ...
+
 One model serves both 128x128 perspective scenes and 256x128 "360 view of" panoramas (the UNet is
 convolutional); batches alternate between the two. Resumes from <run>/checkpoint.pt.
 """
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .captions import variant
 from .common import Timer, load_checkpoint, rgbd_tensor, save_checkpoint, seed_everything
 from .dataset import load_split, train_paths
 
@@ -35,13 +41,22 @@ def flip_caption(c: str) -> str:
     return c.replace(" left", " \0").replace(" right", " left").replace(" \0", " right")
 
 
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def encode_latents(vae, rgb, depth, batch: int = 64):
     """Posterior mean and std of every image (and of its mirror image) under the trained VAE."""
     import torch
 
     means, stds = [], []
-    # bf16 autocast halves the encoding time on AVX512-BF16/AMX; the latents are stored in fp32
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    # bf16 autocast halves the encoding time on AVX512-BF16/AMX (the latents are stored in fp32); without native
+    # bf16 it is emulated and slower, so fp32 there
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
         for flip in (False, True):
             for i in range(0, len(rgb), batch):
                 r, d = rgb[i:i + batch], depth[i:i + batch]
@@ -104,7 +119,11 @@ def main(argv=None) -> int:
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--pano-every", type=int, default=4, help="every n-th batch is panoramas")
     ap.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
-    ap.add_argument("--init", default=None, help="start the text encoder and UNet from another run's checkpoint.pt")
+    ap.add_argument("--init", default=None, help="start the text encoder and UNet from another run's checkpoint.pt "
+                    "or from a pipeline folder (its text_encoder/ and unet/)")
+    ap.add_argument("--short-captions", type=float, default=0.0,
+                    help="share of captions replaced by a shorter true variant (training/captions.py); needs data "
+                         "rendered with scene records")
     ap.add_argument("--unit-latents", action=argparse.BooleanOptionalAction, default=True,
                     help="fold a per-channel shift and scale into the VAE so latents have zero mean, unit std")
     # measured on the 2-core AMX VM: this small UNet trains faster in fp32 (1.47 s) than bf16 autocast (1.65 s)
@@ -114,7 +133,7 @@ def main(argv=None) -> int:
     run = Path(a.run)
     seed_everything(a.seed)
     tokenizer = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
-    vae = AutoencoderKL.from_pretrained(a.vae).eval()
+    vae = AutoencoderKL.from_pretrained(a.vae).float().eval()
     scale = vae.config.scaling_factor
     sched_cfg = json.loads((ASSETS_DIR / "configs/ldm3d-4c/scheduler/scheduler_config.json").read_text())
     noise_sched = DDPMScheduler.from_config(sched_cfg)
@@ -129,7 +148,8 @@ def main(argv=None) -> int:
             mean, std = encode_latents(vae, d["rgb"], d["depth"])
             caps = list(d["caption"]) + [flip_caption(c) for c in d["caption"]]
             ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-            sets.append({"mean": mean, "std": std, "ids": ids})
+            scenes = list(d["scene"]) if "scene" in d else None
+            sets.append({"mean": mean, "std": std, "ids": ids, "caption": caps, "scene": scenes})
         run.mkdir(parents=True, exist_ok=True)
         torch.save(sets, cache)
     if a.unit_latents:
@@ -150,10 +170,12 @@ def main(argv=None) -> int:
     ema_unet.load_state_dict(unet.state_dict())
     step, gen = 0, torch.Generator().manual_seed(a.seed)
     if a.init and not (run / "checkpoint.pt").is_file():
-        init = load_checkpoint(Path(a.init))
+        init = init_state(Path(a.init))
         for model, key in ((text, "ema_text"), (unet, "ema_unet"), (ema_text, "ema_text"), (ema_unet, "ema_unet")):
             model.load_state_dict(init[key])
         print(f"initialised from {a.init} (step {init['step']})")
+    if a.short_captions > 0 and any(s.get("scene") is None for s in sets):
+        raise SystemExit(f"--short-captions needs scene records: render {a.data} again with training.dataset")
     ck = load_checkpoint(run / "checkpoint.pt")
     if ck:
         text.load_state_dict(ck["text"])
@@ -176,7 +198,14 @@ def main(argv=None) -> int:
         s = sets[1] if step % a.pano_every == a.pano_every - 1 else sets[0]
         idx = torch.randint(0, len(s["mean"]), (a.batch,), generator=gen)
         z = (s["mean"][idx] + s["std"][idx] * torch.randn(s["mean"][idx].shape, generator=gen)) * scale
-        ids = s["ids"][idx].clone()
+        if a.short_captions > 0:      # a fresh true variant per item, reproducible from (seed, step)
+            vrng = np.random.default_rng([a.seed, step])
+            n_img = len(s["scene"])
+            caps = [variant(s["scene"][i % n_img], s["caption"][i], vrng, a.short_captions, mirrored=i >= n_img)
+                    for i in idx.tolist()]
+            ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        else:
+            ids = s["ids"][idx].clone()
         drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
         ids[drop] = empty_ids
         noise = torch.randn(z.shape, generator=gen)
@@ -211,6 +240,18 @@ def main(argv=None) -> int:
     if a.out:
         save_pipeline(a.out, ema_text, ema_unet, vae, tokenizer, sched_cfg)
     return 0
+
+
+def init_state(path: Path) -> dict:
+    """EMA text encoder and UNet weights (float32) from a run's checkpoint.pt or a saved pipeline folder."""
+    if path.is_dir():
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        return {"ema_text": CLIPTextModel.from_pretrained(path / "text_encoder").float().state_dict(),
+                "ema_unet": UNet2DConditionModel.from_pretrained(path / "unet").float().state_dict(),
+                "step": f"the saved pipeline {path}"}
+    return load_checkpoint(path)
 
 
 def save_pipeline(out, text, unet, vae, tokenizer, sched_cfg) -> Path:

@@ -11,6 +11,11 @@ Definitions (stated so the numbers can be checked):
 - colour region: pixels whose chromaticity (RGB over its largest channel, so shading, shadows and the floor's
   checker do not count) stands out from the row's background chromaticity (the row median) — the colour
   counterpart of the object region. Depth/RGB agreement is the IoU of the two.
+- wall colour: the dominant hue of the backdrop band (perspective: the top 35 % of rows; panorama: rows 10-45 %,
+  where a room's walls stand) outside every object region, or None when fewer than half of those pixels are
+  saturated (a white or grey wall, a pale sky).
+- floor: the bottom band (perspective: the last 12 % of rows; panorama: rows 80-95 %) outside objects, named by
+  the nearest of given reference colours (the evaluation measures them on rendered floors).
 """
 
 from __future__ import annotations
@@ -121,3 +126,30 @@ def adherence(rgb: np.ndarray, depth: np.ndarray, colour: str | set[str]) -> dic
     nearer = bool(background.any() and depth[region].mean() > depth[background].mean() + STAND_OUT / 2)
     return {"colour_ok": found in allowed, "nearer_ok": nearer, "found": found,
             "iou": iou(object_mask_from_depth(depth), colour_mask(rgb))}
+
+
+def _band(depth: np.ndarray, rows: tuple[float, float]) -> np.ndarray:
+    h = depth.shape[0]
+    band = np.zeros(depth.shape, bool)
+    band[int(rows[0] * h): int(rows[1] * h)] = True
+    return band & ~object_mask_from_depth(depth)
+
+
+def wall_colour(rgb: np.ndarray, depth: np.ndarray, panorama: bool = False) -> str | None:
+    """The named hue of the wall behind the objects, or None for an unsaturated (white / grey) backdrop."""
+    region = _band(depth, (0.10, 0.45) if panorama else (0.0, 0.35))
+    h, s, v = hsv(rgb)
+    if (region & (s > 0.3) & (v > 0.15)).sum() < 0.5 * max(region.sum(), 1):
+        return None
+    return dominant_colour(rgb, region)
+
+
+def floor_band(depth: np.ndarray, panorama: bool = False) -> np.ndarray:
+    """Where the floor is measured: a band of bottom rows, outside objects."""
+    return _band(depth, (0.80, 0.95) if panorama else (0.88, 1.0))
+
+
+def floor_name(rgb: np.ndarray, depth: np.ndarray, references: dict[str, np.ndarray], panorama: bool = False) -> str:
+    """The floor's name: its band's mean RGB against `references` ({name: mean RGB of that floor, rendered})."""
+    mean = rgb[floor_band(depth, panorama)].mean(0)
+    return min(references, key=lambda n: float(np.linalg.norm(mean - references[n])))
