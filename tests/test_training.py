@@ -108,3 +108,38 @@ def test_folded_latent_transform_is_exact():
     torch.testing.assert_close(sampled_var, torch.ones(4), atol=1e-4, rtol=1e-4)
     with torch.no_grad():
         torch.testing.assert_close(vae.decode(z / vae.config.scaling_factor).sample, decoded, atol=1e-5, rtol=1e-5)
+
+
+def test_ldm_fine_tune_from_a_pipeline_with_short_captions_keeps_the_vae(data, tmp_path):
+    """The short-prompt fine-tune's path: --init from a saved pipeline folder, --no-unit-latents on its VAE, caption
+    variants, latents encoded by the exported encoder IR; the VAE comes out bit for bit as it went in."""
+    from ldm3d_edge.export import export_pipeline
+    from training.train_ldm import encode_latents, encode_latents_openvino, main
+
+    train_vae(data, tmp_path / "vae", 1)
+    base = tmp_path / "base"
+    common = ["--data", str(data), "--size", str(SIZE), "--batch", "2", "--save-every", "2"]
+    assert main([*common, "--vae", str(tmp_path / "vae" / "final"), "--run", str(tmp_path / "r0"), "--steps", "1",
+                 "--out", str(base)]) == 0
+    ir = tmp_path / "ir"
+    export_pipeline(base, ir, fmt="openvino", height=SIZE, width=SIZE, progress=False)
+    d = dataset.load_split(data / f"train-{SIZE}.npz")
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(str(base / "vae")).float().eval()
+    with torch.autocast("cpu", enabled=False):
+        ref_mean, ref_std = encode_latents(vae, d["rgb"], d["depth"])
+    mean, std = encode_latents_openvino(ir / "vae_encoder", d["rgb"], d["depth"], batch=4)
+    assert mean.shape == ref_mean.shape == (12, 4, SIZE // 8, SIZE // 8)
+    assert torch.allclose(mean, ref_mean, atol=1e-4) and torch.allclose(std, ref_std, rtol=1e-3, atol=1e-5)
+
+    out = tmp_path / "ft"
+    assert main([*common, "--vae", str(base / "vae"), "--no-unit-latents", "--init", str(base), "--encoder-ir",
+                 str(ir / "vae_encoder"), "--short-captions", "1.0", "--run", str(tmp_path / "r1"), "--steps", "3",
+                 "--out", str(out)]) == 0
+    assert weights(out / "vae" / "diffusion_pytorch_model.safetensors").keys() == \
+        weights(base / "vae" / "diffusion_pytorch_model.safetensors").keys()
+    a, b = (weights(p / "vae" / "diffusion_pytorch_model.safetensors") for p in (base, out))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    a, b = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, out))
+    assert any(not np.array_equal(a[k], b[k]) for k in a), "the fine-tune changed nothing"

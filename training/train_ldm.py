@@ -52,19 +52,48 @@ def cpu_has_bf16() -> bool:
 def encode_latents(vae, rgb, depth, batch: int = 64):
     """Posterior mean and std of every image (and of its mirror image) under the trained VAE."""
     import torch
+    from tqdm.auto import tqdm
 
     means, stds = [], []
     # bf16 autocast halves the encoding time on AVX512-BF16/AMX (the latents are stored in fp32); without native
     # bf16 it is emulated and slower, so fp32 there
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
         for flip in (False, True):
-            for i in range(0, len(rgb), batch):
+            for i in tqdm(range(0, len(rgb), batch), desc=f"encoding{' mirrored' if flip else ''}", unit="batch"):
                 r, d = rgb[i:i + batch], depth[i:i + batch]
                 if flip:
                     r, d = r[:, :, ::-1], d[:, :, ::-1]
                 post = vae.encode(rgbd_tensor(np.ascontiguousarray(r), np.ascontiguousarray(d))).latent_dist
                 means.append(post.mean.float())
                 stds.append(post.std.float())
+    return torch.cat(means), torch.cat(stds)
+
+
+def encode_latents_openvino(encoder_dir, rgb, depth, batch: int = 32):
+    """encode_latents through an exported vae_encoder IR (the same VAE's: mean and log-variance out, to 4e-6 of
+    PyTorch's): 2.1x faster than PyTorch eager on the 2-core AVX2 VM, where PyTorch took ~110 ms an image."""
+    import openvino as ov
+    import torch
+    from tqdm.auto import tqdm
+
+    core = ov.Core()
+    model = core.read_model(str(Path(encoder_dir) / "openvino_model.xml"))
+    model.reshape({model.inputs[0]: [batch, 4, *rgb.shape[1:3]]})
+    compiled = core.compile_model(model, "CPU")
+    means, stds = [], []
+    for flip in (False, True):
+        for i in tqdm(range(0, len(rgb), batch), desc=f"encoding{' mirrored' if flip else ''}", unit="batch"):
+            r, d = rgb[i:i + batch], depth[i:i + batch]
+            if flip:
+                r, d = r[:, :, ::-1], d[:, :, ::-1]
+            x = rgbd_tensor(np.ascontiguousarray(r), np.ascontiguousarray(d)).numpy()
+            n = len(x)
+            if n < batch:       # the compiled shape is static: pad the last batch
+                x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
+            moments = torch.from_numpy(next(iter(compiled(x).values()))[:n].copy())
+            mean, logvar = moments.chunk(2, dim=1)
+            means.append(mean)
+            stds.append(torch.exp(0.5 * logvar.clamp(-30.0, 20.0)))   # as diffusers' DiagonalGaussianDistribution
     return torch.cat(means), torch.cat(stds)
 
 
@@ -121,6 +150,9 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     ap.add_argument("--init", default=None, help="start the text encoder and UNet from another run's checkpoint.pt "
                     "or from a pipeline folder (its text_encoder/ and unet/)")
+    ap.add_argument("--encoder-ir", default=None,
+                    help="encode the training latents with this exported vae_encoder folder (OpenVINO) instead of "
+                         "PyTorch: it must hold the --vae's encoder (the shipped IR does, for the shipped VAE)")
     ap.add_argument("--short-captions", type=float, default=0.0,
                     help="share of captions replaced by a shorter true variant (training/captions.py); needs data "
                          "rendered with scene records")
@@ -145,7 +177,10 @@ def main(argv=None) -> int:
         sets = []
         for path in train_paths(a.data, a.size):
             d = load_split(path)
-            mean, std = encode_latents(vae, d["rgb"], d["depth"])
+            if a.encoder_ir:
+                mean, std = encode_latents_openvino(a.encoder_ir, d["rgb"], d["depth"])
+            else:
+                mean, std = encode_latents(vae, d["rgb"], d["depth"])
             caps = list(d["caption"]) + [flip_caption(c) for c in d["caption"]]
             ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
             scenes = list(d["scene"]) if "scene" in d else None
