@@ -135,8 +135,12 @@ def test_ldm_fine_tune_from_a_pipeline_with_short_captions_keeps_the_vae(data, t
 
     out = tmp_path / "ft"
     assert main([*common, "--vae", str(base / "vae"), "--no-unit-latents", "--init", str(base), "--encoder-ir",
-                 str(ir / "vae_encoder"), "--short-captions", "1.0", "--run", str(tmp_path / "r1"), "--steps", "3",
-                 "--out", str(out)]) == 0
+                 str(ir / "vae_encoder"), "--short-captions", "1.0", "--run", str(tmp_path / "r1"),
+                 "--steps", "2"]) == 0
+    # resumed: the cached latents and caption records load back (they once did not: numpy strings in the cache)
+    assert main([*common, "--vae", str(base / "vae"), "--no-unit-latents", "--short-captions", "1.0", "--run",
+                 str(tmp_path / "r1"), "--steps", "3", "--out", str(out)]) == 0
+    assert json.loads((tmp_path / "r1" / "training.json").read_text())["steps"] == 3
     assert weights(out / "vae" / "diffusion_pytorch_model.safetensors").keys() == \
         weights(base / "vae" / "diffusion_pytorch_model.safetensors").keys()
     a, b = (weights(p / "vae" / "diffusion_pytorch_model.safetensors") for p in (base, out))
