@@ -132,6 +132,34 @@ def metric_check(data: Path, refs: tuple[dict, dict]) -> dict:
             "floor_on_renders": floors}
 
 
+def vae_walls(model_dir: Path, n: int = 40) -> dict:
+    """Can the VAE carry a coloured wall at all? The same held-out scenes (seeds from 9,800,000, perspective, walls
+    only) rendered with a coloured and with a plain wall, encoded and decoded: RGB PSNR and the wall's named hue
+    in the render and in the reconstruction."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    from .common import rgbd_tensor
+
+    vae = AutoencoderKL.from_pretrained(str(model_dir), subfolder="vae").float().eval()
+    rows: dict[str, list] = {"coloured": [], "plain": []}
+    for seed in range(9_800_000, 9_800_000 + n):
+        for key, share in (("coloured", 1.0), ("plain", 0.0)):
+            s = sample(seed, 128, wall_colours=share)
+            if s.scene.wall == "sky":
+                continue
+            x = rgbd_tensor(np.round(s.rgb[None] * 255).astype(np.uint8),
+                            np.round(s.depth[None] * 65535).astype(np.uint16))
+            with torch.no_grad():
+                rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)[0].numpy() / 2 + 0.5
+            rgb, want = rec[:3].transpose(1, 2, 0), s.scene.wall if key == "coloured" else None
+            rows[key].append((M.psnr(rgb, s.rgb), M.wall_colour(s.rgb, s.depth) == want,
+                              M.wall_colour(rgb, rec[3]) == want))
+    return {k: {"n": len(v), "rgb_psnr_db": float(np.mean([r[0] for r in v])),
+                "wall_named_in_render": float(np.mean([r[1] for r in v])),
+                "wall_named_in_reconstruction": float(np.mean([r[2] for r in v]))} for k, v in rows.items()}
+
+
 def short_adherence(artifacts: Path, entries: list[dict], steps: int, guidance: float, device: str,
                     panorama: bool, refs: dict) -> tuple[dict, list]:
     """Generate each held-out short prompt (seeds SHORT_SEED0 + k) and score the object, and the wall and floor
@@ -185,13 +213,13 @@ def short_contact_sheet(artifacts: Path, out: Path, steps: int, device: str) -> 
     return prompts
 
 
-def evaluate_short(persp: Path, pano: Path, data: Path, out: Path, steps: int, guidance: float,
+def evaluate_short(persp: Path, pano: Path, model_dir: Path, data: Path, out: Path, steps: int, guidance: float,
                    device: str) -> tuple[dict, dict]:
     """The short-prompt evaluation: (results with bars, every scored sample)."""
     ensure_splits(data, heldout_splits(300))
     refs = floor_references(data)
     sets = short_prompt_set()
-    res: dict = {"metric_check": metric_check(data, refs)}
+    res: dict = {"metric_check": metric_check(data, refs), "vae_walls": vae_walls(model_dir)}
     samples = {}
     for key, art, is_pano in (("perspective", persp, False), ("panorama", pano, True), ("walls", persp, False),
                               ("panorama_walls", pano, True)):
@@ -243,7 +271,8 @@ def main(argv=None) -> int:
     out = Path(a.out or model_dir / "eval")
     out.mkdir(parents=True, exist_ok=True)
     if a.only in ("all", "short"):
-        short, short_rows = evaluate_short(persp, pano, Path(a.data), out, a.steps, a.guidance, a.device)
+        short, short_rows = evaluate_short(persp, pano, model_dir, Path(a.data), out, a.steps, a.guidance,
+                                           a.device)
         write_json(out / "eval_short.json", short)
         write_json(out / "samples_short.json", short_rows)
         for key in ("perspective", "panorama", "walls", "panorama_walls"):

@@ -18,13 +18,17 @@ SOURCE_TREE = Path(__file__).resolve().parents[3]   # src/ldm3d_edge/cli/eval.py
 def register(sub: Subparsers) -> None:
     v = sub.add_parser("eval-embedded", help="measure the embedded model (reconstruction, prompt adherence)",
                        description="Evaluate the embedded model: VAE reconstruction on held-out renders, prompt "
-                                   "adherence and depth/RGB agreement through the exported runtime, a contact sheet. "
+                                   "adherence and depth/RGB agreement through the exported runtime on held-out long "
+                                   "captions and short prompts, wall and floor words, contact sheets. "
                                    "Needs the [export] extra and the source tree (training/), as in an editable "
                                    "install of a clone; the same as 'python -m training.evaluate' there.")
     v.add_argument("--model", help="diffusers folder (default: the embedded model)")
     v.add_argument("--data", default="training/data", help="held-out renders (rendered there first if missing; "
                                                            "default: training/data)")
-    v.add_argument("--out", help="folder for eval.json, samples.json, contact_sheet.png (default: <model>/eval)")
+    v.add_argument("--out", help="folder for eval.json, eval_short.json, samples*.json, contact sheets "
+                                 "(default: <model>/eval)")
+    v.add_argument("--only", choices=("all", "long", "short"), default="all",
+                   help="long: held-out captions and the VAE; short: the held-out short prompts (default: all)")
     v.add_argument("--prompts", type=int_arg, default=100)
     v.add_argument("--steps", type=int_arg, default=30)
     v.add_argument("--device", default="openvino:CPU")
@@ -47,5 +51,6 @@ def training_module(name: str):
 
 def run(a: argparse.Namespace) -> int:
     evaluate = training_module("evaluate").main
-    argv = ["--prompts", str(a.prompts), "--steps", str(a.steps), "--device", a.device, "--data", a.data]
+    argv = ["--prompts", str(a.prompts), "--steps", str(a.steps), "--device", a.device, "--data", a.data,
+            "--only", a.only]
     return evaluate(argv + (["--out", a.out] if a.out else []) + (["--model", a.model] if a.model else []))
