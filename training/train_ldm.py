@@ -49,24 +49,36 @@ def cpu_has_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def encode_latents(vae, rgb, depth, batch: int = 64):
-    """Posterior mean and std of every image (and of its mirror image) under the trained VAE."""
+def _encode_all(encode, rgb, depth, batch: int):
+    """Posterior (mean, std) of every image and then of every mirror image, `batch` at a time; `encode` maps one
+    float32 (N, 4, H, W) tensor to (mean, std)."""
     import torch
     from tqdm.auto import tqdm
 
     means, stds = [], []
+    for flip in (False, True):
+        for i in tqdm(range(0, len(rgb), batch), desc=f"encoding{' mirrored' if flip else ''}", unit="batch"):
+            r, d = rgb[i:i + batch], depth[i:i + batch]
+            if flip:
+                r, d = r[:, :, ::-1], d[:, :, ::-1]
+            mean, std = encode(rgbd_tensor(np.ascontiguousarray(r), np.ascontiguousarray(d)))
+            means.append(mean)
+            stds.append(std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def encode_latents(vae, rgb, depth, batch: int = 64):
+    """Posterior mean and std of every image (and of its mirror image) under the trained VAE."""
+    import torch
+
+    def encode(x):
+        post = vae.encode(x).latent_dist
+        return post.mean.float(), post.std.float()
+
     # bf16 autocast halves the encoding time on AVX512-BF16/AMX (the latents are stored in fp32); without native
     # bf16 it is emulated and slower, so fp32 there
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
-        for flip in (False, True):
-            for i in tqdm(range(0, len(rgb), batch), desc=f"encoding{' mirrored' if flip else ''}", unit="batch"):
-                r, d = rgb[i:i + batch], depth[i:i + batch]
-                if flip:
-                    r, d = r[:, :, ::-1], d[:, :, ::-1]
-                post = vae.encode(rgbd_tensor(np.ascontiguousarray(r), np.ascontiguousarray(d))).latent_dist
-                means.append(post.mean.float())
-                stds.append(post.std.float())
-    return torch.cat(means), torch.cat(stds)
+        return _encode_all(encode, rgb, depth, batch)
 
 
 def encode_latents_openvino(encoder_dir, rgb, depth, batch: int = 32):
@@ -74,27 +86,21 @@ def encode_latents_openvino(encoder_dir, rgb, depth, batch: int = 32):
     PyTorch's): 2.1x faster than PyTorch eager, side by side on one core of the 2-core AVX2 VM."""
     import openvino as ov
     import torch
-    from tqdm.auto import tqdm
 
     core = ov.Core()
     model = core.read_model(str(Path(encoder_dir) / "openvino_model.xml"))
     model.reshape({model.inputs[0]: [batch, 4, *rgb.shape[1:3]]})
     compiled = core.compile_model(model, "CPU")
-    means, stds = [], []
-    for flip in (False, True):
-        for i in tqdm(range(0, len(rgb), batch), desc=f"encoding{' mirrored' if flip else ''}", unit="batch"):
-            r, d = rgb[i:i + batch], depth[i:i + batch]
-            if flip:
-                r, d = r[:, :, ::-1], d[:, :, ::-1]
-            x = rgbd_tensor(np.ascontiguousarray(r), np.ascontiguousarray(d)).numpy()
-            n = len(x)
-            if n < batch:       # the compiled shape is static: pad the last batch
-                x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
-            moments = torch.from_numpy(next(iter(compiled(x).values()))[:n].copy())
-            mean, logvar = moments.chunk(2, dim=1)
-            means.append(mean)
-            stds.append(torch.exp(0.5 * logvar.clamp(-30.0, 20.0)))   # as diffusers' DiagonalGaussianDistribution
-    return torch.cat(means), torch.cat(stds)
+
+    def encode(x):
+        x = x.numpy()
+        n = len(x)
+        if n < batch:       # the compiled shape is static: pad the last batch
+            x = np.concatenate([x, np.zeros((batch - n, *x.shape[1:]), x.dtype)])
+        mean, logvar = torch.from_numpy(next(iter(compiled(x).values()))[:n].copy()).chunk(2, dim=1)
+        return mean, torch.exp(0.5 * logvar.clamp(-30.0, 20.0))   # as diffusers' DiagonalGaussianDistribution
+
+    return _encode_all(encode, rgb, depth, batch)
 
 
 def unit_latent_stats(sets):
