@@ -11,6 +11,7 @@ from ldm3d_edge.embedded import default_model_dir
 from training.captions import HELD_OUT, PAIRS, short_prompt_set, variant
 from training.dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, scene_record
 from training.scenes import SHAPES, sample
+from training.train_ldm import flip_caption
 
 OBJECT = re.compile(r"\b(" + "|".join(M.COLOURS) + r") (" + "|".join(SHAPES) + r")\b")
 
@@ -47,9 +48,7 @@ def test_variants_are_true_to_the_scene_and_never_an_evaluation_prompt():
         s = sample(seed, 16, panorama=pano, wall_colours=0.5)
         rec = scene_record(s.scene)
         for mirrored in (False, True):
-            long = s.caption
-            if mirrored:
-                long = long.replace(" left", " \0").replace(" right", " left").replace(" \0", " right")
+            long = flip_caption(s.caption) if mirrored else s.caption
             for _ in range(10):
                 c = variant(rec, long, rng, short_share=1.0, mirrored=mirrored)
                 assert c not in HELD_OUT
