@@ -14,7 +14,7 @@ diffusers = pytest.importorskip("diffusers")
 
 RELEASE = json.loads((ASSETS_DIR / "configs/ldm3d-4c/scheduler/scheduler_config.json").read_text())
 DIFFUSERS = {"ddim": "DDIMScheduler", "pndm": "PNDMScheduler", "euler": "EulerDiscreteScheduler",
-             "dpm++": "DPMSolverMultistepScheduler"}
+             "dpm++": "DPMSolverMultistepScheduler", "unipc": "UniPCMultistepScheduler", "lcm": "LCMScheduler"}
 STEP_ATOL = 1e-5
 STEP_ULPS = 4      # float32 ulps of the step's largest value, where that is the larger bound (|x| > ~40)
 
@@ -25,6 +25,12 @@ VARIANTS = [
     ("euler", {}, 20), ("euler", {"timestep_spacing": "leading"}, 12), ("euler", {"use_karras_sigmas": True}, 15),
     ("dpm++", {}, 20), ("dpm++", {}, 8), ("dpm++", {"solver_order": 3}, 25),
     ("dpm++", {"use_karras_sigmas": True}, 10), ("dpm++", {"solver_type": "heun"}, 12),
+    ("unipc", {}, 20), ("unipc", {}, 8), ("unipc", {"solver_order": 3}, 15),
+    ("unipc", {"solver_type": "bh1", "final_sigmas_type": "sigma_min"}, 10),
+    ("unipc", {"use_karras_sigmas": True}, 12), ("unipc", {"predict_x0": False, "final_sigmas_type": "sigma_min"}, 10),
+    ("unipc", {"disable_corrector": [0, 3]}, 10), ("unipc", {"timestep_spacing": "trailing"}, 6),
+    # (bh1 or the epsilon form with the default final sigma 0 make diffusers' last step NaN: 0 * inf)
+    ("lcm", {}, 4), ("lcm", {}, 1), ("lcm", {"original_inference_steps": 25}, 8),
 ]
 
 
@@ -40,15 +46,19 @@ def test_scheduler_matches_diffusers_step_by_step(name, overrides, steps):
     rng = np.random.default_rng(0)
     sample = rng.standard_normal((1, 4, 8, 8)).astype(np.float32) * float(ref.init_noise_sigma)
     eps = rng.standard_normal(sample.shape).astype(np.float32)  # a consistent noise estimate, like a model's
+    # LCM re-noises with fresh noise every step: both get the same draws from one torch generator
+    gen, draws = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
     for t_ref, t in zip(ref.timesteps, ours.timesteps):
         model_output = eps + 0.1 * rng.standard_normal(sample.shape).astype(np.float32)
+        extra = {"generator": gen} if name == "lcm" else {}
+        noise = {"noise": torch.randn(sample.shape, generator=draws).numpy()} if name == "lcm" else {}
         # both schedulers get the same sample at every step (their multistep history is their own)
         a = ours.scale_model_input(sample, t)
         b = ref.scale_model_input(torch.from_numpy(sample.copy()), t_ref).numpy()
         np.testing.assert_allclose(a, b, atol=STEP_ATOL, rtol=0)
         ref_next = ref.step(torch.from_numpy(model_output), t_ref, torch.from_numpy(sample.copy()),
-                            return_dict=False)[0].numpy()
-        sample = ours.step(model_output, t, sample).prev_sample
+                            return_dict=False, **extra)[0].numpy()
+        sample = ours.step(model_output, t, sample, **noise).prev_sample
         diff = np.abs(sample - ref_next).max()
         # the same float32 arithmetic in another order (torch's vectorised kernels vs numpy's): at the magnitudes
         # this diverging test reaches (|x| up to ~85), 1e-5 is about one ulp

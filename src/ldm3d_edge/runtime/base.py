@@ -119,6 +119,8 @@ class DiffusionPipeline:
                                circular_padding=circular_padding)
         cfg.validate(m.vae_scale_factor, m.latent_channels)
         sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
+        # a stochastic sampler's (LCM's) per-step noise follows the seed too, apart from the initial noise's
+        sched.seed((0 if cfg.seed is None else cfg.seed, 1))
         return cfg, sched
 
     def prepare(self, height: int, width: int, circular_padding: int = 0) -> None:

@@ -9,18 +9,23 @@ from .base import Scheduler, SchedulerOutput
 from .ddim import DDIMScheduler
 from .dpmsolver import DPMSolverMultistepScheduler
 from .euler import EulerDiscreteScheduler
+from .lcm import LCMScheduler
 from .pndm import PNDMScheduler
+from .unipc import UniPCMultistepScheduler
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
     "ddim": DDIMScheduler,
     "pndm": PNDMScheduler,
     "euler": EulerDiscreteScheduler,
     "dpm++": DPMSolverMultistepScheduler,
+    "unipc": UniPCMultistepScheduler,
+    "lcm": LCMScheduler,
 }
-ALIASES = {"dpmsolver++": "dpm++", "dpm-solver++": "dpm++", "dpmpp": "dpm++", "euler-discrete": "euler"}
+ALIASES = {"dpmsolver++": "dpm++", "dpm-solver++": "dpm++", "dpmpp": "dpm++", "euler-discrete": "euler",
+           "uni-pc": "unipc", "unipc-multistep": "unipc"}
 # diffusers class names as written in scheduler_config.json
 CLASS_NAMES = {"DDIMScheduler": "ddim", "PNDMScheduler": "pndm", "EulerDiscreteScheduler": "euler",
-               "DPMSolverMultistepScheduler": "dpm++"}
+               "DPMSolverMultistepScheduler": "dpm++", "UniPCMultistepScheduler": "unipc", "LCMScheduler": "lcm"}
 
 
 def scheduler_names() -> list[str]:
@@ -42,4 +47,5 @@ def create_scheduler(config: dict[str, Any], name: str | None = None) -> Schedul
 
 
 __all__ = ["Scheduler", "SchedulerOutput", "create_scheduler", "scheduler_names", "SCHEDULERS",
-           "DDIMScheduler", "PNDMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler"]
+           "DDIMScheduler", "PNDMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler",
+           "UniPCMultistepScheduler", "LCMScheduler"]

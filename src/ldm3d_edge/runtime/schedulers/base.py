@@ -93,6 +93,28 @@ def spaced_timesteps(spacing: str, num_train: int, steps: int, offset: int, dtyp
     return ts
 
 
+def exp_f32(x: float | np.floating) -> np.float32:
+    """float32 exp, correctly rounded (via float64) like the libm expf torch uses on 0-d tensors."""
+    return F32(np.exp(np.float64(x)))
+
+
+def log_f32(x: float | np.floating) -> np.float32:
+    with np.errstate(divide="ignore"):  # sigma = 0 at the end gives lambda = inf, as in diffusers
+        return F32(np.log(np.float64(x)))
+
+
+def alpha_sigma(sigma: np.float32) -> tuple[np.float32, np.float32]:
+    """(alpha_t, sigma_t) of the variance-preserving process at noise level sigma (= sqrt((1 - abar) / abar))."""
+    alpha = F32(1) / (sigma * sigma + F32(1)) ** F32(0.5)
+    return alpha, sigma * alpha
+
+
+def alpha_sigma_lambda(sigma: np.float32) -> tuple[np.float32, np.float32, np.float32]:
+    """alpha_t, sigma_t and the half log-SNR lambda_t = log alpha_t - log sigma_t the multistep solvers step in."""
+    alpha, sig = alpha_sigma(sigma)
+    return alpha, sig, log_f32(alpha) - log_f32(sig)
+
+
 class Scheduler:
     """Interface: build from a config dict, ``set_timesteps(n)``, then per timestep
     ``scale_model_input`` -> model -> ``step``. Only ``set_timesteps`` resets state."""
@@ -112,6 +134,9 @@ class Scheduler:
 
     def set_timesteps(self, num_inference_steps: int) -> None:
         raise NotImplementedError
+
+    def seed(self, seed: int | tuple[int, ...] | None) -> None:
+        """Seed the noise a stochastic step draws (a no-op for the deterministic schedulers)."""
 
     def scale_model_input(self, sample: np.ndarray, timestep: float) -> np.ndarray:
         return sample

@@ -8,7 +8,17 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from .base import F32, Scheduler, SchedulerOutput, alphas_cumprod, make_betas, read_config
+from .base import (
+    F32,
+    Scheduler,
+    SchedulerOutput,
+    alpha_sigma,
+    alpha_sigma_lambda,
+    alphas_cumprod,
+    exp_f32,
+    make_betas,
+    read_config,
+)
 from .euler import karras_sigmas, sigma_to_t
 
 DEFAULTS = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
@@ -19,19 +29,31 @@ DEFAULTS = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta
                 timestep_spacing="linspace", steps_offset=0)
 
 
-def _exp(x: float | np.floating) -> np.float32:
-    """float32 exp, correctly rounded (via float64) like the libm expf torch uses on 0-d tensors."""
-    return F32(np.exp(np.float64(x)))
-
-
-def _log(x: float | np.floating) -> np.float32:
-    with np.errstate(divide="ignore"):  # sigma = 0 at the end gives lambda = inf, as in diffusers
-        return F32(np.log(np.float64(x)))
-
-
-def _alpha_sigma(sigma: np.float32) -> tuple[np.float32, np.float32]:
-    alpha = F32(1) / (sigma * sigma + F32(1)) ** F32(0.5)
-    return alpha, sigma * alpha
+def multistep_schedule(cfg: dict[str, Any], train_sigmas: np.ndarray, n: int, last: int, name: str,
+                       round_karras: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(timesteps, sigmas) of the multistep solvers (DPM-Solver, UniPC): n + 1 points spaced over [0, last)
+    with the last dropped, or Karras sigmas mapped back to timesteps, exactly as diffusers computes them."""
+    n_train, spacing = cfg["num_train_timesteps"], cfg["timestep_spacing"]
+    if spacing == "linspace":
+        ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1].copy().astype(np.int64)
+    elif spacing == "leading":
+        ratio = last // (n + 1)
+        ts = (np.arange(0, n + 1) * ratio).round()[::-1][:-1].copy().astype(np.int64) + cfg["steps_offset"]
+    elif spacing == "trailing":
+        ts = np.arange(last, 0, -n_train / n).round().copy().astype(np.int64) - 1
+    else:
+        raise InvalidArgumentError(f"{name}: timestep_spacing {spacing!r} is not supported")
+    sigmas = np.array(train_sigmas)
+    if cfg["use_karras_sigmas"]:
+        log_sigmas = np.log(sigmas)
+        flipped = sigmas[::-1]
+        sigmas = karras_sigmas(float(flipped[-1]), float(flipped[0]), n)
+        ts = np.array([sigma_to_t(s, log_sigmas) for s in sigmas])
+        if round_karras:
+            ts = ts.round()
+    else:
+        sigmas = np.interp(ts, np.arange(0, len(sigmas)), sigmas)
+    return ts, sigmas
 
 
 class DPMSolverMultistepScheduler(Scheduler):
@@ -63,29 +85,9 @@ class DPMSolverMultistepScheduler(Scheduler):
     def set_timesteps(self, num_inference_steps: int) -> None:
         cfg, n_train = self.config, self.config["num_train_timesteps"]
         self._check_steps(num_inference_steps, n_train)
-        n = int(num_inference_steps)
         clipped = int(np.searchsorted(self._lambda_t[::-1], cfg["lambda_min_clipped"]))
-        last = n_train - clipped
-        spacing = cfg["timestep_spacing"]
-        if spacing == "linspace":
-            ts = np.linspace(0, last - 1, n + 1).round()[::-1][:-1].copy().astype(np.int64)
-        elif spacing == "leading":
-            ratio = last // (n + 1)
-            ts = (np.arange(0, n + 1) * ratio).round()[::-1][:-1].copy().astype(np.int64) + cfg["steps_offset"]
-        elif spacing == "trailing":
-            ts = np.arange(last, 0, -n_train / n).round().copy().astype(np.int64) - 1
-        else:
-            raise InvalidArgumentError(f"dpm++: timestep_spacing {spacing!r} is not supported")
-        sigmas = np.array(self._train_sigmas)
-        log_sigmas = np.log(sigmas)
-        if cfg["use_karras_sigmas"]:
-            flipped = sigmas[::-1]
-            sigmas = karras_sigmas(float(flipped[-1]), float(flipped[0]), n)
-            ts = np.array([sigma_to_t(s, log_sigmas) for s in sigmas])
-            if cfg["beta_schedule"] != "squaredcos_cap_v2":
-                ts = ts.round()
-        else:
-            sigmas = np.interp(ts, np.arange(0, len(sigmas)), sigmas)
+        ts, sigmas = multistep_schedule(cfg, self._train_sigmas, int(num_inference_steps), n_train - clipped,
+                                        self.name, round_karras=cfg["beta_schedule"] != "squaredcos_cap_v2")
         last_sigma = float(self._train_sigmas[0]) if cfg["final_sigmas_type"] == "sigma_min" else 0.0
         self.sigmas = np.concatenate([sigmas, [last_sigma]]).astype(F32)
         self.timesteps = ts.astype(np.int64)
@@ -96,13 +98,13 @@ class DPMSolverMultistepScheduler(Scheduler):
 
     def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep: float) -> np.ndarray:
         """alpha_t x_0 + sigma_t noise at the current (begin) step, as diffusers after set_begin_index."""
-        alpha_t, sigma_t = _alpha_sigma(self.sigmas[self.step_index])
+        alpha_t, sigma_t = alpha_sigma(self.sigmas[self.step_index])
         return (alpha_t * original + sigma_t * noise).astype(F32)
 
     def _convert_model_output(self, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
         """The solver works on x_0 (dpmsolver++) or epsilon (dpmsolver) predictions."""
         cfg = self.config
-        alpha_t, sigma_t = _alpha_sigma(self.sigmas[self.step_index])
+        alpha_t, sigma_t = alpha_sigma(self.sigmas[self.step_index])
         pt = cfg["prediction_type"]
         if cfg["variance_type"] in ("learned", "learned_range") and pt == "epsilon":
             model_output = model_output[:, :3]
@@ -125,8 +127,7 @@ class DPMSolverMultistepScheduler(Scheduler):
         return cast("list[np.ndarray]", recent)
 
     def _lambda(self, i: int) -> tuple[np.float32, np.float32, np.float32]:
-        alpha, sigma = _alpha_sigma(self.sigmas[i])
-        return alpha, sigma, _log(alpha) - _log(sigma)
+        return alpha_sigma_lambda(self.sigmas[i])
 
     def _first_order(self, m0: np.ndarray, sample: np.ndarray) -> np.ndarray:
         i = self.step_index
@@ -134,8 +135,8 @@ class DPMSolverMultistepScheduler(Scheduler):
         alpha_s, sigma_s, lam_s = self._lambda(i)
         h = lam_t - lam_s
         if self.config["algorithm_type"] == "dpmsolver++":
-            return (sigma_t / sigma_s) * sample - (alpha_t * (_exp(-h) - F32(1))) * m0
-        return (alpha_t / alpha_s) * sample - (sigma_t * (_exp(h) - F32(1))) * m0
+            return (sigma_t / sigma_s) * sample - (alpha_t * (exp_f32(-h) - F32(1))) * m0
+        return (alpha_t / alpha_s) * sample - (sigma_t * (exp_f32(h) - F32(1))) * m0
 
     def _second_order(self, sample: np.ndarray) -> np.ndarray:
         i = self.step_index
@@ -148,10 +149,10 @@ class DPMSolverMultistepScheduler(Scheduler):
         d0, d1 = m0, (F32(1) / r0) * (m0 - m1)
         midpoint = self.config["solver_type"] == "midpoint"
         if self.config["algorithm_type"] == "dpmsolver++":
-            e = _exp(-h) - F32(1)
+            e = exp_f32(-h) - F32(1)
             x = (sigma_t / sigma_s0) * sample - (alpha_t * e) * d0
             return x - F32(0.5) * (alpha_t * e) * d1 if midpoint else x + (alpha_t * (e / h + F32(1))) * d1
-        e = _exp(h) - F32(1)
+        e = exp_f32(h) - F32(1)
         x = (alpha_t / alpha_s0) * sample - (sigma_t * e) * d0
         return x - F32(0.5) * (sigma_t * e) * d1 if midpoint else x - (sigma_t * (e / h - F32(1))) * d1
 
@@ -168,10 +169,10 @@ class DPMSolverMultistepScheduler(Scheduler):
         d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
         d2 = (F32(1) / (r0 + r1)) * (d1_0 - d1_1)
         if self.config["algorithm_type"] == "dpmsolver++":
-            e = _exp(-h) - F32(1)
+            e = exp_f32(-h) - F32(1)
             return ((sigma_t / sigma_s0) * sample - (alpha_t * e) * m0 + (alpha_t * (e / h + F32(1))) * d1
                     - (alpha_t * ((e + h) / h ** 2 - F32(0.5))) * d2)
-        e = _exp(h) - F32(1)
+        e = exp_f32(h) - F32(1)
         return ((alpha_t / alpha_s0) * sample - (sigma_t * e) * m0 - (sigma_t * (e / h - F32(1))) * d1
                 - (sigma_t * ((e - h) / h ** 2 - F32(0.5))) * d2)
 
