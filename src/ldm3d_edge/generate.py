@@ -51,7 +51,7 @@ def generate_files(pipe: Pipeline, out: str | Path, prompt: str, *, name: str | 
     prefix and circular padding (the default padding; `circular_padding` overrides it). init: (image path,
     depth path or None) for image-to-image at `strength`; the image is resized to the output size. kw: the
     Pipeline call's own arguments (negative_prompt, num_inference_steps, guidance_scale, seed, height, width,
-    scheduler). extra: more keys for the JSON sidecar.
+    scheduler, guidance_cutoff). extra: more keys for the JSON sidecar.
     """
     # the camera and depth mapping the JSON records and 3D outputs use; bad values fail here, before any work
     projection = projection or ("equirectangular" if pano else "perspective")

@@ -25,6 +25,9 @@ def register(sub: Subparsers) -> None:
     e.add_argument("--fp16-weights", action="store_true",
                    help="OpenVINO IR only: store in float16 every weight that float16 holds exactly, compute in "
                         "float32: the same outputs as FP32, half the size for checkpoints saved in float16")
+    e.add_argument("--dynamic-batch", action="store_true",
+                   help="ONNX: the UNet also takes batch 1, so unguided steps (--guidance-cutoff, guidance <= 1) "
+                        "cost half a guided one; without it ONNX runs them at batch 2. OpenVINO needs no option")
     e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     e.add_argument("--revision", help="with a hub id: the branch, tag or commit to export (default: main)")
     e.set_defaults(run=run)
@@ -34,7 +37,7 @@ def run(a: argparse.Namespace) -> int:
     *_, export = need_extra("'ldm3d export'", "export", "torch", "diffusers", "ldm3d_edge.export")
     m = export.export_pipeline(a.src, a.out, fmt=a.format, height=a.height, width=a.width, fp16=a.fp16,
                                fp16_weights=a.fp16_weights, overwrite=a.overwrite,
-                               revision=a.revision)
+                               revision=a.revision, dynamic_batch=a.dynamic_batch)
     print(f"exported {a.src} -> {a.out} ({', '.join(m['formats'])}, {m['precision']}, {m['width']}x{m['height']}, "
           f"{m['vae_channels']}-channel VAE) in {m['export_seconds']:.1f}s")
     return 0

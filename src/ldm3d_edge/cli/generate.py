@@ -41,6 +41,9 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--steps", type=int_arg, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
     g.add_argument("--guidance", type=float_arg, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE}; <= 1 turns guidance off)")
+    g.add_argument("--guidance-cutoff", type=float_arg, metavar="F",
+                   help="stop guidance after this fraction of the steps, in [0, 1]: the later steps run the UNet "
+                        "on the prompt alone, at half the work (default: guide every step)")
     g.add_argument("--seed", type=int_arg, help="random seed (default: a fresh one, recorded in the JSON)")
     g.add_argument("--height", type=int_arg, help="multiple of 8 (default: the export resolution)")
     g.add_argument("--width", type=int_arg, help="multiple of 8 (default: the export resolution)")
@@ -102,5 +105,5 @@ def run(a: argparse.Namespace) -> int:
                    width=a.width, scheduler=a.scheduler, projection=a.projection, hfov=a.hfov, near=a.near,
                    far=a.far, outputs_3d=outputs_3d(a), init=(a.init, a.init_depth) if a.init else None,
                    strength=a.strength, pano=a.pano, circular_padding=a.circular_padding, progress=True,
-                   report=say)
+                   report=say, guidance_cutoff=a.guidance_cutoff)
     return 0

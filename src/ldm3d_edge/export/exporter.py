@@ -25,7 +25,8 @@ FORMAT_CHOICES = {"onnx": [C.FORMAT_ONNX], "openvino": [C.FORMAT_OPENVINO], "bot
 
 def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height: int | None = None,
                     width: int | None = None, fp16: bool = False, overwrite: bool = False,
-                    progress: bool = True, fp16_weights: bool = False, revision: str | None = None) -> dict:
+                    progress: bool = True, fp16_weights: bool = False, revision: str | None = None,
+                    dynamic_batch: bool = False) -> dict:
     """Export the diffusers LDM3D folder `src` (or a Hugging Face hub id, at `revision`: export/hub.py) to `out`;
     returns the manifest dict.
 
@@ -33,6 +34,8 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     stores in float16 every weight that float16 holds exactly (writers.store_exact_fp16) and OpenVINO turns them
     back to float32 when it compiles, so the computation is exactly the FP32 export's; half the size on disk when
     the checkpoint's weights are float16 already (the embedded model's are), little saved otherwise.
+    dynamic_batch: the ONNX UNet takes batch 1 as well as 2 (unguided steps: guidance cut-off, guidance <= 1);
+    the OpenVINO IR stays static at batch 2, as OpenVINO reshapes it at load time anyway.
 
     The export is written to a temporary sibling folder and renamed into place at the end, so `out`
     is either complete or absent, never half-written.
@@ -68,10 +71,11 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
             bar.set_postfix_str(graph.component)
             folder = tmp / graph.component
             onnx_dir = folder if C.FORMAT_ONNX in formats else tmp / ".onnx" / graph.component
-            onnx_path = write_onnx(graph, onnx_dir, fp16=fp16, stamp=stamp)
+            onnx_path = write_onnx(graph, onnx_dir, fp16=fp16, stamp=stamp, dynamic_batch=dynamic_batch)
             inputs, outputs = tensor_specs(onnx_path)
             if C.FORMAT_OPENVINO in formats:
-                write_openvino(onnx_path, folder, fp16=fp16, stamp=stamp, fp16_weights=fp16_weights)
+                write_openvino(onnx_path, folder, fp16=fp16, stamp=stamp, fp16_weights=fp16_weights,
+                               static_shapes={k: tuple(v.shape) for k, v in graph.inputs.items()})
             components[graph.component] = {"inputs": inputs, "outputs": outputs, "formats": formats}
             log.info("exported %s in %.1fs", graph.component, time.perf_counter() - t0)
         shutil.rmtree(tmp / ".onnx", ignore_errors=True)
@@ -82,7 +86,8 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
             (tmp / C.LOW_RES_SCHEDULER_DIR).mkdir()
             shutil.copy2(source.path / C.LOW_RES_SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE, tmp / C.LOW_RES_SCHEDULER_DIR)
         manifest = write_manifest(tmp, source, height, width, precision, formats, components, text_length,
-                                  weights="fp16" if fp16 else "fp16-lossless" if fp16_weights else precision)
+                                  weights="fp16" if fp16 else "fp16-lossless" if fp16_weights else precision,
+                                  unet_batches=(1, 2) if dynamic_batch and C.FORMAT_ONNX in formats else (2,))
     manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
     return manifest
 

@@ -13,6 +13,7 @@ class Graph:
     module: object            # torch.nn.Module
     inputs: dict              # name -> example tensor (its shape is the exported static shape)
     outputs: dict             # name -> static output shape
+    batched: bool = False     # every input's and output's first dim is the batch (the UNet's CFG pair)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -65,7 +66,7 @@ def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: 
               {C.TEXT_INPUT_IDS: torch.randint(0, 49000, (1, text_length), generator=g, dtype=torch.int64)},
               {C.TEXT_HIDDEN_STATES: (1, text_length, hidden)}),
         Graph(C.UNET, (UpscaleUNet if conditioned else UNet)(unet), unet_inputs,
-              {C.UNET_OUT: (2, unet.config.out_channels, lh, lw)}),
+              {C.UNET_OUT: (2, unet.config.out_channels, lh, lw)}, batched=True),
         Graph(C.VAE_DECODER, VaeDecoder(vae),
               {C.VAE_LATENT: torch.randn(1, vae.config.latent_channels, lh, lw, generator=g)},
               {C.VAE_IMAGE: (1, vae.config.out_channels, height, width)}),

@@ -15,15 +15,16 @@ from .source import Source
 _DTYPES = {1: "float32", 7: "int64", 10: "float16", 6: "int32", 11: "float64"}
 
 
-def tensor_specs(onnx_path: Path) -> tuple[list[dict], list[dict]]:
-    """Input and output names, static shapes and dtypes, read back from the exported ONNX graph."""
+def tensor_specs(onnx_path: Path, batch: int = 2) -> tuple[list[dict], list[dict]]:
+    """Input and output names, static shapes and dtypes, read back from the exported ONNX graph; a symbolic
+    batch dim (a --dynamic-batch UNet) is recorded as `batch`, the size the runtime runs guided steps at."""
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
 
     def spec(v):
         t = v.type.tensor_type
-        return {"name": v.name, "shape": [d.dim_value for d in t.shape.dim],
+        return {"name": v.name, "shape": [d.dim_value if d.HasField("dim_value") else batch for d in t.shape.dim],
                 "dtype": _DTYPES.get(t.elem_type, str(t.elem_type))}
 
     inits = {i.name for i in model.graph.initializer}
@@ -52,7 +53,8 @@ def library_versions() -> dict:
 
 
 def write_manifest(out: Path, source: Source, height: int, width: int, precision: str, formats: list[str],
-                   components: dict[str, dict], text_length: int, weights: str | None = None) -> dict:
+                   components: dict[str, dict], text_length: int, weights: str | None = None,
+                   unet_batches: tuple[int, ...] = (2,)) -> dict:
     """precision: what the graphs compute in; weights: what their weights are stored in ("fp16-lossless": an FP32
     IR's weights in float16 where float16 holds them exactly). The source's fingerprint says which checkpoint
     version this folder was made from."""
@@ -75,6 +77,7 @@ def write_manifest(out: Path, source: Source, height: int, width: int, precision
         "pipeline": source.pipeline,
         **({"max_noise_level": source.max_noise_level} if source.max_noise_level is not None else {}),
         "unet_batch": 2,
+        **({"unet_batches": list(unet_batches)} if tuple(unet_batches) != (2,) else {}),
         "text_max_length": text_length,
         "components": components,
         "versions": library_versions(),

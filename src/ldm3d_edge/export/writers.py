@@ -10,14 +10,17 @@ from .graphs import Graph
 
 ONNX_OPSET = 17
 PROTOBUF_LIMIT = 2 * 1024**3 - 1
+BATCH_DIM = "batch"
 
 
-def write_onnx(graph: Graph, folder: Path, fp16: bool, stamp: dict) -> Path:
+def write_onnx(graph: Graph, folder: Path, fp16: bool, stamp: dict, dynamic_batch: bool = False) -> Path:
     """Trace `graph` to folder/model.onnx (weights in model.onnx_data when over protobuf's 2 GB).
 
     The trace treats image height/width as symbolic, so the graph computes its internal reshapes from the
     input shape; then every input and output is pinned to the static export shape. The result is a static
-    model that OpenVINO can still reshape to another resolution at load time.
+    model that OpenVINO can still reshape to another resolution, and a batched graph to another batch, at load
+    time. dynamic_batch (batched graphs only): the batch stays symbolic ("batch") in the saved ONNX too, so ONNX
+    Runtime runs the UNet at batch 1 as well as 2 from one file and one copy of the weights.
     """
     import onnx
     import torch
@@ -34,12 +37,18 @@ def write_onnx(graph: Graph, folder: Path, fp16: bool, stamp: dict) -> Path:
                    for name, x in graph.inputs.items() if x.dim() == 4}
         spatial.update({name: {len(s) - 2: f"{name}_height", len(s) - 1: f"{name}_width"}
                         for name, s in graph.outputs.items() if len(s) == 4})
+        if graph.batched:
+            # traced symbolically even when pinned below, so the graph computes its reshapes from the input's
+            # batch and OpenVINO can reshape the saved model to batch 1 (unguided steps)
+            for name in [*graph.inputs, *graph.outputs]:
+                spatial.setdefault(name, {})[0] = BATCH_DIM
+        batch = dynamic_batch and graph.batched
         torch.onnx.export(graph.module, tuple(graph.inputs.values()), str(raw), dynamo=False,
                           input_names=list(graph.inputs), output_names=list(graph.output_names),
                           opset_version=ONNX_OPSET, do_constant_folding=True, dynamic_axes=spatial)
     model = onnx.load(str(raw), load_external_data=True)
-    _pin_shapes(model.graph.input, {k: tuple(v.shape) for k, v in graph.inputs.items()})
-    _pin_shapes(model.graph.output, graph.outputs)
+    _pin_shapes(model.graph.input, {k: tuple(v.shape) for k, v in graph.inputs.items()}, batch)
+    _pin_shapes(model.graph.output, graph.outputs, batch)
     if fp16:
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
@@ -80,14 +89,17 @@ def _float32_resize_params(model) -> None:
                                                             attr.t.name))
 
 
-def _pin_shapes(values, shapes: dict) -> None:
+def _pin_shapes(values, shapes: dict, symbolic_batch: bool = False) -> None:
     for v in values:
         if v.name not in shapes:
             continue
         dims = v.type.tensor_type.shape.dim
         del dims[:]
-        for size in shapes[v.name]:
-            dims.add().dim_value = int(size)
+        for i, size in enumerate(shapes[v.name]):
+            if i == 0 and symbolic_batch:
+                dims.add().dim_param = BATCH_DIM
+            else:
+                dims.add().dim_value = int(size)
 
 
 def _needs_external_data(model) -> bool:
@@ -96,13 +108,18 @@ def _needs_external_data(model) -> bool:
     return weights > PROTOBUF_LIMIT - 64 * 1024**2
 
 
-def write_openvino(onnx_path: Path, folder: Path, fp16: bool, stamp: dict, fp16_weights: bool = False) -> Path:
+def write_openvino(onnx_path: Path, folder: Path, fp16: bool, stamp: dict, fp16_weights: bool = False,
+                   static_shapes: dict | None = None) -> Path:
     """Convert the ONNX graph to OpenVINO IR (xml + bin); FP32 unless fp16 asks for compressed weights, or
-    fp16_weights for the lossless storage of store_exact_fp16."""
+    fp16_weights for the lossless storage of store_exact_fp16. static_shapes: the input shapes the IR is saved
+    at when the ONNX graph has a symbolic batch (OpenVINO reshapes to batch 1 at load time; a static IR compiles
+    to faster kernels than a dynamic one)."""
     import openvino as ov
 
     folder.mkdir(parents=True, exist_ok=True)
     model = ov.convert_model(str(onnx_path))
+    if static_shapes and any(not p.get_partial_shape().is_static for p in model.inputs):
+        model.reshape({k: list(v) for k, v in static_shapes.items()})
     for key, value in stamp.items():
         model.set_rt_info(str(value), ["ldm3d_edge", key])
     if fp16_weights and not fp16:

@@ -106,8 +106,8 @@ class DiffusionPipeline:
     def make_config(self, prompt: str, negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
                     guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
                     seed: int | None = None, latents: np.ndarray | None = None,
-                    scheduler: str | Scheduler | None = None,
-                    circular_padding: int = 0) -> tuple[GenerationConfig, Scheduler]:
+                    scheduler: str | Scheduler | None = None, circular_padding: int = 0,
+                    guidance_cutoff: float | None = None) -> tuple[GenerationConfig, Scheduler]:
         """The validated generation config and its scheduler; raises InvalidArgumentError before any work."""
         m = self.manifest
         if seed is None and latents is None:
@@ -116,7 +116,7 @@ class DiffusionPipeline:
                                guidance_scale=guidance_scale, height=m.height if height is None else height,
                                width=m.width if width is None else width, seed=seed, latents=latents,
                                scheduler=scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name,
-                               circular_padding=circular_padding)
+                               circular_padding=circular_padding, guidance_cutoff=guidance_cutoff)
         cfg.validate(m.vae_scale_factor, m.latent_channels)
         sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
         # a stochastic sampler's (LCM's) per-step noise follows the seed too, apart from the initial noise's
@@ -173,25 +173,39 @@ class DiffusionPipeline:
                  cfg: GenerationConfig, metrics: GenerationMetrics, callback: StepCallback | None,
                  progress: bool, extra_channels: np.ndarray | None = None,
                  class_labels: np.ndarray | None = None) -> np.ndarray:
-        """The denoising loop with classifier-free guidance (the UNet is exported at batch 2). extra_channels
-        (1, C, h, w) are appended to the scaled model input's channels (the upscaler's low-res latents)."""
+        """The denoising loop with classifier-free guidance. The first cfg.cfg_steps() steps run the UNet at batch 2
+        on [negative, prompt] and guide; the rest (all of them at guidance <= 1) on the prompt alone, at batch 1
+        where the UNet runs it (UNet.runs_batch), else at batch 2 with the prompt twice, which gives the same
+        result in the time of a guided step. extra_channels (1, C, h, w) are appended to the scaled model input's
+        channels (the upscaler's low-res latents)."""
         p = cfg.circular_padding
         h, w = cfg.height, self._padded_width(cfg.width, p)
+        n_cfg = cfg.cfg_steps(len(timesteps))
+        single = n_cfg < len(timesteps) and self.unet.runs_batch(1, h, w)
+        if n_cfg < len(timesteps) and not single:
+            log.info("%s: this %s UNet is static at batch 2, so the %d unguided steps cost as much as guided ones; "
+                     "re-export it with this version (ONNX: with --dynamic-batch) to run them at batch 1",
+                     self.model_name, self.format, len(timesteps) - n_cfg)
         extra = None if extra_channels is None else np.concatenate([extra_channels] * 2)   # the same every step
-        labels = {} if class_labels is None else {"class_labels": class_labels}
         steps = _progress(timesteps, progress)
         for i, t in enumerate(steps):
-            model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0), t)
+            pair = i < n_cfg or not single      # rows [negative, prompt], else the prompt's row alone
+            rows = slice(0, 2) if pair else slice(1, 2)
+            model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0) if pair else latents, t)
             if extra is not None:
-                model_in = np.concatenate([model_in, extra], axis=1)
+                model_in = np.concatenate([model_in, extra[rows]], axis=1)
+            labels = {} if class_labels is None else {"class_labels": class_labels[rows]}
             t0 = time.perf_counter()
-            noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((2,), t, dtype=np.float32), hidden, h, w,
-                                         **labels), p)
+            noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((len(model_in),), t, dtype=np.float32),
+                                         hidden[rows], h, w, **labels), p)
             metrics.unet_step_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            uncond_pred, text_pred = noise_pred[0:1], noise_pred[1:2]
-            guided = uncond_pred + np.float32(cfg.guidance_scale) * (text_pred - uncond_pred) if cfg.do_cfg \
-                else text_pred
+            text_pred = noise_pred[-1:]
+            if i < n_cfg:
+                uncond_pred = noise_pred[0:1]
+                guided = uncond_pred + np.float32(cfg.guidance_scale) * (text_pred - uncond_pred)
+            else:
+                guided = text_pred
             latents = sched.step(guided.astype(np.float32), t, latents).prev_sample
             metrics.scheduler_s += time.perf_counter() - t0
             if progress:
@@ -216,7 +230,7 @@ class DiffusionPipeline:
             negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
             steps=cfg.num_inference_steps, guidance_scale=float(cfg.guidance_scale), scheduler=sched.name,
             model=self.model_name, device=self.device, height=cfg.height, width=cfg.width, metrics=metrics,
-            circular_padding=cfg.circular_padding)
+            circular_padding=cfg.circular_padding, guidance_cutoff=cfg.guidance_cutoff)
 
 
 

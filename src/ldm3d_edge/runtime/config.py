@@ -31,10 +31,21 @@ class GenerationConfig:
     latents: np.ndarray | None = None
     scheduler: str | None = None   # None: the class named in scheduler_config.json
     circular_padding: int = 0      # panoramas: latent columns wrapped around each side (see Pipeline.__call__)
+    guidance_cutoff: float | None = None   # fraction of the steps after which guidance stops (see cfg_steps)
 
     @property
     def do_cfg(self) -> bool:
         return self.guidance_scale > 1.0
+
+    def cfg_steps(self, n: int) -> int:
+        """How many of the n denoising steps run classifier-free guidance (batch 2); the rest run the UNet on the
+        prompt alone (batch 1). diffusers' SDCFGCutoffCallback(cutoff_step_ratio=f) drops guidance at the end of
+        step int(n * f), so steps 0..int(n * f) keep it: f = 0 guides the first step only, f = 1 every step."""
+        if not self.do_cfg:
+            return 0
+        if self.guidance_cutoff is None:
+            return n
+        return min(n, int(n * self.guidance_cutoff) + 1)
 
     def validate(self, scale_factor: int, latent_channels: int) -> GenerationConfig:
         """Check every field; raise InvalidArgumentError naming the field, the value and what is allowed."""
@@ -63,6 +74,11 @@ class GenerationConfig:
             raise InvalidArgumentError(
                 f"circular padding must be 0 or a number of latent columns up to {lw // 2} (half the latent width) "
                 f"that keeps the padded latent width ({lw} + 2 x padding) a multiple of {PAD_MULTIPLE}, got {p!r}")
+        f = self.guidance_cutoff
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float, np.floating))
+                              or not 0 <= f <= 1):
+            raise InvalidArgumentError(f"guidance cut-off must be a fraction of the steps from 0 to 1 (or None for "
+                                       f"guidance on every step), got {f!r}")
         if self.latents is not None:
             want = (1, latent_channels, self.height // scale_factor, self.width // scale_factor)
             a = self.latents

@@ -61,6 +61,11 @@ class Manifest:
     max_noise_level: int | None = None        # upscaler: the largest low-res noise level (class label) it takes
 
     @property
+    def unet_batches(self) -> tuple[int, ...]:
+        """The batches the ONNX UNet takes: (1, 2) when exported with a dynamic batch, else the static one."""
+        return tuple(int(b) for b in self.raw.get("unet_batches", [self.unet_batch]))
+
+    @property
     def formats(self) -> tuple[str, ...]:
         """Formats every required component is available in."""
         sets = [set(self.components[c].formats) for c in C.REQUIRED_COMPONENTS]

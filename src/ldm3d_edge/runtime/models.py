@@ -18,27 +18,32 @@ class ModelPart:
     component: str = ""
     spatial_inputs: tuple[str, ...] = ()   # inputs whose last two dims follow the image size
     latent_space = False                   # True: those dims are the image size / vae_scale_factor
+    batched = False                        # True: every input's first dim is the batch (the UNet's CFG pair)
 
     def __init__(self, manifest: Manifest, backend: Backend, fmt: str):
         self.manifest, self.backend, self.fmt = manifest, backend, fmt
         self.spec = manifest.components[self.component]
         self.path = manifest.model_path(self.component, fmt)
         self._compiled: dict[tuple[int, ...], CompiledModel] = {}   # by size; () for size-free parts
+        self._refused: set[tuple[int, ...]] = set()                 # (height, width, batch) the model cannot run
 
-    def input_shapes(self, height: int, width: int) -> dict[str, tuple[int, ...]]:
+    def input_shapes(self, height: int, width: int, batch: int | None = None) -> dict[str, tuple[int, ...]]:
+        """Each input's shape at this image size (and batch, for batched parts; None: the exported batch)."""
         shapes = {}
         for t in self.spec.inputs:
             shape = list(t.shape)
             if t.name in self.spatial_inputs:
                 div = self.manifest.vae_scale_factor if self.latent_space else 1
                 shape[-2:] = [height // div, width // div]
+            if self.batched and batch is not None:
+                shape[0] = batch
             shapes[t.name] = tuple(shape)
         return shapes
 
-    def compiled(self, height: int, width: int) -> CompiledModel:
-        key: tuple[int, ...] = (height, width) if self.spatial_inputs else ()
+    def compiled(self, height: int, width: int, batch: int | None = None) -> CompiledModel:
+        key: tuple[int, ...] = ((height, width) if self.spatial_inputs else ()) + ((batch,) if batch else ())
         if key not in self._compiled:
-            shapes = self.input_shapes(height, width)
+            shapes = self.input_shapes(height, width, batch)
             exported = {t.name: tuple(t.shape) for t in self.spec.inputs}
             self._compiled[key] = self.backend.load(self.path, shapes, as_exported=shapes == exported)
         return self._compiled[key]
@@ -46,8 +51,9 @@ class ModelPart:
     def unload(self) -> None:
         self._compiled.clear()
 
-    def run(self, height: int, width: int, **inputs: np.ndarray) -> dict[str, np.ndarray]:
-        shapes = self.input_shapes(height, width)
+    def run(self, height: int, width: int, inputs: dict[str, np.ndarray],
+            batch: int | None = None) -> dict[str, np.ndarray]:
+        shapes = self.input_shapes(height, width, batch)
         for t in self.spec.inputs:
             if t.name not in inputs:
                 raise InvalidArgumentError(f"{self.component}: missing input {t.name!r}")
@@ -55,14 +61,14 @@ class ModelPart:
             if tuple(a.shape) != shapes[t.name] or a.dtype != np.dtype(t.dtype):
                 raise InvalidArgumentError(f"{self.component}: input {t.name!r} must be "
                                            f"{t.dtype}{list(shapes[t.name])}, got {a.dtype}{list(a.shape)}")
-        return self.compiled(height, width)(inputs)
+        return self.compiled(height, width, batch)(inputs)
 
 
 class TextEncoder(ModelPart):
     component = C.TEXT_ENCODER
 
     def __call__(self, input_ids: np.ndarray) -> np.ndarray:
-        out = self.run(0, 0, **{C.TEXT_INPUT_IDS: input_ids.astype(np.int64)})
+        out = self.run(0, 0, {C.TEXT_INPUT_IDS: input_ids.astype(np.int64)})
         return out[C.TEXT_HIDDEN_STATES]
 
 
@@ -70,14 +76,35 @@ class UNet(ModelPart):
     component = C.UNET
     spatial_inputs = (C.UNET_SAMPLE,)
     latent_space = True
+    batched = True
+
+    def runs_batch(self, batch: int, height: int, width: int) -> bool:
+        """Whether this folder's UNet runs at this batch (compiling it for that batch if so). An ONNX graph is
+        static: batch 1 (guidance cut-off, guidance <= 1) needs a folder exported with `ldm3d export
+        --dynamic-batch` (the manifest's unet_batches). OpenVINO reshapes an IR whose graph computes its reshapes
+        from the input shape, as exports now trace the batch symbolically; IRs exported before that have the
+        batch 2 baked into their reshapes and cannot (a reshape error, remembered)."""
+        if batch == self.manifest.unet_batch:
+            return True
+        if self.fmt != C.FORMAT_OPENVINO:
+            return batch in self.manifest.unet_batches
+        if (height, width, batch) not in self._refused:
+            try:
+                self.compiled(height, width, batch)
+                return True
+            except InvalidArgumentError:
+                self._refused.add((height, width, batch))
+        return False
 
     def __call__(self, sample: np.ndarray, timestep: np.ndarray, hidden: np.ndarray, height: int,
                  width: int, class_labels: np.ndarray | None = None) -> np.ndarray:
-        """class_labels: the upscaler's noise level per batch row (int64); only for UNets exported with it."""
+        """class_labels: the upscaler's noise level per batch row (int64); only for UNets exported with it.
+        The batch is the sample's (2: the CFG pair; 1 where runs_batch(1))."""
         inputs = {C.UNET_SAMPLE: sample, C.UNET_TIMESTEP: timestep, C.UNET_ENCODER_HIDDEN_STATES: hidden}
         if class_labels is not None:
             inputs[C.UNET_CLASS_LABELS] = class_labels
-        return self.run(height, width, **inputs)[C.UNET_OUT]
+        batch = int(sample.shape[0])
+        return self.run(height, width, inputs, None if batch == self.manifest.unet_batch else batch)[C.UNET_OUT]
 
 
 class VaeDecoder(ModelPart):
@@ -87,7 +114,7 @@ class VaeDecoder(ModelPart):
 
     def __call__(self, latents: np.ndarray, height: int, width: int) -> np.ndarray:
         """Latents already divided by the VAE scaling factor -> image in [-1, 1], (1, C, H, W)."""
-        image = self.run(height, width, **{C.VAE_LATENT: latents})[C.VAE_IMAGE]
+        image = self.run(height, width, {C.VAE_LATENT: latents})[C.VAE_IMAGE]
         # Runs once per image, so its buffers would lie idle between images (docs/benchmarks.md, Memory, has what
         # that saves and costs). A server holding a perspective and a panorama model keeps neither decoder's buffers.
         self.compiled(height, width).release_memory()
@@ -100,4 +127,4 @@ class VaeEncoder(ModelPart):
 
     def __call__(self, image: np.ndarray, height: int, width: int) -> np.ndarray:
         """Image in [-1, 1], (1, C, H, W) -> latent Gaussian parameters [mean, logvar]."""
-        return self.run(height, width, **{C.VAE_ENCODER_IMAGE: image})[C.VAE_ENCODER_MOMENTS]
+        return self.run(height, width, {C.VAE_ENCODER_IMAGE: image})[C.VAE_ENCODER_MOMENTS]

@@ -73,7 +73,9 @@ class OnnxRuntimeBackend(Backend):
         session = ort.InferenceSession(str(path), sess_options=opts, providers=PROVIDERS[self.device])
         for inp in session.get_inputs():
             want = input_shapes.get(inp.name)
-            if want is not None and list(inp.shape) != list(want):
+            # a symbolic dim (the UNet's batch in a --dynamic-batch export) takes any size
+            if want is not None and (len(inp.shape) != len(want) or
+                                     any(isinstance(d, int) and d != v for d, v in zip(inp.shape, want))):
                 raise InvalidArgumentError(
                     f"ONNX artifacts of {path.parent.name} are static at {tuple(inp.shape)} for {inp.name!r}, "
                     f"not {tuple(want)}: re-export with --height/--width for this size, or use the OpenVINO "
