@@ -47,6 +47,11 @@ def test_quick_bench_runs_every_cpu_variant(quick):
         assert set(v["speedup"]) >= {"unet_step_s", "e2e_s"}
         for key, ratio in v["speedup"].items():
             assert ratio == pytest.approx(base[key]["median"] / v[key]["median"]), (name, key)
+        # the same ratio taken round by round, and whether the row can be quoted
+        same = [b[key] / a[key] for a, b in zip(runs, r["runs"]["torch"]) for key in ["unet_step_s"]]
+        assert v["speedup_same_round"]["unet_step_s"] == pytest.approx(float(np.median(same)))
+        assert all(run["steal_pct"] is not None and 0 <= run["steal_pct"] <= 100 for run in runs)
+        assert isinstance(v["flags"], list)
     # INT8 folders are smaller than the float ones, and the OpenVINO INT8 UNets really run i8/u8 kernels
     v = r["variants"]
     assert v["ov-int8-full"]["model_bytes"] < v["ov-fp32"]["model_bytes"]
@@ -72,6 +77,8 @@ def test_quick_bench_roofline_and_report(quick):
     for name in r["variants"]:
         assert f"| {name} |" in md
     assert "## Roofline" in md and "## Goals" in md
+    assert "CPU steal over the whole run" in md and "Matmul peaks before → after" in md and "| trust |" in md
+    assert r["peaks_after"].keys() == r["peaks"].keys() and r["ratio_reference"] == "torch"
     img = np.asarray(Image.open(out / "bench.png").convert("L"), dtype=np.float32)
     assert img.shape[0] > 200 and img.std() > 10       # bars drawn, not a blank canvas
 
@@ -82,6 +89,28 @@ def test_summary_is_reproducible_from_the_raw_runs(quick):
     _, out = quick
     r = json.loads((out / "bench.json").read_text())
     assert resummarize(r)["variants"] == r["variants"]
+
+
+def test_untrustworthy_rows_and_runs_are_flagged():
+    from ldm3d_edge.bench.bench import _stats, ratio_reference, run_flags, trust_flags
+
+    steady = {"unet_step_s": _stats([1.0, 1.02, 1.05]), "e2e_s": _stats([10.0, 10.1, 10.2])}
+    assert trust_flags(steady, [{"steal_pct": 1.0}] * 3) == []
+    noisy = {"unet_step_s": _stats([3.1, 4.0, 7.4]), "e2e_s": _stats([10.0, 10.1, 10.2])}
+    flags = trust_flags(noisy, [{"steal_pct": 2.0}, {"steal_pct": 21.0}])
+    assert flags == ["unet_step_s spread 108 % > 10 %", "CPU steal up to 21 % > 5 %"]
+    # the 2026-12-01 peaks, measured before and after: the run says it cannot be trusted
+    before = {"FP32": {"gops": 343.0}, "INT8": {"gops": 2039.0}}
+    after = {"FP32": {"gops": 110.0}, "INT8": {"gops": 2000.0}}
+    assert run_flags(before, after, {"a": [{"steal_pct": 0.5}]}) == [
+        "FP32 matmul peak 343 -> 110 GOP/s during the rows"]
+    assert run_flags(before, before, {"a": [{"steal_pct": 0.5}, {"steal_pct": None}]}) == []
+    # without the baseline row, ratios are taken against the slowest row present, and it says so
+    rows = {"ov-fp32": {"rounds_ok": 2, "unet_step_s": _stats([2.0, 2.2])},
+            "ov-int8-full": {"rounds_ok": 2, "unet_step_s": _stats([1.0, 1.1])}, "torch": {"rounds_ok": 0}}
+    assert ratio_reference(rows) == ("ov-fp32", "slowest row (no baseline row in this run)")
+    rows["torch"] = {"rounds_ok": 2, "unet_step_s": _stats([6.0, 6.1])}
+    assert ratio_reference(rows) == ("torch", "baseline")
 
 
 def test_roofline_uses_the_time_weighted_peak():

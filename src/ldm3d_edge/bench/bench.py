@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..runtime import constants as C
 from ..runtime.errors import InvalidArgumentError
-from .common import machine
+from .common import cpu_times, machine, steal_pct
 from .variants import BASELINE, DEVICES, VARIANTS, Variant, parse_variants
 
 RELEASE_SIZES = {"ldm3d-4c": (512, 512), "ldm3d-pano": (512, 1024), "ldm3d": (512, 512), "tiny": (64, 64)}
@@ -38,6 +38,10 @@ PEAK_SIZES = (2048, 4096)
 QUICK = dict(config="tiny", steps=2, repeat=2)
 COMPONENTS = ("text_encoder", "unet", "vae_decoder")
 TIMINGS = ("text_encoder_s", "unet_step_s", "vae_decode_s", "e2e_s", "load_s", "first_unet_s", "ready_s")
+RATIO_KEYS = ("text_encoder_s", "unet_step_s", "vae_decode_s", "e2e_s")
+# When a number is not to be trusted (issue 20): a row whose rounds spread by more than this around its median,
+# a run with more CPU steal than this, or a matmul peak that moved by more than this between before and after.
+MAX_SPREAD, MAX_STEAL_PCT, MAX_PEAK_DRIFT = 0.10, 5.0, 0.10
 
 
 @dataclass
@@ -253,7 +257,10 @@ def run_rounds(o: BenchOptions, variants: list[Variant], paths: dict) -> dict[st
             spec = {"kind": "run", "variant": v.name, "device": o.device, "checkpoint": str(paths["checkpoint"]),
                     "artifacts": str(variant_path(v, paths)), "height": o.height, "width": o.width,
                     "steps": o.steps, "threads": o.threads, "cache_dir": str(caches / v.name), "kernels": r == 0}
-            runs[v.name].append(run_worker(spec, v.env, o.timeout_s))
+            before = cpu_times()
+            run = run_worker(spec, v.env, o.timeout_s)
+            run["steal_pct"] = steal_pct(before, cpu_times())
+            runs[v.name].append(run)
             bar.update()
     bar.close()
     shutil.rmtree(caches, ignore_errors=True)   # the next bench starts cold anyway: 12 GB of blobs at full size
@@ -263,7 +270,42 @@ def run_rounds(o: BenchOptions, variants: list[Variant], paths: dict) -> dict[st
 # ---------------------------------------------------------------- 4. summarize
 
 def _stats(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+    med = statistics.median(values)
+    return {"median": med, "min": min(values), "max": max(values), "n": len(values),
+            "spread": (max(values) - min(values)) / med if med else 0.0}
+
+
+def ratio_reference(rows: dict[str, dict]) -> tuple[str | None, str]:
+    """The row every ratio is taken against: the baseline (diffusers PyTorch FP32) when it ran, else the slowest
+    row present by UNet step, so a run without PyTorch still compares its rows; and how it was chosen."""
+    ran = {k: v for k, v in rows.items() if v.get("rounds_ok")}
+    if BASELINE in ran:
+        return BASELINE, "baseline"
+    if not ran:
+        return None, "none"
+    return max(ran, key=lambda k: ran[k]["unet_step_s"]["median"]), "slowest row (no baseline row in this run)"
+
+
+def same_round_ratios(ref_runs: list[dict], runs: list[dict]) -> dict[str, float]:
+    """Per timing, the median over rounds of reference / this row measured in the same round: host noise that
+    hits one round hits both rows of it, so this ratio moves less than the ratio of medians."""
+    out = {}
+    for key in RATIO_KEYS:
+        pairs = [a[key] / b[key] for a, b in zip(ref_runs, runs) if "error" not in a and "error" not in b]
+        if pairs:
+            out[key] = statistics.median(pairs)
+    return out
+
+
+def trust_flags(row: dict, runs: list[dict]) -> list[str]:
+    """Why a row's numbers should not be quoted, if they should not: rounds that spread by more than
+    MAX_SPREAD around the median, or runs taken with more than MAX_STEAL_PCT CPU steal."""
+    flags = [f"{key} spread {100 * row[key]['spread']:.0f} % > {100 * MAX_SPREAD:.0f} %"
+             for key in ("unet_step_s", "e2e_s") if key in row and row[key]["spread"] > MAX_SPREAD]
+    steal = [r["steal_pct"] for r in runs if r.get("steal_pct") is not None]
+    if steal and max(steal) > MAX_STEAL_PCT:
+        flags.append(f"CPU steal up to {max(steal):.0f} % > {MAX_STEAL_PCT:.0f} %")
+    return flags
 
 
 def summarize(o: BenchOptions, variants: list[Variant], paths: dict, runs: dict, flops: dict | None,
@@ -284,12 +326,15 @@ def summarize(o: BenchOptions, variants: list[Variant], paths: dict, runs: dict,
             row["peak_rss_gb"] = max(r["peak_rss_gb"] for r in ok)
             row["device"] = ok[0]["device"]
             row["unet_kernels"] = next((r["unet_kernels"] for r in ok if "unet_kernels" in r), None)
+            steal = [r["steal_pct"] for r in runs[v.name] if r.get("steal_pct") is not None]
+            row["steal_pct_max"] = max(steal) if steal else None
+            row["flags"] = trust_flags(row, runs[v.name])
         rows[v.name] = row
-    base = rows.get(BASELINE)
-    for row in rows.values():
-        if base and base.get("rounds_ok") and row.get("rounds_ok"):
-            row["speedup"] = {k: base[k]["median"] / row[k]["median"]
-                              for k in ("text_encoder_s", "unet_step_s", "vae_decode_s", "e2e_s")}
+    ref, _ = ratio_reference(rows)
+    for name, row in rows.items():
+        if ref is not None and row.get("rounds_ok"):
+            row["speedup"] = {k: rows[ref][k]["median"] / row[k]["median"] for k in RATIO_KEYS}
+            row["speedup_same_round"] = same_round_ratios(runs[ref], runs[name])
     if flops and "flops" in flops and peaks:
         for v in variants:
             if rows[v.name].get("rounds_ok"):
@@ -338,10 +383,29 @@ def run_bench(o: BenchOptions) -> dict:
     t0 = time.perf_counter()
     paths, prep = prepare(o, variants)
     flops = count_flops(o, paths["checkpoint"])
+    before = cpu_times()
     peaks = measure_peaks(o)
     runs = run_rounds(o, variants, paths)
+    peaks_after = measure_peaks(o)   # a host that slowed down during the rows shows here
     rows = summarize(o, variants, paths, runs, flops, peaks)
+    ref, how = ratio_reference(rows)
     return {"options": {k: v for k, v in asdict(o).items() if k != "timeout_s"},
             "machine": {**machine(), "threads": o.threads},
-            "prepare_s": prep, "flops": flops, "peaks": peaks, "variants": rows, "runs": runs,
-            "baseline": BASELINE, "seconds": time.perf_counter() - t0}
+            "prepare_s": prep, "flops": flops, "peaks": peaks, "peaks_after": peaks_after, "variants": rows,
+            "runs": runs, "baseline": BASELINE, "ratio_reference": ref, "ratio_reference_how": how,
+            "steal_pct": steal_pct(before, cpu_times()), "trust": run_flags(peaks, peaks_after, runs),
+            "seconds": time.perf_counter() - t0}
+
+
+def run_flags(peaks: dict | None, peaks_after: dict | None, runs: dict[str, list[dict]]) -> list[str]:
+    """Why the whole run should not be quoted, if it should not: the matmul peaks moved by more than
+    MAX_PEAK_DRIFT between before and after the rows, or any run had more than MAX_STEAL_PCT CPU steal."""
+    flags = []
+    for k, p in (peaks or {}).items():
+        after = (peaks_after or {}).get(k)
+        if after and abs(after["gops"] - p["gops"]) > MAX_PEAK_DRIFT * p["gops"]:
+            flags.append(f"{k} matmul peak {p['gops']:.0f} -> {after['gops']:.0f} GOP/s during the rows")
+    steal = [r["steal_pct"] for rs in runs.values() for r in rs if r.get("steal_pct") is not None]
+    if steal and max(steal) > MAX_STEAL_PCT:
+        flags.append(f"CPU steal up to {max(steal):.0f} % in a run (> {MAX_STEAL_PCT:.0f} %)")
+    return flags

@@ -80,3 +80,25 @@ def machine() -> dict:
     except Exception:  # informational only: a broken plugin must not stop a benchmark
         pass
     return info
+
+
+def cpu_times() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs so far, from /proc/stat; None where it is not there. Steal is the time
+    the hypervisor ran something else while this VM wanted the CPU: a shared host's contention, which slows every
+    row of a benchmark by an amount no number in the table would otherwise show."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != "cpu":
+        return None
+    values = [int(x) for x in fields[1:]]
+    return (values[7] if len(values) > 7 else 0), sum(values[:8])
+
+
+def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """CPU steal between two cpu_times() readings, in percent of all CPU time; None without /proc/stat."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])

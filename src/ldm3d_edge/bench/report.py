@@ -26,7 +26,35 @@ def _s(stat: dict | None) -> str:
 
 
 def _x(row: dict, key: str) -> str:
-    return f"{row['speedup'][key]:.2f}x" if "speedup" in row else "–"
+    """ratio of medians (median of the same-round ratios)."""
+    if "speedup" not in row:
+        return "–"
+    same = row.get("speedup_same_round", {}).get(key)
+    return f"{row['speedup'][key]:.2f}x" + (f" ({same:.2f}x)" if same is not None else "")
+
+
+def _trust(row: dict) -> str:
+    flags = row.get("flags")
+    return "ok" if flags == [] else "–" if flags is None else "**not to be quoted**: " + "; ".join(flags)
+
+
+def trust_lines(r: dict) -> list[str]:
+    """The run's CPU steal and matmul peaks before and after the rows, and whether the run can be quoted."""
+    lines = []
+    steal = r.get("steal_pct")
+    if steal is not None:
+        lines.append(f"CPU steal over the whole run: {steal:.1f} % (/proc/stat; rows flagged above 5 %).")
+    before, after = r.get("peaks") or {}, r.get("peaks_after") or {}
+    if before and after:
+        lines.append("Matmul peaks before → after the rows: " + ", ".join(
+            f"{k} {p['gops']:.0f} → {after[k]['gops']:.0f} GOP/s" for k, p in before.items() if k in after) + ".")
+    flags = r.get("trust")
+    if flags:
+        lines.append("**This run is not to be quoted**: " + "; ".join(flags) + ". Its ratios measured within "
+                     "one round are the better guide; its absolute times are not the product's.")
+    elif flags is not None:
+        lines.append("No trust flag: steal ≤ 5 % in every run, peaks steady within 10 %.")
+    return lines
 
 
 def _env(env: dict) -> str:
@@ -51,7 +79,8 @@ def goals(r: dict) -> list[str]:
     base = r["variants"].get(r["baseline"], {})
     lines = [f"Goals (set for full-size ldm3d-4c at 512x512 on the CPU; this run: {o['config']} "
              f"{o['width']}x{o['height']}, {o['steps']} steps):", ""]
-    speed = f", {b['speedup']['unet_step_s']:.1f}x diffusers FP32" if "speedup" in b else ""
+    against_torch = r.get("ratio_reference", r["baseline"]) == r["baseline"]
+    speed = f", {b['speedup']['unet_step_s']:.1f}x diffusers FP32" if "speedup" in b and against_torch else ""
     step = b["unet_step_s"]["median"]
     lines.append(f"- best UNet step: {best} {_g(step)} s{speed} (goal ≤ {GOALS['unet_step_s']} s): "
                  f"{_met(step <= GOALS['unet_step_s'])}")
@@ -91,16 +120,24 @@ def markdown(r: dict) -> str:
            "figures are the median (min–max) over rounds. UNet: one denoising step at CFG batch 2 (median of the "
            "steps of a run). Text encoder: prompt + negative prompt. Start: process start to the first UNet step "
            "done (imports, load, compile, first call); cold = empty compile cache (round 1), warm = filled. "
-           "Peak RSS: the variant's own process (VmHWM).", "",
-           "| variant | text enc s | UNet s/step | VAE decode s | end to end s | UNet vs PyTorch | e2e vs PyTorch "
-           "| start cold s | start warm s | peak RSS GB | weights MB |", "|---" * 11 + "|"]
+           "Peak RSS: the variant's own process (VmHWM).", ""]
+    ref = r.get("ratio_reference", r["baseline"])
+    ref_name = "PyTorch" if ref == r["baseline"] else ref
+    out += [f"Ratios: the reference's median over the row's (in brackets: the median of the ratios measured within "
+            f"one round), against {ref_name}"
+            + ("." if ref == r["baseline"] else f", the slowest row, because no {r['baseline']} row ran.")
+            + " A row is not to be quoted when its rounds spread by more than 10 % or a run had more than 5 % CPU "
+            "steal.", ""] + trust_lines(r) + ["",
+            f"| variant | text enc s | UNet s/step | VAE decode s | end to end s | UNet vs {ref_name} | "
+            f"e2e vs {ref_name} | start cold s | start warm s | peak RSS GB | weights MB | trust |",
+            "|---" * 12 + "|"]
     for k, v in r["variants"].items():
         if not v.get("rounds_ok"):
-            out.append(f"| {k} | failed: {v['errors'][0] if v['errors'] else '?'} |||||||||| ")
+            out.append(f"| {k} | failed: {v['errors'][0] if v['errors'] else '?'} ||||||||||| ")
             continue
         cells = [_s(v["text_encoder_s"]), _s(v["unet_step_s"]), _s(v["vae_decode_s"]), _s(v["e2e_s"]),
                  _x(v, "unet_step_s"), _x(v, "e2e_s"), _f(v["start_cold_s"]), _f(v["start_warm_s"]),
-                 f"{v['peak_rss_gb']:.2f}", f"{v['model_bytes'] / 1e6:.0f}"]
+                 f"{v['peak_rss_gb']:.2f}", f"{v['model_bytes'] / 1e6:.0f}", _trust(v)]
         out.append(f"| {k} | " + " | ".join(cells) + " |")
     labels = "; ".join(f"**{k}** {v['label']}" + _env(v["env"]) for k, v in r["variants"].items())
     out += ["", "Variants: " + labels, ""]
