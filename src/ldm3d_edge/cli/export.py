@@ -28,6 +28,9 @@ def register(sub: Subparsers) -> None:
     e.add_argument("--dynamic-batch", action="store_true",
                    help="ONNX: the UNet also takes batch 1, so unguided steps (--guidance-cutoff, guidance <= 1) "
                         "cost half a guided one; without it ONNX runs them at batch 2. OpenVINO needs no option")
+    e.add_argument("--deepcache-branch", type=int_arg, metavar="B",
+                   help="also write the two UNet graphs DeepCache feature caching runs (generate --cache-interval), "
+                        "split at this branch: 0 = the shallowest, cheapest cached steps (DeepCache's numbering)")
     e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     e.add_argument("--revision", help="with a hub id: the branch, tag or commit to export (default: main)")
     e.set_defaults(run=run)
@@ -37,7 +40,8 @@ def run(a: argparse.Namespace) -> int:
     *_, export = need_extra("'ldm3d export'", "export", "torch", "diffusers", "ldm3d_edge.export")
     m = export.export_pipeline(a.src, a.out, fmt=a.format, height=a.height, width=a.width, fp16=a.fp16,
                                fp16_weights=a.fp16_weights, overwrite=a.overwrite,
-                               revision=a.revision, dynamic_batch=a.dynamic_batch)
+                               revision=a.revision, dynamic_batch=a.dynamic_batch,
+                               deepcache_branch=a.deepcache_branch)
     print(f"exported {a.src} -> {a.out} ({', '.join(m['formats'])}, {m['precision']}, {m['width']}x{m['height']}, "
           f"{m['vae_channels']}-channel VAE) in {m['export_seconds']:.1f}s")
     return 0

@@ -44,6 +44,11 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--guidance-cutoff", type=float_arg, metavar="F",
                    help="stop guidance after this fraction of the steps, in [0, 1]: the later steps run the UNet "
                         "on the prompt alone, at half the work (default: guide every step)")
+    g.add_argument("--cache-interval", type=int_arg, default=1, metavar="N",
+                   help="DeepCache feature caching: the whole UNet every N-th step, only its shallow layers in "
+                        "between (default 1: off). Needs a model exported with --deepcache-branch")
+    g.add_argument("--cache-branch", type=int_arg, metavar="B",
+                   help="the DeepCache branch expected (default: the model's own)")
     g.add_argument("--seed", type=int_arg, help="random seed (default: a fresh one, recorded in the JSON)")
     g.add_argument("--height", type=int_arg, help="multiple of 8 (default: the export resolution)")
     g.add_argument("--width", type=int_arg, help="multiple of 8 (default: the export resolution)")
@@ -105,5 +110,6 @@ def run(a: argparse.Namespace) -> int:
                    width=a.width, scheduler=a.scheduler, projection=a.projection, hfov=a.hfov, near=a.near,
                    far=a.far, outputs_3d=outputs_3d(a), init=(a.init, a.init_depth) if a.init else None,
                    strength=a.strength, pano=a.pano, circular_padding=a.circular_padding, progress=True,
-                   report=say, guidance_cutoff=a.guidance_cutoff)
+                   report=say, guidance_cutoff=a.guidance_cutoff, cache_interval=a.cache_interval,
+                   cache_branch=a.cache_branch)
     return 0

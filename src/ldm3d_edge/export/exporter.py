@@ -26,7 +26,7 @@ FORMAT_CHOICES = {"onnx": [C.FORMAT_ONNX], "openvino": [C.FORMAT_OPENVINO], "bot
 def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height: int | None = None,
                     width: int | None = None, fp16: bool = False, overwrite: bool = False,
                     progress: bool = True, fp16_weights: bool = False, revision: str | None = None,
-                    dynamic_batch: bool = False) -> dict:
+                    dynamic_batch: bool = False, deepcache_branch: int | None = None) -> dict:
     """Export the diffusers LDM3D folder `src` (or a Hugging Face hub id, at `revision`: export/hub.py) to `out`;
     returns the manifest dict.
 
@@ -36,6 +36,8 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     the checkpoint's weights are float16 already (the embedded model's are), little saved otherwise.
     dynamic_batch: the ONNX UNet takes batch 1 as well as 2 (unguided steps: guidance cut-off, guidance <= 1);
     the OpenVINO IR stays static at batch 2, as OpenVINO reshapes it at load time anyway.
+    deepcache_branch: also write the two UNet graphs feature caching runs (export/deepcache.py), split at this
+    DeepCache branch (0 = the shallowest); the plain UNet graph is written as always.
 
     The export is written to a temporary sibling folder and renamed into place at the end, so `out`
     is either complete or absent, never half-written.
@@ -59,7 +61,15 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     t0 = time.perf_counter()
     unet, vae, text_encoder = load_torch_parts(source)
     text_length = int(getattr(text_encoder.config, "max_position_embeddings", 77))
-    graphs = build_graphs(unet, vae, text_encoder, height, width, text_length=text_length)
+    if deepcache_branch is not None:
+        from .deepcache import branch_of
+
+        try:
+            branch_of(unet, deepcache_branch)
+        except ValueError as e:
+            raise InvalidArgumentError(str(e)) from None
+    graphs = build_graphs(unet, vae, text_encoder, height, width, text_length=text_length,
+                          deepcache_branch=deepcache_branch)
     precision = "fp16" if fp16 else "fp32"
     stamp = {"version": __version__, "source": source.path.name, "precision": precision,
              "height": height, "width": width}
@@ -87,7 +97,8 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
             shutil.copy2(source.path / C.LOW_RES_SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE, tmp / C.LOW_RES_SCHEDULER_DIR)
         manifest = write_manifest(tmp, source, height, width, precision, formats, components, text_length,
                                   weights="fp16" if fp16 else "fp16-lossless" if fp16_weights else precision,
-                                  unet_batches=(1, 2) if dynamic_batch and C.FORMAT_ONNX in formats else (2,))
+                                  unet_batches=(1, 2) if dynamic_batch and C.FORMAT_ONNX in formats else (2,),
+                                  deepcache_branch=deepcache_branch)
     manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
     return manifest
 

@@ -20,7 +20,9 @@ class Graph:
         return tuple(self.outputs)
 
 
-def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: int = 77) -> list[Graph]:
+def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: int = 77,
+                 deepcache_branch: int | None = None) -> list[Graph]:
+    """The parts' graphs; with deepcache_branch, also the two UNet graphs DeepCache needs (export/deepcache.py)."""
     import torch
 
     class Wrapped(torch.nn.Module):
@@ -61,7 +63,7 @@ def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: 
     conditioned = unet.config.num_class_embeds is not None or unet.config.class_embed_type is not None
     if conditioned:
         unet_inputs[C.UNET_CLASS_LABELS] = torch.tensor([20, 20], dtype=torch.int64)
-    return [
+    graphs = [
         Graph(C.TEXT_ENCODER, TextEncoder(text_encoder),
               {C.TEXT_INPUT_IDS: torch.randint(0, 49000, (1, text_length), generator=g, dtype=torch.int64)},
               {C.TEXT_HIDDEN_STATES: (1, text_length, hidden)}),
@@ -74,3 +76,22 @@ def build_graphs(unet, vae, text_encoder, height: int, width: int, text_length: 
               {C.VAE_ENCODER_IMAGE: torch.rand(1, vae.config.in_channels, height, width, generator=g) * 2 - 1},
               {C.VAE_ENCODER_MOMENTS: (1, 2 * vae.config.latent_channels, lh, lw)}),
     ]
+    if deepcache_branch is not None:
+        graphs += _deepcache_graphs(unet, unet_inputs, deepcache_branch, lh, lw)
+    return graphs
+
+
+def _deepcache_graphs(unet, unet_inputs: dict, branch: int, lh: int, lw: int) -> list[Graph]:
+    import torch
+
+    from .deepcache import cache_modules, check_sizes
+
+    check_sizes(unet, lh, lw)
+    full, shallow, _ = cache_modules(unet, branch)
+    with torch.inference_mode():
+        out, feature = full(*unet_inputs.values())
+    shallow_inputs = {**unet_inputs, C.UNET_CACHE_FEATURE: torch.randn(feature.shape,
+                                                                        generator=torch.Generator().manual_seed(1))}
+    return [Graph(C.UNET_CACHE_FULL, full, dict(unet_inputs),
+                  {C.UNET_OUT: tuple(out.shape), C.UNET_CACHE_FEATURE: tuple(feature.shape)}, batched=True),
+            Graph(C.UNET_CACHE_SHALLOW, shallow, shallow_inputs, {C.UNET_OUT: tuple(out.shape)}, batched=True)]

@@ -18,7 +18,7 @@ from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerationConfig
 from .depth import split_rgbd
 from .errors import InvalidArgumentError, Ldm3dError, ModelFolderError
 from .manifest import Manifest, read_manifest
-from .models import TextEncoder, UNet, VaeDecoder, VaeEncoder
+from .models import CacheFullUNet, CacheShallowUNet, TextEncoder, UNet, VaeDecoder, VaeEncoder
 from .result import GenerationMetrics, RGBDResult
 from .schedulers import Scheduler, create_scheduler
 from .tokenizer import ClipTokenizer
@@ -50,6 +50,11 @@ class DiffusionPipeline:
         self.tokenizer, self.scheduler_config = tokenizer, scheduler_config
         self.text_encoder, self.unet, self.vae_decoder, self.vae_encoder = text_encoder, unet, vae_decoder, vae_encoder
         self.load_seconds = 0.0  # set by load(): manifest to compiled models
+        # DeepCache's two graphs, where the folder has them (compiled on first use, like the others)
+        self.unet_cache: tuple[CacheFullUNet, CacheShallowUNet] | None = None
+        if manifest.deepcache_branch is not None:
+            self.unet_cache = (CacheFullUNet(manifest, unet.backend, fmt),
+                               CacheShallowUNet(manifest, unet.backend, fmt))
 
     @classmethod
     def load(cls: type[P], artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
@@ -107,7 +112,8 @@ class DiffusionPipeline:
                     guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
                     seed: int | None = None, latents: np.ndarray | None = None,
                     scheduler: str | Scheduler | None = None, circular_padding: int = 0,
-                    guidance_cutoff: float | None = None) -> tuple[GenerationConfig, Scheduler]:
+                    guidance_cutoff: float | None = None, cache_interval: int = 1,
+                    cache_branch: int | None = None) -> tuple[GenerationConfig, Scheduler]:
         """The validated generation config and its scheduler; raises InvalidArgumentError before any work."""
         m = self.manifest
         if seed is None and latents is None:
@@ -116,12 +122,27 @@ class DiffusionPipeline:
                                guidance_scale=guidance_scale, height=m.height if height is None else height,
                                width=m.width if width is None else width, seed=seed, latents=latents,
                                scheduler=scheduler if isinstance(scheduler, (str, type(None))) else scheduler.name,
-                               circular_padding=circular_padding, guidance_cutoff=guidance_cutoff)
+                               circular_padding=circular_padding, guidance_cutoff=guidance_cutoff,
+                               cache_interval=cache_interval, cache_branch=cache_branch)
         cfg.validate(m.vae_scale_factor, m.latent_channels)
+        if cfg.cache_interval > 1 or cfg.cache_branch is not None:
+            self._check_cache(cfg)
         sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)
         # a stochastic sampler's (LCM's) per-step noise follows the seed too, apart from the initial noise's
         sched.seed((0 if cfg.seed is None else cfg.seed, 1))
         return cfg, sched
+
+    def _check_cache(self, cfg: GenerationConfig) -> None:
+        """Feature caching needs a folder exported with its graphs, at the branch asked for."""
+        have = self.manifest.deepcache_branch
+        if have is None:
+            raise ModelFolderError(f"{self.manifest.root} has no DeepCache graphs, so it cannot cache features "
+                                   "(cache_interval > 1): re-export it with 'ldm3d export SRC OUT --deepcache-branch "
+                                   "0' (the graphs are added beside the plain UNet)")
+        if cfg.cache_branch is not None and cfg.cache_branch != have:
+            raise InvalidArgumentError(f"{self.manifest.root} was exported for DeepCache branch {have}, not "
+                                       f"{cfg.cache_branch}: use branch {have} (or None), or re-export with "
+                                       f"--deepcache-branch {cfg.cache_branch}")
 
     def prepare(self, height: int, width: int, circular_padding: int = 0) -> None:
         """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static).
@@ -173,7 +194,9 @@ class DiffusionPipeline:
                  cfg: GenerationConfig, metrics: GenerationMetrics, callback: StepCallback | None,
                  progress: bool, extra_channels: np.ndarray | None = None,
                  class_labels: np.ndarray | None = None) -> np.ndarray:
-        """The denoising loop with classifier-free guidance. The first cfg.cfg_steps() steps run the UNet at batch 2
+        """The denoising loop with classifier-free guidance (and, with cfg.cache_interval N > 1, DeepCache: the
+        whole UNet on every N-th step, keeping its feature, the shallow graph on that feature in between). The
+        first cfg.cfg_steps() steps run the UNet at batch 2
         on [negative, prompt] and guide; the rest (all of them at guidance <= 1) on the prompt alone, at batch 1
         where the UNet runs it (UNet.runs_batch), else at batch 2 with the prompt twice, which gives the same
         result in the time of a guided step. extra_channels (1, C, h, w) are appended to the scaled model input's
@@ -181,12 +204,15 @@ class DiffusionPipeline:
         p = cfg.circular_padding
         h, w = cfg.height, self._padded_width(cfg.width, p)
         n_cfg = cfg.cfg_steps(len(timesteps))
-        single = n_cfg < len(timesteps) and self.unet.runs_batch(1, h, w)
+        cache = self.unet_cache if cfg.cache_interval > 1 else None
+        parts = (self.unet,) if cache is None else cache
+        single = n_cfg < len(timesteps) and all(part.runs_batch(1, h, w) for part in parts)
         if n_cfg < len(timesteps) and not single:
             log.info("%s: this %s UNet is static at batch 2, so the %d unguided steps cost as much as guided ones; "
                      "re-export it with this version (ONNX: with --dynamic-batch) to run them at batch 1",
                      self.model_name, self.format, len(timesteps) - n_cfg)
         extra = None if extra_channels is None else np.concatenate([extra_channels] * 2)   # the same every step
+        feature: np.ndarray | None = None   # DeepCache: the last full step's feature
         steps = _progress(timesteps, progress)
         for i, t in enumerate(steps):
             pair = i < n_cfg or not single      # rows [negative, prompt], else the prompt's row alone
@@ -194,10 +220,16 @@ class DiffusionPipeline:
             model_in = sched.scale_model_input(np.concatenate([latents, latents], axis=0) if pair else latents, t)
             if extra is not None:
                 model_in = np.concatenate([model_in, extra[rows]], axis=1)
-            labels = {} if class_labels is None else {"class_labels": class_labels[rows]}
+            labels = None if class_labels is None else class_labels[rows]
             t0 = time.perf_counter()
-            noise_pred = _crop(self.unet(_wrap(model_in, p), np.full((len(model_in),), t, dtype=np.float32),
-                                         hidden[rows], h, w, **labels), p)
+            args = (_wrap(model_in, p), np.full((len(model_in),), t, dtype=np.float32), hidden[rows], h, w)
+            if cache is None:
+                noise_pred = self.unet(*args, class_labels=labels)
+            elif i % cfg.cache_interval == 0 or feature is None:
+                noise_pred, feature = cache[0](*args, class_labels=labels)
+            else:   # past a guidance cut-off the batch drops to 1: the prompt's row of the cached feature
+                noise_pred = cache[1](*args, feature=feature[-len(model_in):], class_labels=labels)
+            noise_pred = _crop(noise_pred, p)
             metrics.unet_step_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             text_pred = noise_pred[-1:]
@@ -230,7 +262,9 @@ class DiffusionPipeline:
             negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
             steps=cfg.num_inference_steps, guidance_scale=float(cfg.guidance_scale), scheduler=sched.name,
             model=self.model_name, device=self.device, height=cfg.height, width=cfg.width, metrics=metrics,
-            circular_padding=cfg.circular_padding, guidance_cutoff=cfg.guidance_cutoff)
+            circular_padding=cfg.circular_padding, guidance_cutoff=cfg.guidance_cutoff,
+            cache_interval=cfg.cache_interval if cfg.cache_interval > 1 else None,
+            cache_branch=self.manifest.deepcache_branch if cfg.cache_interval > 1 else None)
 
 
 

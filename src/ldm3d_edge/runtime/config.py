@@ -32,6 +32,8 @@ class GenerationConfig:
     scheduler: str | None = None   # None: the class named in scheduler_config.json
     circular_padding: int = 0      # panoramas: latent columns wrapped around each side (see Pipeline.__call__)
     guidance_cutoff: float | None = None   # fraction of the steps after which guidance stops (see cfg_steps)
+    cache_interval: int = 1        # DeepCache: the whole UNet every N-th step, the shallow part in between
+    cache_branch: int | None = None   # DeepCache branch; None: the folder's (checked by the pipeline)
 
     @property
     def do_cfg(self) -> bool:
@@ -79,6 +81,13 @@ class GenerationConfig:
                               or not 0 <= f <= 1):
             raise InvalidArgumentError(f"guidance cut-off must be a fraction of the steps from 0 to 1 (or None for "
                                        f"guidance on every step), got {f!r}")
+        n = self.cache_interval
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_STEPS:
+            raise InvalidArgumentError(f"cache interval must be an integer from 1 (no caching) to {MAX_STEPS}, "
+                                       f"got {n!r}")
+        b = self.cache_branch
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 0):
+            raise InvalidArgumentError(f"cache branch must be an integer >= 0 or None, got {b!r}")
         if self.latents is not None:
             want = (1, latent_channels, self.height // scale_factor, self.width // scale_factor)
             a = self.latents

@@ -14,7 +14,11 @@ TEXT_ENCODER = "text_encoder"
 UNET = "unet"
 VAE_DECODER = "vae_decoder"
 VAE_ENCODER = "vae_encoder"
-COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER)
+# DeepCache (export --deepcache-branch): the whole UNet that also returns the cached feature, and the shallow UNet
+UNET_CACHE_FULL = "unet_cache_full"
+UNET_CACHE_SHALLOW = "unet_cache_shallow"
+COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER, VAE_ENCODER)   # what every export writes
+CACHE_COMPONENTS = (UNET_CACHE_FULL, UNET_CACHE_SHALLOW)
 REQUIRED_COMPONENTS = (TEXT_ENCODER, UNET, VAE_DECODER)
 
 # What an artifact folder does (manifest "pipeline"): text -> RGBD, or RGBD -> RGBD at a higher resolution.
@@ -54,6 +58,7 @@ UNET_TIMESTEP = "timestep"
 UNET_ENCODER_HIDDEN_STATES = "encoder_hidden_states"
 UNET_CLASS_LABELS = "class_labels"     # upscaler UNet only: the low-res noise level, one per batch row
 UNET_OUT = "out_sample"
+UNET_CACHE_FEATURE = "cache_feature"   # DeepCache: the up path's hidden state at the branch (full out, shallow in)
 VAE_LATENT = "latent_sample"
 VAE_IMAGE = "sample"
 VAE_ENCODER_IMAGE = "sample"

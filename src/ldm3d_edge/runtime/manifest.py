@@ -66,6 +66,13 @@ class Manifest:
         return tuple(int(b) for b in self.raw.get("unet_batches", [self.unet_batch]))
 
     @property
+    def deepcache_branch(self) -> int | None:
+        """The DeepCache branch the folder's feature-caching graphs split the UNet at; None without them."""
+        dc = self.raw.get("deepcache")
+        has_graphs = all(c in self.components for c in C.CACHE_COMPONENTS)
+        return int(dc["branch"]) if isinstance(dc, dict) and has_graphs else None
+
+    @property
     def formats(self) -> tuple[str, ...]:
         """Formats every required component is available in."""
         sets = [set(self.components[c].formats) for c in C.REQUIRED_COMPONENTS]

@@ -17,7 +17,6 @@ from .manifest import Manifest
 class ModelPart:
     component: str = ""
     spatial_inputs: tuple[str, ...] = ()   # inputs whose last two dims follow the image size
-    latent_space = False                   # True: those dims are the image size / vae_scale_factor
     batched = False                        # True: every input's first dim is the batch (the UNet's CFG pair)
 
     def __init__(self, manifest: Manifest, backend: Backend, fmt: str):
@@ -33,8 +32,10 @@ class ModelPart:
         for t in self.spec.inputs:
             shape = list(t.shape)
             if t.name in self.spatial_inputs:
-                div = self.manifest.vae_scale_factor if self.latent_space else 1
-                shape[-2:] = [height // div, width // div]
+                # each input's scale to the image, read off its exported shape: 1 for images, 8 for latents,
+                # more for a DeepCache feature deeper in the UNet
+                m = self.manifest
+                shape[-2:] = [height // (m.height // t.shape[-2]), width // (m.width // t.shape[-1])]
             if self.batched and batch is not None:
                 shape[0] = batch
             shapes[t.name] = tuple(shape)
@@ -72,10 +73,10 @@ class TextEncoder(ModelPart):
         return out[C.TEXT_HIDDEN_STATES]
 
 
-class UNet(ModelPart):
-    component = C.UNET
-    spatial_inputs = (C.UNET_SAMPLE,)
-    latent_space = True
+class UNetPart(ModelPart):
+    """What the UNet graphs share: latent inputs at the CFG batch, and a batch the runtime may change."""
+
+    spatial_inputs: tuple[str, ...] = (C.UNET_SAMPLE,)
     batched = True
 
     def runs_batch(self, batch: int, height: int, width: int) -> bool:
@@ -96,21 +97,56 @@ class UNet(ModelPart):
                 self._refused.add((height, width, batch))
         return False
 
+    def _batch(self, sample: np.ndarray) -> int | None:
+        """The batch to compile for: None for the exported one."""
+        return None if sample.shape[0] == self.manifest.unet_batch else int(sample.shape[0])
+
+
+class UNet(UNetPart):
+    component = C.UNET
+
     def __call__(self, sample: np.ndarray, timestep: np.ndarray, hidden: np.ndarray, height: int,
                  width: int, class_labels: np.ndarray | None = None) -> np.ndarray:
         """class_labels: the upscaler's noise level per batch row (int64); only for UNets exported with it.
         The batch is the sample's (2: the CFG pair; 1 where runs_batch(1))."""
-        inputs = {C.UNET_SAMPLE: sample, C.UNET_TIMESTEP: timestep, C.UNET_ENCODER_HIDDEN_STATES: hidden}
-        if class_labels is not None:
-            inputs[C.UNET_CLASS_LABELS] = class_labels
-        batch = int(sample.shape[0])
-        return self.run(height, width, inputs, None if batch == self.manifest.unet_batch else batch)[C.UNET_OUT]
+        return self.run(height, width, _unet_inputs(sample, timestep, hidden, class_labels),
+                        self._batch(sample))[C.UNET_OUT]
+
+
+class CacheFullUNet(UNetPart):
+    """DeepCache's full step: the whole UNet, also returning the up path's feature at the folder's branch."""
+
+    component = C.UNET_CACHE_FULL
+
+    def __call__(self, sample: np.ndarray, timestep: np.ndarray, hidden: np.ndarray, height: int,
+                 width: int, class_labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        out = self.run(height, width, _unet_inputs(sample, timestep, hidden, class_labels), self._batch(sample))
+        return out[C.UNET_OUT], out[C.UNET_CACHE_FEATURE]
+
+
+class CacheShallowUNet(UNetPart):
+    """DeepCache's cheap step: the layers above the branch, the deep part's contribution taken from `feature`."""
+
+    component = C.UNET_CACHE_SHALLOW
+    spatial_inputs = (C.UNET_SAMPLE, C.UNET_CACHE_FEATURE)
+
+    def __call__(self, sample: np.ndarray, timestep: np.ndarray, hidden: np.ndarray, height: int,
+                 width: int, feature: np.ndarray, class_labels: np.ndarray | None = None) -> np.ndarray:
+        inputs = {**_unet_inputs(sample, timestep, hidden, class_labels), C.UNET_CACHE_FEATURE: feature}
+        return self.run(height, width, inputs, self._batch(sample))[C.UNET_OUT]
+
+
+def _unet_inputs(sample: np.ndarray, timestep: np.ndarray, hidden: np.ndarray,
+                 class_labels: np.ndarray | None) -> dict[str, np.ndarray]:
+    inputs = {C.UNET_SAMPLE: sample, C.UNET_TIMESTEP: timestep, C.UNET_ENCODER_HIDDEN_STATES: hidden}
+    if class_labels is not None:
+        inputs[C.UNET_CLASS_LABELS] = class_labels
+    return inputs
 
 
 class VaeDecoder(ModelPart):
     component = C.VAE_DECODER
     spatial_inputs = (C.VAE_LATENT,)
-    latent_space = True
 
     def __call__(self, latents: np.ndarray, height: int, width: int) -> np.ndarray:
         """Latents already divided by the VAE scaling factor -> image in [-1, 1], (1, C, H, W)."""

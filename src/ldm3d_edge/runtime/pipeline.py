@@ -26,7 +26,8 @@ class Pipeline(DiffusionPipeline):
                  guidance_scale: float = DEFAULT_GUIDANCE, height: int | None = None, width: int | None = None,
                  seed: int | None = None, latents: np.ndarray | None = None, scheduler: str | Scheduler | None = None,
                  callback: StepCallback | None = None, progress: bool = False,
-                 circular_padding: int = 0, guidance_cutoff: float | None = None) -> RGBDResult:
+                 circular_padding: int = 0, guidance_cutoff: float | None = None, cache_interval: int = 1,
+                 cache_branch: int | None = None) -> RGBDResult:
         """Text -> RGB + depth. `latents`: the initial noise (1, 4, H/8, W/8) instead of one drawn from `seed`.
 
         circular_padding (panoramas): before every UNet call and the decode, the latent gets the last
@@ -37,12 +38,17 @@ class Pipeline(DiffusionPipeline):
         guidance_cutoff f: classifier-free guidance stops after step int(steps * f) (diffusers'
         SDCFGCutoffCallback(cutoff_step_ratio=f)); the later steps run the UNet on the prompt alone, at batch 1,
         about half the work of a guided step. None (default) or 1 guides every step.
+
+        cache_interval N > 1 (DeepCache; folders exported with --deepcache-branch): the whole UNet runs on steps
+        0, N, 2N, ... and keeps one feature of its up path; the steps between run only the shallow layers above
+        the folder's branch on it. cache_branch: the branch expected (None: the folder's; another is refused).
         """
         t_start = time.perf_counter()
         metrics = GenerationMetrics()
         # 1. validate
         cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
-                                      seed, latents, scheduler, circular_padding, guidance_cutoff)
+                                      seed, latents, scheduler, circular_padding, guidance_cutoff, cache_interval,
+                                      cache_branch)
         self.prepare(cfg.height, cfg.width, cfg.circular_padding)
         # 2. encode the prompt
         hidden = self._encode_prompt(cfg, metrics)
@@ -59,7 +65,8 @@ class Pipeline(DiffusionPipeline):
                 guidance_scale: float = DEFAULT_GUIDANCE, seed: int | None = None, noise: np.ndarray | None = None,
                 init_latents: np.ndarray | None = None, scheduler: str | Scheduler | None = None,
                 callback: StepCallback | None = None, progress: bool = False,
-                guidance_cutoff: float | None = None) -> RGBDResult:
+                guidance_cutoff: float | None = None, cache_interval: int = 1,
+                cache_branch: int | None = None) -> RGBDResult:
         """Re-generate an existing RGBD image guided by a new prompt ("modify a template").
 
         rgb: (H, W, 3) uint8 (or float in [0, 1]); depth: (H, W) relative inverse depth in [0, 1], or None for a
@@ -68,7 +75,7 @@ class Pipeline(DiffusionPipeline):
         from there; as diffusers' img2img pipelines, int(steps * strength) steps are run (strength 1 = from pure
         noise, small = close to the input). `noise`: (1, 4, H/8, W/8) instead of drawing it from `seed`;
         `init_latents`: already-encoded, scaled latents (skips the encoder; rgb and depth may then be None).
-        guidance_cutoff: as in __call__, a fraction of the steps this run denoises.
+        guidance_cutoff, cache_interval, cache_branch: as in __call__, over the steps this run denoises.
         """
         t_start = time.perf_counter()
         metrics = GenerationMetrics()
@@ -81,7 +88,8 @@ class Pipeline(DiffusionPipeline):
             init_latents = _check_latents(init_latents, self.manifest)
             h, w = (d * self.manifest.vae_scale_factor for d in init_latents.shape[2:])
         cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, h, w, seed,
-                                      noise, scheduler, guidance_cutoff=guidance_cutoff)
+                                      noise, scheduler, guidance_cutoff=guidance_cutoff,
+                                      cache_interval=cache_interval, cache_branch=cache_branch)
         if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or \
                 not 0 < strength <= 1 or int(cfg.num_inference_steps * strength) < 1:
             raise InvalidArgumentError(f"strength must be in (0, 1] with steps * strength >= 1, got strength "

@@ -71,6 +71,8 @@ class RGBDResult:
     upscaled_from: tuple[int, int] | None = None   # upscaler: the low-res input's (height, width)
     noise_level: int | None = None                 # upscaler: the noise level (class label) it ran with
     guidance_cutoff: float | None = None           # the fraction of steps after which guidance stopped
+    cache_interval: int | None = None              # DeepCache: the whole UNet every N-th step
+    cache_branch: int | None = None                # DeepCache: the branch the shallow steps ran above
 
     def info(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
@@ -79,6 +81,8 @@ class RGBDResult:
                 **({"img2img_strength": self.strength} if self.strength is not None else {}),
                 **({"circular_padding": self.circular_padding} if self.circular_padding else {}),
                 **({"guidance_cutoff": self.guidance_cutoff} if self.guidance_cutoff is not None else {}),
+                **({"cache_interval": self.cache_interval, "cache_branch": self.cache_branch}
+                   if self.cache_interval is not None else {}),
                 **({"upscaled_from": list(self.upscaled_from), "noise_level": self.noise_level}
                    if self.upscaled_from is not None else {}),
                 "depth": {"file_encoding": "uint16 PNG = round(depth * 65535)",
