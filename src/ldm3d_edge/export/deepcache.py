@@ -8,8 +8,9 @@ Branches are numbered as DeepCache's DeepCacheSDHelper numbers them (cache_branc
 (3 in the releases), branch B is layer B % L of down block B // L. The shallow pass runs conv_in, the down blocks
 before that block, that block's first B % L (resnet, attention) layers, and then, in the mirror-image up block,
 the layers from the one paired with the branch to the end of the up path (DeepCache's is_skip_step: up layers
-numbered from the block's end, kept while their number <= B % L), then the output head. The cached feature is the hidden state entering the first of those
-up layers, before its concatenation with the skip connection. Branch 0 keeps only conv_in and the last up layer.
+numbered from the block's end, kept while their number <= B % L), then the output head. The cached feature is
+the hidden state entering the first of those up layers, before its concatenation with the skip connection.
+Branch 0 keeps only conv_in and the last up layer.
 
 Both graphs are written from the UNet's own modules, in diffusers' order of operations; the test proves the split
 exact: the full graph's output equals the plain UNet's, and the shallow graph given the full graph's feature
