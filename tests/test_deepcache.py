@@ -97,3 +97,19 @@ def test_folders_without_the_graphs_or_with_another_branch_say_so(tiny4, cached4
         pipe(PROMPT, num_inference_steps=2, cache_interval=3, cache_branch=2)
     with pytest.raises(InvalidArgumentError, match="cache interval"):
         pipe(PROMPT, num_inference_steps=2, cache_interval=0)
+
+
+def test_an_int8_folder_carries_the_graphs_quantized_like_the_unet(cached4, tmp_path):
+    pytest.importorskip("nncf")
+    from ldm3d_edge.quantization import quantize_artifacts
+
+    out = tmp_path / "int8"
+    raw = quantize_artifacts(cached4, out, mode="full", formats=["openvino"], samples=4, steps=2, progress=False)
+    parts = raw["quantization"]["parts"]
+    assert parts[C.UNET_CACHE_FULL]["openvino"] == parts[C.UNET_CACHE_SHALLOW]["openvino"] == "full"
+    assert raw["quantization"]["int8"][C.UNET_CACHE_SHALLOW]["openvino"]["fake_quantize"] > 0
+    pipe = Pipeline.load(out, device="openvino:CPU")
+    assert pipe.manifest.deepcache_branch == 0
+    kw = dict(num_inference_steps=6, guidance_scale=5.0, seed=4)
+    cached, plain = pipe(PROMPT, cache_interval=2, **kw), pipe(PROMPT, **kw)
+    assert cached.rgb.std() > 2 and 0 < np.abs(cached.rgb_float - plain.rgb_float).mean() < 0.05

@@ -6,7 +6,8 @@ Modes (OpenVINO through NNCF; ONNX through ONNX Runtime's tools):
              activations; text encoder and VAE INT8 weights.       ONNX: UNet MatMuls static QDQ S8S8.
     full     OV: UNet fully INT8 (activations and weights, calibrated); text encoder and VAE INT8 weights.
              ONNX: UNet Conv + MatMul static QDQ S8S8.
-ONNX keeps the VAE in float in every mode, and so does OpenVINO with vae="float".
+ONNX keeps the VAE in float in every mode, and so does OpenVINO with vae="float". DeepCache's two UNet graphs,
+where the folder has them, are quantized as the UNet is.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def _plan(component: str, fmt: str, mode: str, vae: str) -> str:
     """What happens to one part in one format: 'float', 'weights', 'hybrid', 'full' or 'dynamic'."""
     if component in VAE_PARTS and (vae == "float" or fmt == C.FORMAT_ONNX):
         return "float"
-    if component == C.UNET and mode != "weights":
+    if component in (C.UNET, *C.CACHE_COMPONENTS) and mode != "weights":
         return mode
     if fmt == C.FORMAT_ONNX:
         return "dynamic"
@@ -83,12 +84,20 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
     t0 = time.perf_counter()
 
     records: list[dict] = []
+    shallow_records: list[dict] = []
     if mode != "weights":
         from ..runtime import Pipeline
 
         device = "openvino:CPU" if C.FORMAT_OPENVINO in manifest.formats else "onnx:CPU"
         pipe = Pipeline.load(manifest.root, device=device, precision="f32" if device.startswith("openvino") else None)
         records = cal.collect_unet_inputs(pipe, prompts, samples, steps, progress=progress)
+        if pipe.unet_cache is not None:
+            # DeepCache's graphs calibrate on the same UNet inputs; the shallow one also on the float full graph's
+            # feature for each of them, what it is given at run time
+            m, full = pipe.manifest, pipe.unet_cache[0]
+            shallow_records = [{**r, C.UNET_CACHE_FEATURE: full(r[C.UNET_SAMPLE], r[C.UNET_TIMESTEP],
+                                                                r[C.UNET_ENCODER_HIDDEN_STATES], m.height, m.width,
+                                                                r.get(C.UNET_CLASS_LABELS))[1]} for r in records]
         del pipe
 
     plans: dict[str, Any] = {}
@@ -104,7 +113,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
             bar.set_postfix_str(f"{comp} {fmt} {plan}")
             (tmp / comp).mkdir(exist_ok=True)
             writer = _write_openvino if fmt == C.FORMAT_OPENVINO else _write_onnx
-            summaries.setdefault(comp, {})[fmt] = writer(manifest.model_path(comp, fmt), tmp / comp, plan, records)
+            summaries.setdefault(comp, {})[fmt] = writer(manifest.model_path(comp, fmt), tmp / comp, plan,
+                                                         shallow_records if comp == C.UNET_CACHE_SHALLOW else records)
             plans.setdefault(comp, {})[fmt] = plan
         raw = dict(manifest.raw)
         raw["precision"] = f"int8-{mode}"
