@@ -31,6 +31,10 @@ def register(sub: Subparsers) -> None:
     e.add_argument("--deepcache-branch", type=int_arg, metavar="B",
                    help="also write the two UNet graphs DeepCache feature caching runs (generate --cache-interval), "
                         "split at this branch: 0 = the shallowest, cheapest cached steps (DeepCache's numbering)")
+    e.add_argument("--lora", action="append", metavar="FILE[:SCALE]",
+                   help="fuse these LoRA weights (diffusers / PEFT or kohya safetensors) into the UNet and text "
+                        "encoder before tracing, weighted by SCALE (default 1); repeatable. An LCM-LoRA makes a "
+                        "model for --scheduler lcm at 4 steps")
     e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     e.add_argument("--revision", help="with a hub id: the branch, tag or commit to export (default: main)")
     e.set_defaults(run=run)
@@ -41,7 +45,7 @@ def run(a: argparse.Namespace) -> int:
     m = export.export_pipeline(a.src, a.out, fmt=a.format, height=a.height, width=a.width, fp16=a.fp16,
                                fp16_weights=a.fp16_weights, overwrite=a.overwrite,
                                revision=a.revision, dynamic_batch=a.dynamic_batch,
-                               deepcache_branch=a.deepcache_branch)
+                               deepcache_branch=a.deepcache_branch, loras=a.lora)
     print(f"exported {a.src} -> {a.out} ({', '.join(m['formats'])}, {m['precision']}, {m['width']}x{m['height']}, "
           f"{m['vae_channels']}-channel VAE) in {m['export_seconds']:.1f}s")
     return 0
