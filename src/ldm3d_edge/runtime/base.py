@@ -195,12 +195,12 @@ class DiffusionPipeline:
                  progress: bool, extra_channels: np.ndarray | None = None,
                  class_labels: np.ndarray | None = None) -> np.ndarray:
         """The denoising loop with classifier-free guidance (and, with cfg.cache_interval N > 1, DeepCache: the
-        whole UNet on every N-th step, keeping its feature, the shallow graph on that feature in between). The
-        first cfg.cfg_steps() steps run the UNet at batch 2
-        on [negative, prompt] and guide; the rest (all of them at guidance <= 1) on the prompt alone, at batch 1
-        where the UNet runs it (UNet.runs_batch), else at batch 2 with the prompt twice, which gives the same
-        result in the time of a guided step. extra_channels (1, C, h, w) are appended to the scaled model input's
-        channels (the upscaler's low-res latents)."""
+        whole UNet on every N-th step, keeping its feature, the shallow graph on that feature in between).
+
+        The first cfg.cfg_steps() steps run the UNet at batch 2 on [negative, prompt] and guide; the rest (all of
+        them at guidance <= 1) on the prompt alone, at batch 1 where the UNet runs it (UNet.runs_batch), else at
+        batch 2 with the prompt twice, which gives the same result in the time of a guided step. extra_channels
+        (1, C, h, w) are appended to the scaled model input's channels (the upscaler's low-res latents)."""
         p = cfg.circular_padding
         h, w = cfg.height, self._padded_width(cfg.width, p)
         n_cfg = cfg.cfg_steps(len(timesteps))
