@@ -71,6 +71,10 @@ def test_same_seed_same_files(tiny4, tmp_path):
     (["--scheduler", "heun"], "unknown scheduler 'heun'"),
     (["--guidance", "nan"], "guidance scale must be a finite number"),
     (["--device", "onnx:CPU", "--height", "96"], "serve only their export size 64x64, not 64x96"),
+    (["--guidance-cutoff", "2"], "guidance cut-off must be a fraction of the steps from 0 to 1"),
+    (["--cache-interval", "3"], "has no DeepCache graphs"),
+    (["--cache-interval", "0"], "cache interval must be an integer from 1"),
+    (["--speed", "fast", "--steps", "0"], "steps must be an integer from 1"),
 ])
 def test_generate_bad_arguments(tiny4, tmp_path, capsys, args, needle):
     out = tmp_path / "out"

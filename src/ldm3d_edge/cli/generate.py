@@ -20,6 +20,7 @@ from .common import (
 
 def register(sub: Subparsers) -> None:
     from ..runtime.config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH
+    from ..runtime.presets import SPEEDS
     from ..runtime.schedulers import scheduler_names
 
     g = sub.add_parser("generate", help="prompt -> RGB image + 16-bit depth map",
@@ -38,13 +39,17 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--out", default="out", help="folder for <name>_rgb.png, <name>_depth.png, <name>.json "
                                                 "(default: out)")
     g.add_argument("--name", help="file name prefix (default: from the prompt and seed)")
-    g.add_argument("--steps", type=int_arg, default=DEFAULT_STEPS, help=f"denoising steps (default {DEFAULT_STEPS})")
+    g.add_argument("--speed", choices=SPEEDS,
+                   help="speed preset: quality (the release default), balanced, fast: sampler, steps, guidance "
+                        "cut-off and feature caching chosen from measured quality costs (docs/python-api.md); "
+                        "--steps, --scheduler, --guidance-cutoff and --cache-interval override its choices")
+    g.add_argument("--steps", type=int_arg, help=f"denoising steps (default {DEFAULT_STEPS}, or the preset's)")
     g.add_argument("--guidance", type=float_arg, default=DEFAULT_GUIDANCE,
                    help=f"classifier-free guidance scale (default {DEFAULT_GUIDANCE}; <= 1 turns guidance off)")
     g.add_argument("--guidance-cutoff", type=float_arg, metavar="F",
                    help="stop guidance after this fraction of the steps, in [0, 1]: the later steps run the UNet "
                         "on the prompt alone, at half the work (default: guide every step)")
-    g.add_argument("--cache-interval", type=int_arg, default=1, metavar="N",
+    g.add_argument("--cache-interval", type=int_arg, metavar="N",
                    help="DeepCache feature caching: the whole UNet every N-th step, only its shallow layers in "
                         "between (default 1: off). Needs a model exported with --deepcache-branch")
     g.add_argument("--cache-branch", type=int_arg, metavar="B",
@@ -106,10 +111,30 @@ def run(a: argparse.Namespace) -> int:
         model = panorama if a.pano else perspective
     pipe = Pipeline.load(model, device=a.device, precision=a.precision, compile_now=False, verify=not a.no_verify)
     generate_files(pipe, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
-                   num_inference_steps=a.steps, guidance_scale=a.guidance, seed=a.seed, height=a.height,
-                   width=a.width, scheduler=a.scheduler, projection=a.projection, hfov=a.hfov, near=a.near,
-                   far=a.far, outputs_3d=outputs_3d(a), init=(a.init, a.init_depth) if a.init else None,
-                   strength=a.strength, pano=a.pano, circular_padding=a.circular_padding, progress=True,
-                   report=say, guidance_cutoff=a.guidance_cutoff, cache_interval=a.cache_interval,
-                   cache_branch=a.cache_branch)
+                   guidance_scale=a.guidance, seed=a.seed, height=a.height, width=a.width, projection=a.projection,
+                   hfov=a.hfov, near=a.near, far=a.far, outputs_3d=outputs_3d(a),
+                   init=(a.init, a.init_depth) if a.init else None, strength=a.strength, pano=a.pano,
+                   circular_padding=a.circular_padding, progress=True, report=say, cache_branch=a.cache_branch,
+                   **work_settings(a, pipe))
     return 0
+
+
+def work_settings(a: argparse.Namespace, pipe) -> dict:
+    """Steps, scheduler, guidance cut-off and cache interval: the --speed preset's (said on the terminal), each
+    overridden by its own option when given; without a preset, the options or the release defaults."""
+    from ..runtime.config import DEFAULT_STEPS
+    from ..runtime.presets import PRESETS, SpeedPreset
+
+    given = {"num_inference_steps": a.steps, "scheduler": a.scheduler, "guidance_cutoff": a.guidance_cutoff,
+             "cache_interval": a.cache_interval}
+    if a.speed is None:
+        return {**given, "num_inference_steps": DEFAULT_STEPS if a.steps is None else a.steps,
+                "cache_interval": 1 if a.cache_interval is None else a.cache_interval}
+    settings = pipe.speed_settings(a.speed, report=say)
+    settings.update({k: v for k, v in given.items() if v is not None})
+    chosen = SpeedPreset(a.speed, settings["scheduler"], settings["num_inference_steps"], settings["guidance_cutoff"],
+                         settings["cache_interval"])
+    overridden = " (options override it)" if any(v is not None for v in given.values()) else ""
+    say(f"speed preset {a.speed}{overridden}: {chosen.describe()}" + (
+        "" if PRESETS[a.speed] == chosen else f"; the preset itself: {PRESETS[a.speed].describe()}"))
+    return settings

@@ -3,7 +3,10 @@ parts, the shared steps in base.DiffusionPipeline."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -13,8 +16,11 @@ from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH
 from .depth import rgbd_to_image
 from .errors import InvalidArgumentError
 from .manifest import Manifest
+from .presets import speed_settings
 from .result import GenerationMetrics, RGBDResult
 from .schedulers import Scheduler
+
+log = logging.getLogger(__name__)
 
 
 class Pipeline(DiffusionPipeline):
@@ -59,6 +65,15 @@ class Pipeline(DiffusionPipeline):
         # 5. denoise, 6. decode and split RGB / depth
         latents = self._denoise(latents, sched.timesteps, sched, hidden, cfg, metrics, callback, progress)
         return self._decode(latents, cfg, sched, metrics, t_start)
+
+    def speed_settings(self, speed: str, report: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """The keyword arguments of speed preset `speed` ("quality", "balanced", "fast"; runtime.presets) on this
+        folder: pipe(prompt, **pipe.speed_settings("fast")). What the folder cannot do (feature caching without the
+        DeepCache graphs) is left out and said through `report` (default: the log)."""
+        settings, notes = speed_settings(speed, self.manifest)
+        for note in notes:
+            (report or log.info)(note)
+        return settings
 
     def img2img(self, rgb: np.ndarray, depth: np.ndarray | None, prompt: str, strength: float = DEFAULT_STRENGTH,
                 negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
