@@ -92,7 +92,8 @@ def test_summary_is_reproducible_from_the_raw_runs(quick):
 
 
 def test_untrustworthy_rows_and_runs_are_flagged():
-    from ldm3d_edge.bench.bench import _stats, ratio_reference, run_flags, trust_flags
+    from ldm3d_edge.bench.bench import _stats
+    from ldm3d_edge.bench.trust import ratio_reference, run_flags, trust_flags
 
     steady = {"unet_step_s": _stats([1.0, 1.02, 1.05]), "e2e_s": _stats([10.0, 10.1, 10.2])}
     assert trust_flags(steady, [{"steal_pct": 1.0}] * 3) == []
