@@ -115,6 +115,23 @@ def alpha_sigma_lambda(sigma: np.float32) -> tuple[np.float32, np.float32, np.fl
     return alpha, sig, log_f32(alpha) - log_f32(sig)
 
 
+def convert_prediction(model_output: np.ndarray, sample: np.ndarray, alpha_t: np.float32, sigma_t: np.float32,
+                       prediction_type: str, to_x0: bool) -> np.ndarray:
+    """What the multistep solvers work on, from the model's output of `prediction_type` ("epsilon", "sample",
+    "v_prediction") at (alpha_t, sigma_t): the x_0 estimate (to_x0) or the noise estimate."""
+    if to_x0:
+        if prediction_type == "epsilon":
+            return (sample - sigma_t * model_output) / alpha_t
+        if prediction_type == "sample":
+            return model_output
+        return alpha_t * sample - sigma_t * model_output
+    if prediction_type == "epsilon":
+        return model_output
+    if prediction_type == "sample":
+        return (sample - alpha_t * model_output) / sigma_t
+    return alpha_t * model_output + sigma_t * sample
+
+
 class Scheduler:
     """Interface: build from a config dict, ``set_timesteps(n)``, then per timestep
     ``scale_model_input`` -> model -> ``step``. Only ``set_timesteps`` resets state."""
@@ -165,3 +182,20 @@ class Scheduler:
             raise InvalidArgumentError(f"num_inference_steps must be an integer >= 1, got {n!r}")
         if n > num_train:
             raise InvalidArgumentError(f"num_inference_steps {n} exceeds the {num_train} training timesteps")
+
+
+
+class SigmaStepper(Scheduler):
+    """What the multistep solvers (DPM-Solver, UniPC) share: a sigma per step (plus the final one), counted by
+    step_index, and noise added at the current step's sigma."""
+
+    sigmas: np.ndarray
+    step_index: int
+
+    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep: float) -> np.ndarray:
+        """alpha_t x_0 + sigma_t noise at the current (begin) step, as diffusers after set_begin_index."""
+        alpha_t, sigma_t = alpha_sigma(self.sigmas[self.step_index])
+        return (alpha_t * original + sigma_t * noise).astype(F32)
+
+    def _lambda(self, i: int) -> tuple[np.float32, np.float32, np.float32]:
+        return alpha_sigma_lambda(self.sigmas[i])

@@ -10,11 +10,11 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from .base import (
     F32,
-    Scheduler,
     SchedulerOutput,
+    SigmaStepper,
     alpha_sigma,
-    alpha_sigma_lambda,
     alphas_cumprod,
+    convert_prediction,
     exp_f32,
     make_betas,
     read_config,
@@ -56,7 +56,7 @@ def multistep_schedule(cfg: dict[str, Any], train_sigmas: np.ndarray, n: int, la
     return ts, sigmas
 
 
-class DPMSolverMultistepScheduler(Scheduler):
+class DPMSolverMultistepScheduler(SigmaStepper):
     name = "dpm++"
 
     def __init__(self, config: dict[str, Any]):
@@ -96,11 +96,6 @@ class DPMSolverMultistepScheduler(Scheduler):
         self.lower_order_nums = 0
         self.step_index = 0
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep: float) -> np.ndarray:
-        """alpha_t x_0 + sigma_t noise at the current (begin) step, as diffusers after set_begin_index."""
-        alpha_t, sigma_t = alpha_sigma(self.sigmas[self.step_index])
-        return (alpha_t * original + sigma_t * noise).astype(F32)
-
     def _convert_model_output(self, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
         """The solver works on x_0 (dpmsolver++) or epsilon (dpmsolver) predictions."""
         cfg = self.config
@@ -108,26 +103,14 @@ class DPMSolverMultistepScheduler(Scheduler):
         pt = cfg["prediction_type"]
         if cfg["variance_type"] in ("learned", "learned_range") and pt == "epsilon":
             model_output = model_output[:, :3]
-        if cfg["algorithm_type"] == "dpmsolver++":
-            if pt == "epsilon":
-                return (sample - sigma_t * model_output) / alpha_t
-            if pt == "sample":
-                return model_output
-            return alpha_t * sample - sigma_t * model_output
-        if pt == "epsilon":
-            return model_output
-        if pt == "sample":
-            return (sample - alpha_t * model_output) / sigma_t
-        return alpha_t * model_output + sigma_t * sample
+        return convert_prediction(model_output, sample, alpha_t, sigma_t, pt,
+                                  to_x0=cfg["algorithm_type"] == "dpmsolver++")
 
     def _history(self, n: int) -> list[np.ndarray]:
         """The last n converted model outputs, newest first (the order schedule guarantees n are there)."""
         recent = self.model_outputs[::-1][:n]
         assert all(m is not None for m in recent)
         return cast("list[np.ndarray]", recent)
-
-    def _lambda(self, i: int) -> tuple[np.float32, np.float32, np.float32]:
-        return alpha_sigma_lambda(self.sigmas[i])
 
     def _first_order(self, m0: np.ndarray, sample: np.ndarray) -> np.ndarray:
         i = self.step_index

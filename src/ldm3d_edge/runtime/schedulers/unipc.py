@@ -13,11 +13,11 @@ import numpy as np
 from ..errors import InvalidArgumentError
 from .base import (
     F32,
-    Scheduler,
     SchedulerOutput,
+    SigmaStepper,
     alpha_sigma,
-    alpha_sigma_lambda,
     alphas_cumprod,
+    convert_prediction,
     make_betas,
     read_config,
 )
@@ -34,7 +34,7 @@ def _expm1(x: np.float32) -> np.float32:
     return F32(np.expm1(np.float64(x)))
 
 
-class UniPCMultistepScheduler(Scheduler):
+class UniPCMultistepScheduler(SigmaStepper):
     name = "unipc"
 
     def __init__(self, config: dict[str, Any]):
@@ -77,28 +77,10 @@ class UniPCMultistepScheduler(Scheduler):
         self.this_order = 1
         self.step_index = 0
 
-    def add_noise(self, original: np.ndarray, noise: np.ndarray, timestep: float) -> np.ndarray:
-        """alpha_t x_0 + sigma_t noise at the current (begin) step, as diffusers after set_begin_index."""
-        alpha_t, sigma_t = alpha_sigma(self.sigmas[self.step_index])
-        return (alpha_t * original + sigma_t * noise).astype(F32)
-
     def _convert_model_output(self, model_output: np.ndarray, sample: np.ndarray) -> np.ndarray:
         alpha_t, sigma_t = alpha_sigma(self.sigmas[self.step_index])
-        pt = self.config["prediction_type"]
-        if self.config["predict_x0"]:
-            if pt == "epsilon":
-                return (sample - sigma_t * model_output) / alpha_t
-            if pt == "sample":
-                return model_output
-            return alpha_t * sample - sigma_t * model_output
-        if pt == "epsilon":
-            return model_output
-        if pt == "sample":
-            return (sample - alpha_t * model_output) / sigma_t
-        return alpha_t * model_output + sigma_t * sample
-
-    def _lambda(self, i: int) -> tuple[np.float32, np.float32, np.float32]:
-        return alpha_sigma_lambda(self.sigmas[i])
+        return convert_prediction(model_output, sample, alpha_t, sigma_t, self.config["prediction_type"],
+                                  self.config["predict_x0"])
 
     def _coefficients(self, t: int, s0: int, earlier: list[int], order: int
                       ) -> tuple[np.float32, np.float32, np.float32, np.float32, np.float32, list[np.float32],
