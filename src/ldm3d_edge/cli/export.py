@@ -35,6 +35,9 @@ def register(sub: Subparsers) -> None:
                    help="fuse these LoRA weights (diffusers / PEFT or kohya safetensors) into the UNet and text "
                         "encoder before tracing, weighted by SCALE (default 1); repeatable. An LCM-LoRA makes a "
                         "model for --scheduler lcm at 4 steps")
+    e.add_argument("--tome", type=float, metavar="RATIO",
+                   help="token merging (ToMe for SD): self-attention at full latent resolution runs on RATIO fewer "
+                        "tokens, the most similar merged by averaging; 0 < RATIO <= 0.75, tomesd suggests <= 0.5")
     e.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     e.add_argument("--revision", help="with a hub id: the branch, tag or commit to export (default: main)")
     e.set_defaults(run=run)
@@ -45,7 +48,7 @@ def run(a: argparse.Namespace) -> int:
     m = export.export_pipeline(a.src, a.out, fmt=a.format, height=a.height, width=a.width, fp16=a.fp16,
                                fp16_weights=a.fp16_weights, overwrite=a.overwrite,
                                revision=a.revision, dynamic_batch=a.dynamic_batch,
-                               deepcache_branch=a.deepcache_branch, loras=a.lora)
+                               deepcache_branch=a.deepcache_branch, loras=a.lora, tome=a.tome)
     print(f"exported {a.src} -> {a.out} ({', '.join(m['formats'])}, {m['precision']}, {m['width']}x{m['height']}, "
           f"{m['vae_channels']}-channel VAE) in {m['export_seconds']:.1f}s")
     return 0

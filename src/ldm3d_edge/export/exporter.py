@@ -27,7 +27,7 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
                     width: int | None = None, fp16: bool = False, overwrite: bool = False,
                     progress: bool = True, fp16_weights: bool = False, revision: str | None = None,
                     dynamic_batch: bool = False, deepcache_branch: int | None = None,
-                    loras: list[str] | None = None) -> dict:
+                    loras: list[str] | None = None, tome: float | None = None) -> dict:
     """Export the diffusers LDM3D folder `src` (or a Hugging Face hub id, at `revision`: export/hub.py) to `out`;
     returns the manifest dict.
 
@@ -40,6 +40,7 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     deepcache_branch: also write the two UNet graphs feature caching runs (export/deepcache.py), split at this
     DeepCache branch (0 = the shallowest); the plain UNet graph is written as always.
     loras: "FILE" or "FILE:SCALE" each, fused into the UNet and text encoder before tracing (export/lora.py).
+    tome: token merging ratio, folded into the UNet's full-resolution self-attentions (export/tome.py).
 
     The export is written to a temporary sibling folder and renamed into place at the end, so `out`
     is either complete or absent, never half-written.
@@ -54,8 +55,14 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise InvalidArgumentError(f"output folder {out} exists and is not empty (pass overwrite=True / --overwrite)")
     from .lora import LoraSpec
+    from .tome import check_ratio
 
     lora_specs = [LoraSpec.parse(text) for text in loras or []]   # a missing file fails before any work
+    if tome is not None:
+        try:
+            check_ratio(tome)
+        except ValueError as e:
+            raise InvalidArgumentError(str(e)) from None
     path, hub = resolve_source(src, revision)
     source = inspect_source(path)
     source.hub = hub
@@ -70,6 +77,12 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
         from .lora import fuse_loras
 
         lora_info = fuse_loras(source.path, unet, vae, text_encoder, lora_specs)
+    tome_info = None
+    if tome is not None:
+        from .tome import apply_tome
+
+        scale = source.vae_scale_factor
+        tome_info = apply_tome(unet, tome, (height // scale, width // scale))
     text_length = int(getattr(text_encoder.config, "max_position_embeddings", 77))
     if deepcache_branch is not None:
         from .deepcache import branch_of
@@ -108,7 +121,8 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
         manifest = write_manifest(tmp, source, height, width, precision, formats, components, text_length,
                                   weights="fp16" if fp16 else "fp16-lossless" if fp16_weights else precision,
                                   unet_batches=(1, 2) if dynamic_batch and C.FORMAT_ONNX in formats else (2,),
-                                  deepcache_branch=deepcache_branch, lora=lora_info)
+                                  deepcache_branch=deepcache_branch, lora=lora_info,
+                                  tome=tome_info)
     manifest["export_seconds"] = round(time.perf_counter() - t0, 2)
     return manifest
 

@@ -55,7 +55,7 @@ def library_versions() -> dict:
 def write_manifest(out: Path, source: Source, height: int, width: int, precision: str, formats: list[str],
                    components: dict[str, dict], text_length: int, weights: str | None = None,
                    unet_batches: tuple[int, ...] = (2,), deepcache_branch: int | None = None,
-                   lora: list[dict] | None = None) -> dict:
+                   lora: list[dict] | None = None, tome: dict | None = None) -> dict:
     """precision: what the graphs compute in; weights: what their weights are stored in ("fp16-lossless": an FP32
     IR's weights in float16 where float16 holds them exactly). The source's fingerprint says which checkpoint
     version this folder was made from."""
@@ -81,6 +81,7 @@ def write_manifest(out: Path, source: Source, height: int, width: int, precision
         **({"unet_batches": list(unet_batches)} if tuple(unet_batches) != (2,) else {}),
         **({"deepcache": {"branch": deepcache_branch}} if deepcache_branch is not None else {}),
         **({"lora": lora} if lora else {}),
+        **({"tome": tome} if tome else {}),
         "text_max_length": text_length,
         "components": components,
         "versions": library_versions(),
