@@ -91,6 +91,45 @@ def test_summary_is_reproducible_from_the_raw_runs(quick):
     assert resummarize(r)["variants"] == r["variants"]
 
 
+def test_speed_presets_run_as_rows(quick):
+    """`--speed` adds a row per preset per runtime variant (and 'variant:preset' names one); each generates with
+    the preset's settings, and the report gives its work share of the quality preset's and issue 20's goal."""
+    from ldm3d_edge.bench.report import work_share
+    from ldm3d_edge.runtime.presets import PRESETS
+
+    _, first = quick
+    out = first.parent / "speed"
+    rc = main(["bench", "--quick", "--variants", "ov-fp32,ov-int8-full:fast", "--speed", "balanced",
+               "--out", str(out), "--work", str(first.parent / "work")])    # the quick run's models, reused
+    assert rc == 0
+    r = json.loads((out / "bench.json").read_text())
+    assert list(r["variants"]) == ["ov-fp32", "ov-int8-full:fast", "ov-fp32:balanced"]
+    for name, speed in (("ov-int8-full:fast", "fast"), ("ov-fp32:balanced", "balanced")):
+        v = r["variants"][name]
+        assert v["speed"] == speed and v["rounds_ok"] == 2
+        assert all(run["steps"] == PRESETS[speed].steps == len(run["unet_steps_s"]) for run in r["runs"][name])
+    assert all(run["steps"] == 2 for run in r["runs"]["ov-fp32"])
+    assert r["ratio_reference"] == max(r["variants"], key=lambda k: r["variants"][k]["e2e_s"]["median"])
+    f = r["flops"]["flops"]
+    share = work_share("fast", f)
+    expect = (2 * f["text_encoder"] + 17.5 * f["unet"] + f["vae_decoder"]) / (
+        2 * f["text_encoder"] + 49 * f["unet"] + f["vae_decoder"])
+    assert share == pytest.approx(expect) and 0.3 < share < 0.45
+    md = (out / "bench.md").read_text()
+    fast = r["variants"]["ov-int8-full:fast"]["e2e_s"]["median"]
+    assert "## Speed presets" in md and f"| ov-int8-full:fast | {fast:.3g}" in md
+    assert f"{100 * share:.0f} %" in md and "so they do not apply" in md     # tiny 64x64: no verdict
+
+
+def test_preset_rows_are_checked():
+    names = [v.name for v in parse_variants("ov-fp32,torch", "CPU", "quality,fast")]
+    assert names == ["ov-fp32", "torch", "ov-fp32:quality", "ov-fp32:fast"]   # PyTorch runs diffusers' defaults
+    for text, speeds, msg in (("ov-fp32:warp", None, "unknown speed preset"), ("torch:fast", None, "runtime's"),
+                              ("ov-fp32,ov-fp32:fast", "fast", "once"), ("ov-fp32", "turbo", "unknown speed")):
+        with pytest.raises(ValueError, match=msg):
+            parse_variants(text, "CPU", speeds)
+
+
 def test_untrustworthy_rows_and_runs_are_flagged():
     from ldm3d_edge.bench.bench import _stats
     from ldm3d_edge.bench.trust import ratio_reference, run_flags, trust_flags

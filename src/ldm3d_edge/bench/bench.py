@@ -32,7 +32,7 @@ from ..runtime import constants as C
 from ..runtime.errors import InvalidArgumentError
 from .common import cpu_times, machine, steal_pct
 from .trust import RATIO_KEYS, ratio_reference, run_flags, same_round_ratios, trust_flags
-from .variants import BASELINE, DEVICES, VARIANTS, Variant, parse_variants
+from .variants import BASELINE, DEVICES, Variant, parse_variants, variant_named
 
 RELEASE_SIZES = {"ldm3d-4c": (512, 512), "ldm3d-pano": (512, 1024), "ldm3d": (512, 512), "tiny": (64, 64)}
 PEAK_SIZES = (2048, 4096)
@@ -49,6 +49,7 @@ class BenchOptions:
     steps: int = 20
     repeat: int = 3
     variants: str | None = None         # comma-separated; None: all for the device
+    speeds: str | None = None           # comma-separated speed presets: a row per preset per runtime variant
     device: str = "CPU"
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     work: str = str(C.cache_base() / "bench")
@@ -64,7 +65,7 @@ class BenchOptions:
         if self.device not in DEVICES:
             raise InvalidArgumentError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         try:
-            variants = parse_variants(self.variants, self.device)
+            variants = parse_variants(self.variants, self.device, self.speeds)
         except ValueError as e:
             raise InvalidArgumentError(str(e)) from None
         _check_device_present(self.device, variants)
@@ -279,6 +280,7 @@ def summarize(o: BenchOptions, variants: list[Variant], paths: dict, runs: dict,
         ok = [r for r in runs[v.name] if "error" not in r]
         row: dict[str, Any] = {
             "label": v.label, "engine": v.engine, "precision": v.precision, "float_kind": v.float_kind,
+            "speed": v.speed,
             "artifacts": str(variant_path(v, paths)), "model_bytes": model_bytes(v, variant_path(v, paths)),
             "env": v.env, "rounds_ok": len(ok), "errors": [r["error"] for r in runs[v.name] if "error" in r]}
         if ok:
@@ -334,7 +336,7 @@ def roofline(v: Variant, row: dict, flops: dict, peaks: dict) -> dict:
 def resummarize(r: dict) -> dict:
     """Rows recomputed from a bench.json's raw runs (e.g. after a change to the summary); same keys as run_bench."""
     o = BenchOptions(**r["options"])
-    variants = parse_variants(o.variants, o.device) if o.variants else [VARIANTS[k] for k in r["variants"]]
+    variants = [variant_named(k) for k in r["variants"]]
     paths: dict[str, Path | None] = {"checkpoint": None}
     for v in variants:
         paths[v.artifacts_key] = Path(r["variants"][v.name]["artifacts"])

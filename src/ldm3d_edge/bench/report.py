@@ -11,6 +11,43 @@ from ..runtime.result import atomic_write
 # The project's goals for full-size ldm3d-4c at 512x512 on the CPU (issue 6).
 GOALS = {"unet_step_s": 1.2, "fraction_of_peak": 0.85, "e2e_20_steps_s": 30.0, "int8_rss_gb": 2.5,
          "warm_start_s": 5.0}
+SPEED_GOALS_S = {"balanced": 12.0, "fast": 6.0}   # issue 20, end to end at 512x512 on 2 cores
+
+
+def work_share(speed: str, flops: dict) -> float:
+    """The FLOPs an image costs under preset `speed` as a share of the release default's (quality): text encoder
+    twice, the preset's UNet calls (an unguided step at batch 1 is half a call), one VAE decode."""
+    from ..runtime.presets import PRESETS
+
+    def cost(calls: float) -> float:
+        return 2 * flops["text_encoder"] + calls * flops["unet"] + flops["vae_decoder"]
+
+    return cost(PRESETS[speed].unet_calls()) / cost(PRESETS["quality"].unet_calls())
+
+
+def speed_lines(r: dict) -> list[str]:
+    """The preset rows: end to end, the work they spend, issue 20's goals."""
+    rows = {k: v for k, v in r["variants"].items() if v.get("speed") and v.get("rounds_ok")}
+    if not rows:
+        return []
+    f = (r.get("flops") or {}).get("flops")
+    o = r["options"]
+    full = o["config"] in ("ldm3d-4c", "ldm3d") and (o["height"], o["width"]) == (512, 512)
+    out = ["## Speed presets", "",
+           "Rows '<variant>:<preset>' generate with `--speed <preset>` (runtime/presets.py) instead of the run's "
+           "steps; their UNet s/step is the median over guided (batch 2) and unguided (batch 1) steps. Work: the "
+           "image's FLOPs as a share of the quality preset's (the release default, 49 guided steps). Goals (issue "
+           "20, end to end at 512x512 on 2 cores): balanced ≤ 12 s, fast ≤ 6 s"
+           + ("." if full else f"; this run is {o['config']} {o['width']}x{o['height']}, so they do not apply."), "",
+           "| row | end to end s | work | goal | verdict |", "|---|---|---|---|---|"]
+    for k, v in rows.items():
+        e2e = v["e2e_s"]["median"]
+        goal = SPEED_GOALS_S.get(v["speed"])
+        verdict = "–" if goal is None or not full else (_met(e2e <= goal) + f" ({e2e / goal:.1f}x the goal)")
+        share = f"{100 * work_share(v['speed'], f):.0f} %" if f else "–"
+        out.append(f"| {k} | {_s(v['e2e_s'])} | {share} | {'–' if goal is None else f'≤ {goal:.0f} s'} | "
+                   f"{verdict} |")
+    return out + [""]
 
 
 def _g(x: float) -> str:
@@ -70,7 +107,8 @@ def _met(ok: bool) -> str:
 
 
 def goals(r: dict) -> list[str]:
-    rows = {k: v for k, v in r["variants"].items() if v.get("rounds_ok") and v["engine"] != "torch"}
+    rows = {k: v for k, v in r["variants"].items() if v.get("rounds_ok") and v["engine"] != "torch"
+            and not v.get("speed")}
     if not rows:
         return []
     o = r["options"]
@@ -166,6 +204,7 @@ def markdown(r: dict) -> str:
                 "1 / (s / P_INT8 + (1 - s) / P_float); OpenVINO reports s from the compiled model. ONNX Runtime does "
                 "not (?): its INT8 UNet is held to the INT8 peak, with its fraction of the float peak in brackets."]
         out.append("")
+    out += speed_lines(r)
     g = goals(r)
     if g:
         out += ["## Goals", ""] + g + [""]

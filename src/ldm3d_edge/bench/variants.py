@@ -24,6 +24,7 @@ class Variant:
     label: str
     env: dict = field(default_factory=dict)
     devices: tuple[str, ...] = ("CPU",)
+    speed: str | None = None    # a speed preset (runtime/presets.py) for the end-to-end run instead of --steps
 
     @property
     def int8(self) -> bool:
@@ -63,18 +64,43 @@ DEVICES = tuple(DEFAULT_VARIANTS)
 BASELINE = "torch"
 
 
-def parse_variants(text: str | None, device: str) -> list[Variant]:
-    """Comma-separated names (default: every variant that runs on `device`); ValueError names what is allowed."""
+def with_speed(v: Variant, speed: str) -> Variant:
+    """Variant `v` generating with speed preset `speed`: the row "<name>:<speed>"."""
+    from dataclasses import replace
+
+    from ..runtime.presets import PRESETS
+
+    if speed not in PRESETS:
+        raise ValueError(f"unknown speed preset {speed!r}; choose from {', '.join(PRESETS)}")
+    if v.engine == "torch":
+        raise ValueError(f"{v.name}: speed presets are the runtime's; the PyTorch rows run diffusers' defaults")
+    return replace(v, name=f"{v.name}:{speed}", label=f"{v.label}, --speed {speed}", speed=speed)
+
+
+def variant_named(name: str) -> Variant:
+    """A row's variant from its name, "<variant>" or "<variant>:<speed preset>"."""
+    base, _, speed = name.partition(":")
+    return with_speed(VARIANTS[base], speed) if speed else VARIANTS[base]
+
+
+def parse_variants(text: str | None, device: str, speeds: str | None = None) -> list[Variant]:
+    """Comma-separated names, each optionally with ":<speed preset>" (default: every variant that runs on
+    `device`); with `speeds` (comma-separated presets), every runtime variant also gets a row per preset, after
+    the plain rows. ValueError names what is allowed."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
     names = [n.strip() for n in text.split(",") if n.strip()] if text else DEFAULT_VARIANTS[device]
-    unknown = [n for n in names if n not in VARIANTS]
+    base = [n.partition(":")[0] for n in names]
+    unknown = [n for n in base if n not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    wrong = [n for n in names if device not in VARIANTS[n].devices]
+    wrong = [n for n in base if device not in VARIANTS[n].devices]
     if wrong:
         raise ValueError(f"variant(s) {', '.join(wrong)} do not run on {device}; on {device}: "
                          f"{', '.join(n for n, v in VARIANTS.items() if device in v.devices)}")
-    if len(set(names)) != len(names):
+    out = [with_speed(VARIANTS[b], n.partition(":")[2]) if ":" in n else VARIANTS[b] for n, b in zip(names, base)]
+    for speed in [s.strip() for s in (speeds or "").split(",") if s.strip()]:
+        out += [with_speed(v, speed) for v in list(out) if v.engine != "torch" and v.speed is None]
+    if len({v.name for v in out}) != len(out):
         raise ValueError("each variant may be named once")
-    return [VARIANTS[n] for n in names]
+    return out

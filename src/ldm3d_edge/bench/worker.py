@@ -19,7 +19,7 @@ from contextlib import nullcontext
 import numpy as np
 
 from .common import peak_rss_gb
-from .variants import VARIANTS
+from .variants import variant_named
 
 PROMPT = "a red sphere in front of a blue cube on a grey floor"
 GUIDANCE = 5.0
@@ -38,7 +38,7 @@ def initial_latents(height: int, width: int, latent_channels: int = 4) -> np.nda
 def run_runtime(spec: dict) -> dict:
     from ldm3d_edge.runtime import Pipeline
 
-    v = VARIANTS[spec["variant"]]
+    v = variant_named(spec["variant"])
     h, w = spec["height"], spec["width"]
     t0 = time.perf_counter()
     pipe = Pipeline.load(spec["artifacts"], device=f"{v.engine}:{spec['device']}", precision=v.precision,
@@ -52,12 +52,14 @@ def run_runtime(spec: dict) -> dict:
     pipe.unet(sample, t, hidden, h, w)
     first_unet_s = time.perf_counter() - t0
     ready_s = time.time() - spec["spawn_time"]
-    out = pipe(PROMPT, num_inference_steps=spec["steps"], guidance_scale=GUIDANCE, height=h, width=w,
-               latents=initial_latents(h, w, m.latent_channels))
+    settings = pipe.speed_settings(v.speed) if v.speed else {"num_inference_steps": spec["steps"]}
+    out = pipe(PROMPT, guidance_scale=GUIDANCE, height=h, width=w, latents=initial_latents(h, w, m.latent_channels),
+               **settings)
     mt = out.metrics
     res = {"load_s": load_s, "first_unet_s": first_unet_s, "ready_s": ready_s, "text_encoder_s": mt.text_encoder_s,
            "unet_steps_s": mt.unet_step_s, "vae_decode_s": mt.vae_decode_s, "e2e_s": mt.total_s,
-           "device": out.device, "depth_range": [float(out.depth.min()), float(out.depth.max())]}
+           "device": out.device, "depth_range": [float(out.depth.min()), float(out.depth.max())],
+           "steps": settings["num_inference_steps"]}
     if spec.get("kernels") and v.engine == "openvino":
         from ldm3d_edge.quantization.openvino_int8 import kernel_precisions
 
@@ -82,7 +84,7 @@ def run_torch(spec: dict) -> dict:
     from ldm3d_edge.export.source import quiet_libraries
 
     quiet_libraries()
-    v = VARIANTS[spec["variant"]]
+    v = variant_named(spec["variant"])
     h, w = spec["height"], spec["width"]
     torch.set_num_threads(spec["threads"])
     cuda = spec["device"] == "CUDA"
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
     if spec["kind"] == "flops":
         res = count_flops(spec)
     else:
-        res = (run_torch if VARIANTS[spec["variant"]].engine == "torch" else run_runtime)(spec)
+        res = (run_torch if variant_named(spec["variant"]).engine == "torch" else run_runtime)(spec)
         res["unet_step_s"] = statistics.median(res["unet_steps_s"]) if res["unet_steps_s"] else float("nan")
     res["peak_rss_gb"] = peak_rss_gb()
     print(json.dumps(res))

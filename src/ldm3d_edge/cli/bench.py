@@ -28,7 +28,8 @@ def register(sub: Subparsers) -> None:
                               "all CPU variants\n  ldm3d bench --config ldm3d-pano          # 1024x512\n  "
                               "ldm3d bench --device GPU                 # Intel GPU: OpenVINO FP32/FP16/INT8\n  "
                               "ldm3d bench --device CUDA                # NVIDIA: PyTorch and ONNX Runtime "
-                              "(onnxruntime-gpu) FP32/FP16")
+                              "(onnxruntime-gpu) FP32/FP16\n  ldm3d bench --variants ov-int8-full,ov-bf16 --speed "
+                              "quality,balanced,fast   # the speed presets as rows")
     b.add_argument("--config", default=BenchOptions.config,
                    help="ldm3d-4c, ldm3d-pano, ldm3d, tiny, or a folder: a diffusers LDM3D checkpoint (exported "
                         "here) or an artifact folder (default: ldm3d-4c)")
@@ -39,6 +40,10 @@ def register(sub: Subparsers) -> None:
                    help=f"denoising steps of the end-to-end run (default {BenchOptions.steps})")
     b.add_argument("--variants", help="comma-separated, from: " + ", ".join(VARIANTS) +
                                       " (default: all that run on --device)")
+    b.add_argument("--speed", metavar="PRESETS",
+                   help="comma-separated speed presets (quality, balanced, fast): each runtime variant also runs "
+                        "end to end with each, as rows '<variant>:<preset>' (their steps are the preset's); or name "
+                        "such rows in --variants, e.g. ov-int8-full:fast")
     b.add_argument("--device", default="CPU", choices=list(DEVICES), help="default: CPU")
     b.add_argument("--repeat", type=int_arg, default=BenchOptions.repeat,
                    help=f"rounds; every variant runs once per round (default {BenchOptions.repeat})")
@@ -58,7 +63,7 @@ def run(a: argparse.Namespace) -> int:
     from ..bench.report import markdown, write_report
 
     o = BenchOptions(config=a.config, checkpoint=a.checkpoint, height=a.height, width=a.width, steps=a.steps,
-                     variants=a.variants, device=a.device, repeat=a.repeat, quick=a.quick)
+                     variants=a.variants, speeds=a.speed, device=a.device, repeat=a.repeat, quick=a.quick)
     if a.threads:
         o.threads = a.threads
     if a.work:

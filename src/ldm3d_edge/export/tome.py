@@ -46,16 +46,19 @@ def check_ratio(ratio: float) -> float:
     return float(ratio)
 
 
-def _partition(h: int, w: int, stride: int):
+def _partition(h: int, w: int, stride: int, device):
     """(source, destination) token indices: the top-left token of each full stride x stride cell is a
-    destination; every other token, including those past the last full cell, a source."""
+    destination; every other token, including those past the last full cell, a source. Computed in numpy: they
+    are constants of the traced graph (and the FLOP count runs on the meta device, which holds no values)."""
+    import numpy as np
     import torch
 
     hs, ws = h // stride, w // stride
-    is_dst = torch.zeros(h, w, dtype=torch.bool)
+    is_dst = np.zeros((h, w), dtype=bool)
     is_dst[: hs * stride : stride, : ws * stride : stride] = True
-    flat = is_dst.flatten()
-    return torch.nonzero(~flat).flatten(), torch.nonzero(flat).flatten()
+    flat = is_dst.ravel()
+    return (torch.as_tensor(np.flatnonzero(~flat), device=device),
+            torch.as_tensor(np.flatnonzero(flat), device=device))
 
 
 def merged_attention(attn, hidden, metric, h: int, w: int, ratio: float, stride: int = STRIDE, **kwargs):
@@ -63,7 +66,7 @@ def merged_attention(attn, hidden, metric, h: int, w: int, ratio: float, stride:
     import torch
 
     b, n, c = hidden.shape
-    src_idx, dst_idx = _partition(h, w, stride)
+    src_idx, dst_idx = _partition(h, w, stride, hidden.device)
     n_src = src_idx.numel()
     r = min(int(n * ratio), n_src)
     if r <= 0:
