@@ -39,7 +39,8 @@ def _silent(_message: str) -> None:
 
 def generate_files(pipe: Pipeline, out: str | Path, prompt: str, *, name: str | None = None, pano: bool = False,
                    circular_padding: int | None = None, init: tuple[str, str | None] | None = None,
-                   strength: float | None = None, projection: str | None = None, hfov: float | None = None,
+                   strength: float | None = None, mask: str | None = None, inpaint_options: dict | None = None,
+                   projection: str | None = None, hfov: float | None = None,
                    near: float | None = None, far: float | None = None, outputs_3d: dict | None = None,
                    extra: dict | None = None, depth_f32: bool = False, callback: StepCallback | None = None,
                    progress: bool = False, report: Callable[[str], None] = _silent,
@@ -49,7 +50,9 @@ def generate_files(pipe: Pipeline, out: str | Path, prompt: str, *, name: str | 
 
     name: the file prefix (default: the prompt's slug and the seed). pano: 2:1 size, the "360 view of" prompt
     prefix and circular padding (the default padding; `circular_padding` overrides it). init: (image path,
-    depth path or None) for image-to-image at `strength`; the image is resized to the output size. kw: the
+    depth path or None) for image-to-image at `strength`; the image is resized to the output size. mask: with
+    init, a mask image (white = regenerate): inpaint that region of it instead (Pipeline.inpaint, with
+    `inpaint_options`: feather, align_depth, ring). kw: the
     Pipeline call's own arguments (negative_prompt, num_inference_steps, guidance_scale, seed, height, width,
     scheduler, guidance_cutoff). extra: more keys for the JSON sidecar.
     """
@@ -80,7 +83,14 @@ def generate_files(pipe: Pipeline, out: str | Path, prompt: str, *, name: str | 
         kw = {k: v for k, v in kw.items() if k not in ("height", "width", "latents", "circular_padding")}
         if strength is not None:
             kw["strength"] = strength
-        result = pipe.img2img(rgb, depth, prompt, callback=callback, progress=progress, **kw)
+        if mask is None:
+            result = pipe.img2img(rgb, depth, prompt, callback=callback, progress=progress, **kw)
+        else:
+            hole = read_mask(mask, cfg.height, cfg.width)
+            result = pipe.inpaint(rgb, depth, hole, prompt, callback=callback, progress=progress, **kw,
+                                  **(inpaint_options or {}))
+            assert result.inpaint is not None
+            result.inpaint.update(source=str(read_rgbd_files(init[0], need_depth=False).rgb_path), mask=str(mask))
     mt = result.metrics
     report(f"{len(mt.unet_step_s)} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, "
            f"seed {result.seed}")
@@ -112,6 +122,15 @@ def write_3d_files(rgbd: RGBD, prefix: Path, outputs: dict, progress: bool = Fal
 def result_name(prompt: str, seed: int | None) -> str:
     """The default file prefix of a result: the prompt's slug, and the seed when there is one."""
     return f"{slug(prompt)}-{seed}" if seed is not None else slug(prompt)
+
+
+def read_mask(path: str, height: int, width: int) -> np.ndarray:
+    """A mask image (white = regenerate) as (height, width) uint8, resized (nearest) to the output size."""
+    try:
+        img = Image.open(path).convert("L")
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot read the mask {path}: {e}") from None
+    return np.asarray(img.resize((width, height), Image.Resampling.NEAREST))
 
 
 def read_init(image: str, depth: str | None, height: int, width: int,

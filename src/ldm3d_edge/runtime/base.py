@@ -193,14 +193,16 @@ class DiffusionPipeline:
     def _denoise(self, latents: np.ndarray, timesteps: np.ndarray, sched: Scheduler, hidden: np.ndarray,
                  cfg: GenerationConfig, metrics: GenerationMetrics, callback: StepCallback | None,
                  progress: bool, extra_channels: np.ndarray | None = None,
-                 class_labels: np.ndarray | None = None) -> np.ndarray:
+                 class_labels: np.ndarray | None = None,
+                 blend: Callable[[int, np.ndarray], np.ndarray] | None = None) -> np.ndarray:
         """The denoising loop with classifier-free guidance (and, with cfg.cache_interval N > 1, DeepCache: the
         whole UNet on every N-th step, keeping its feature, the shallow graph on that feature in between).
 
         The first cfg.cfg_steps() steps run the UNet at batch 2 on [negative, prompt] and guide; the rest (all of
         them at guidance <= 1) on the prompt alone, at batch 1 where the UNet runs it (UNet.runs_batch), else at
         batch 2 with the prompt twice, which gives the same result in the time of a guided step. extra_channels
-        (1, C, h, w) are appended to the scaled model input's channels (the upscaler's low-res latents)."""
+        (1, C, h, w) are appended to the scaled model input's channels (the upscaler's low-res latents). blend(i,
+        latents) -> latents runs after step i (inpainting puts the known region back)."""
         p = cfg.circular_padding
         h, w = cfg.height, self._padded_width(cfg.width, p)
         n_cfg = cfg.cfg_steps(len(timesteps))
@@ -239,6 +241,8 @@ class DiffusionPipeline:
             else:
                 guided = text_pred
             latents = sched.step(guided.astype(np.float32), t, latents).prev_sample
+            if blend is not None:
+                latents = blend(i, latents)
             metrics.scheduler_s += time.perf_counter() - t0
             if progress:
                 steps.set_postfix_str(f"{metrics.unet_step_s[-1]:.2f}s/step", refresh=False)

@@ -15,6 +15,7 @@ from .base import DiffusionPipeline, GenerationCancelled, StepCallback, read_sch
 from .config import DEFAULT_GUIDANCE, DEFAULT_STEPS, DEFAULT_STRENGTH
 from .depth import rgbd_to_image
 from .errors import InvalidArgumentError
+from .inpaint import DEFAULT_FEATHER, DEFAULT_RING, check_mask, check_options, run_inpaint
 from .manifest import Manifest
 from .presets import speed_settings
 from .result import GenerationMetrics, RGBDResult
@@ -105,10 +106,7 @@ class Pipeline(DiffusionPipeline):
         cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, h, w, seed,
                                       noise, scheduler, guidance_cutoff=guidance_cutoff,
                                       cache_interval=cache_interval, cache_branch=cache_branch)
-        if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or \
-                not 0 < strength <= 1 or int(cfg.num_inference_steps * strength) < 1:
-            raise InvalidArgumentError(f"strength must be in (0, 1] with steps * strength >= 1, got strength "
-                                       f"{strength!r} for {cfg.num_inference_steps} steps")
+        _check_strength(strength, cfg.num_inference_steps)
         self.prepare(h, w)
         # 2. encode the image and the prompt
         if init_latents is None:
@@ -129,6 +127,38 @@ class Pipeline(DiffusionPipeline):
         result = self._decode(latents, cfg, sched, metrics, t_start)
         result.strength = float(strength)
         return result
+
+    def inpaint(self, rgb: np.ndarray, depth: np.ndarray | None, mask: np.ndarray, prompt: str,
+                negative_prompt: str | None = None, num_inference_steps: int = DEFAULT_STEPS,
+                guidance_scale: float = DEFAULT_GUIDANCE, seed: int | None = None, noise: np.ndarray | None = None,
+                scheduler: str | Scheduler | None = None, strength: float = 1.0, feather: float = DEFAULT_FEATHER,
+                align_depth: bool = True, ring: int = DEFAULT_RING, callback: StepCallback | None = None,
+                progress: bool = False, guidance_cutoff: float | None = None, cache_interval: int = 1,
+                cache_branch: int | None = None) -> RGBDResult:
+        """Regenerate the masked region of an RGBD image from `prompt`, in agreement with the rest (runtime/inpaint.py:
+        blended latent diffusion with this ordinary checkpoint, the new depth fitted to the old).
+
+        rgb, depth: as img2img (depth None: flat 0.5, and no depth fit); mask: (H, W), white / True / >= 0.5 =
+        regenerate. strength 1 (default) regenerates the hole from pure noise; less starts from the image noised
+        that far up the schedule. feather: latent pixels over which the hole's edge fades into the kept latents
+        (0: a hard edge). align_depth: fit the hole's depth to the input's by scale + shift on a `ring` of known
+        pixels around it. result.inpaint records the mask share, the fit and the depth step across the hole's
+        border before and after it.
+        """
+        t_start = time.perf_counter()
+        metrics = GenerationMetrics()
+        # 1. validate (image size sets the output size)
+        image = rgbd_to_image(rgb, depth, self.manifest.depth_encoding, self.manifest.vae_channels)
+        h, w = image.shape[2:]
+        hole = check_mask(mask, h, w)
+        check_options(feather, ring)
+        cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, h, w, seed,
+                                      noise, scheduler, guidance_cutoff=guidance_cutoff,
+                                      cache_interval=cache_interval, cache_branch=cache_branch)
+        _check_strength(strength, cfg.num_inference_steps)
+        known = None if depth is None else np.asarray(depth, dtype=np.float32)
+        return run_inpaint(self, image, hole, known, cfg, sched, float(strength), float(feather), align_depth, ring,
+                           metrics, t_start, callback, progress)
 
 
 PANO_PREFIX = "360 view of"   # ldm3d-pano's prompt convention
@@ -158,6 +188,13 @@ def img2img_timesteps(sched: Scheduler, num_inference_steps: int, strength: floa
     sched.set_begin_index(t_start * sched.order)
     return sched.timesteps[t_start * sched.order:]
 
+
+
+def _check_strength(strength: object, steps: int) -> None:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) or \
+            not 0 < strength <= 1 or int(steps * strength) < 1:
+        raise InvalidArgumentError(f"strength must be in (0, 1] with steps * strength >= 1, got strength "
+                                   f"{strength!r} for {steps} steps")
 
 
 def _check_latents(latents: object, manifest: Manifest) -> np.ndarray:

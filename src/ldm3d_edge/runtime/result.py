@@ -73,6 +73,7 @@ class RGBDResult:
     guidance_cutoff: float | None = None           # the fraction of steps after which guidance stopped
     cache_interval: int | None = None              # DeepCache: the whole UNet every N-th step
     cache_branch: int | None = None                # DeepCache: the branch the shallow steps ran above
+    inpaint: dict[str, Any] | None = None          # inpainting: mask share, feather, depth fit, border steps
 
     def info(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
@@ -83,6 +84,7 @@ class RGBDResult:
                 **({"guidance_cutoff": self.guidance_cutoff} if self.guidance_cutoff is not None else {}),
                 **({"cache_interval": self.cache_interval, "cache_branch": self.cache_branch}
                    if self.cache_interval is not None else {}),
+                **({"inpaint": self.inpaint} if self.inpaint is not None else {}),
                 **({"upscaled_from": list(self.upscaled_from), "noise_level": self.noise_level}
                    if self.upscaled_from is not None else {}),
                 "depth": {"file_encoding": "uint16 PNG = round(depth * 65535)",
