@@ -78,7 +78,8 @@ def latent_mask(hole: np.ndarray, factor: int, feather: float = DEFAULT_FEATHER)
     return cells[None, None]
 
 
-def _dilate(m: np.ndarray, steps: int) -> np.ndarray:
+def dilate(m: np.ndarray, steps: int) -> np.ndarray:
+    """A boolean mask grown by `steps` pixels (4-neighbour steps)."""
     out = m.copy()
     for _ in range(steps):
         grown = out.copy()
@@ -168,7 +169,7 @@ def run_inpaint(pipe: Pipeline, image: np.ndarray, hole: np.ndarray, known_depth
     if known_depth is not None:
         info["border_step_unaligned"] = border_step(result.depth, known_depth, hole)
         if align_depth:
-            a, b = fit_depth(result.depth, known_depth, _dilate(hole, ring) & ~hole)
+            a, b = fit_depth(result.depth, known_depth, dilate(hole, ring) & ~hole)
             weight = np.where(hole, 1.0, _upsample(1 - keep[0, 0], m.vae_scale_factor))
             result.depth = np.clip(result.depth + weight * ((a - 1) * result.depth + b), 0, 1).astype(np.float32)
             info.update(depth_fit={"scale": a, "shift": b, "ring_px": ring},
