@@ -21,25 +21,36 @@ SIZES = {"ldm3d-4c": (512, 512), "ldm3d-pano": (512, 1024)}
 INTERVALS = (2, 3, 5)
 
 
-def count(config: str, height: int, width: int) -> dict:
+def meta_unet(config: str, height: int, width: int):
+    """The release UNet on the meta device (shapes and FLOPs only: no 3.4 GB of weights to fill), and a batch-2
+    input (sample, timestep, text states) at height x width."""
     import torch
     from diffusers import UNet2DConditionModel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from ldm3d_edge.export.deepcache import cache_modules
 
     cfg = json.loads((ASSETS_DIR / "configs" / config / "unet" / "config.json").read_text())
-    with torch.device("meta"):   # shapes and FLOPs only: no 3.4 GB of weights to fill
+    with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(cfg).eval()
     x = torch.empty(2, unet.config.in_channels, height // 8, width // 8, device="meta")
     t = torch.full((2,), 500.0, device="meta")
     hidden = torch.empty(2, 77, unet.config.cross_attention_dim, device="meta")
+    return unet, (x, t, hidden)
 
-    def flops(fn, *args) -> int:
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            fn(*args)
-        return int(counter.get_total_flops())
 
+def flops(fn, *args) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def count(config: str, height: int, width: int) -> dict:
+    import torch
+
+    from ldm3d_edge.export.deepcache import cache_modules
+
+    unet, (x, t, hidden) = meta_unet(config, height, width)
     total = flops(lambda *a: unet(*a[:2], encoder_hidden_states=a[2]), x, t, hidden)
     rows = []
     for branch in range(len(unet.down_blocks) * len(unet.up_blocks[-1].resnets)):
