@@ -74,3 +74,29 @@ def test_samples_are_deterministic():
     a, b = S.sample(42, 48), S.sample(42, 48)
     np.testing.assert_array_equal(a.rgb, b.rgb)
     assert a.caption == b.caption
+
+
+@pytest.mark.parametrize("origin, look_at, expect", [
+    ((0.0, S.CAMERA_Y, 0.0), (0.0, S.CAMERA_Y, 4.0), 3.4),     # the training camera's place, looking level
+    ((0.0, S.CAMERA_Y, 2.0), None, 1.4),                        # walked halfway to it
+    ((3.0, S.CAMERA_Y, 4.0), (0.0, S.CAMERA_Y, 4.0), 2.4),     # beside it, looking at it
+])
+def test_a_posed_camera_sees_the_sphere_at_its_distance(origin, look_at, expect):
+    """Ground truth for new viewpoints (issue 21): any position and look-at point; depth along the optical axis."""
+    r = 0.6
+    sphere = S.Obj("sphere", "red", np.array([0.0, S.CAMERA_Y - r, 4.0]), r)
+    smp = S.render(_scene([sphere]), 64, 64, origin=origin, look_at=look_at)
+    centre = smp.distance[31:33, 31:33]
+    assert (smp.object_mask[31:33, 31:33] == 0).all()
+    assert centre.min() == pytest.approx(expect, rel=2e-3)
+    near = S.render(_scene([sphere]), 64, 64, origin=(0.0, S.CAMERA_Y, 3.0))
+    assert (near.object_mask == 0).sum() > (smp.object_mask == 0).sum()     # 0.4 away: it fills more pixels
+
+
+def test_a_panorama_from_another_place():
+    r = 0.6
+    sphere = S.Obj("sphere", "red", np.array([0.0, S.CAMERA_Y - r, 4.0]), r)
+    smp = S.render(_scene([sphere], panorama=True), 256, 128, origin=(0.0, S.CAMERA_Y, 2.0))
+    assert smp.object_mask[63, 127] == 0 and smp.distance[63, 127] == pytest.approx(1.4, rel=2e-3)
+    with pytest.raises(ValueError, match="straight up or down"):
+        S.render(_scene([sphere]), 32, 32, origin=(0.0, 1.0, 0.0), look_at=(0.0, 3.0, 0.0))

@@ -162,10 +162,30 @@ def _checker(p: np.ndarray) -> np.ndarray:
     return 0.9 + 0.1 * ((np.floor(p[:, 0] * 1.0) + np.floor(p[:, 2] * 1.0)) % 2)
 
 
-def render(scene: Scene, width: int, height: int, fov_deg: float = 60.0) -> Sample:
-    """Ray-trace `scene` into RGB, metric depth, normalised inverse depth and an object mask."""
-    origin = np.array([0.0, CAMERA_Y, 0.0])
-    if scene.panorama:
+def render(scene: Scene, width: int, height: int, fov_deg: float = 60.0, origin: tuple | None = None,
+           look_at: tuple | None = None) -> Sample:
+    """Ray-trace `scene` into RGB, metric depth, normalised inverse depth and an object mask.
+
+    The camera stands where the training data's did (x = z = 0, CAMERA_Y up, 8 degrees of pitch) unless `origin`
+    (x, y, z) is given; a perspective camera then looks at `look_at` (default: straight ahead along +z at its
+    height), with the world's up kept up, and its depth is the distance along that optical axis. A panorama is
+    taken around `origin` (ray length, as always). This is the ground truth for new viewpoints (issue 21)."""
+    posed = origin is not None or look_at is not None
+    origin = np.array([0.0, CAMERA_Y, 0.0]) if origin is None else np.asarray(origin, dtype=np.float64)
+    forward = None
+    if posed and not scene.panorama:
+        target = origin + np.array([0.0, 0.0, 1.0]) if look_at is None else np.asarray(look_at, dtype=np.float64)
+        forward = (target - origin) / np.linalg.norm(target - origin)
+        right = np.cross([0.0, 1.0, 0.0], forward)
+        if np.linalg.norm(right) < 1e-6:
+            raise ValueError("the camera cannot look straight up or down (its up direction is the world's)")
+        right /= np.linalg.norm(right)
+        up = np.cross(forward, right)
+        f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
+        xs, ys = np.meshgrid((np.arange(width) + 0.5 - width / 2) / f, -(np.arange(height) + 0.5 - height / 2) / f)
+        dirs = (xs.reshape(-1, 1) * right + ys.reshape(-1, 1) * up + forward)
+        dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    elif scene.panorama:
         lon = (np.arange(width) + 0.5) / width * 2 * np.pi - np.pi
         lat = np.pi / 2 - (np.arange(height) + 0.5) / height * np.pi
         lon, lat = np.meshgrid(lon, lat)
@@ -206,6 +226,8 @@ def render(scene: Scene, width: int, height: int, fov_deg: float = 60.0) -> Samp
         rgb[h] = albedo * light[:, None]
     if scene.panorama:
         dist = np.where(hit, t, FAR)
+    elif forward is not None:
+        dist = np.where(hit, (dirs @ forward) * t, FAR)
     else:
         zaxis = np.array([0, math.sin(math.radians(-8.0)), math.cos(math.radians(-8.0))])
         dist = np.where(hit, (dirs @ zaxis) * t, FAR)
