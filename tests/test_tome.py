@@ -96,6 +96,14 @@ def test_a_tome_folder_generates_on_both_backends(tiny4, tome4, device):
     assert cut.rgb.std() > 2 and not np.array_equal(cut.rgb_float, merged.rgb_float)
 
 
+def test_a_tome_folder_runs_at_its_export_size_only(tome4):
+    pipe = Pipeline.load(tome4, device="openvino:CPU", compile_now=False)
+    assert pipe.manifest.tome is not None and pipe.manifest.tome["ratio"] == RATIO
+    for kw in (dict(height=64, width=128), dict(circular_padding=4)):
+        with pytest.raises(InvalidArgumentError, match="token merging .* for 64x64 and runs at that size only"):
+            pipe(PROMPT, num_inference_steps=2, **kw)
+
+
 def test_bad_ratios_are_refused_before_any_work(tiny4, tmp_path, capsys):
     from ldm3d_edge.cli import main
     from ldm3d_edge.export import export_pipeline

@@ -125,6 +125,14 @@ class DiffusionPipeline:
                                circular_padding=circular_padding, guidance_cutoff=guidance_cutoff,
                                cache_interval=cache_interval, cache_branch=cache_branch)
         cfg.validate(m.vae_scale_factor, m.latent_channels)
+        if m.tome is not None and (cfg.height, self._padded_width(cfg.width, cfg.circular_padding)) != \
+                (m.height, m.width):
+            # the merged tokens' partition is a constant of the UNet graph, made for the export size
+            raise InvalidArgumentError(
+                f"{self.model_name} was exported with token merging (--tome) for {m.width}x{m.height} and runs at "
+                f"that size only (asked: {cfg.width}x{cfg.height}"
+                + (f", {cfg.circular_padding} latent columns of circular padding" if cfg.circular_padding else "")
+                + "); export it again at this size")
         if cfg.cache_interval > 1 or cfg.cache_branch is not None:
             self._check_cache(cfg)
         sched = scheduler if isinstance(scheduler, Scheduler) else create_scheduler(self.scheduler_config, scheduler)

@@ -66,6 +66,12 @@ class Manifest:
         return tuple(int(b) for b in self.raw.get("unet_batches", [self.unet_batch]))
 
     @property
+    def tome(self) -> dict[str, Any] | None:
+        """Token merging folded into the UNet at export (export/tome.py): its record, or None."""
+        t = self.raw.get("tome")
+        return dict(t) if isinstance(t, dict) else None
+
+    @property
     def deepcache_branch(self) -> int | None:
         """The DeepCache branch the folder's feature-caching graphs split the UNet at; None without them."""
         dc = self.raw.get("deepcache")
