@@ -9,11 +9,12 @@ import logging
 import sys
 
 from ..runtime.errors import Ldm3dError
-from . import bench, cache, demo, eval, export, generate, inpaint, quantize, scene, serve, upscale, verify
+from . import bench, cache, demo, eval, explore, export, generate, inpaint, quantize, scene, serve, upscale, verify
 
 EXIT_USAGE = 2
 # the order `ldm3d --help` lists them in
-COMMAND_MODULES = (export, verify, generate, inpaint, scene, upscale, serve, demo, quantize, eval, cache, bench)
+COMMAND_MODULES = (export, verify, generate, inpaint, explore, scene, upscale, serve, demo, quantize, eval, cache,
+                   bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,213 @@
+"""Walk into the picture: new viewpoints completed by generation, fused into one 3D scene (issue 21).
+
+A moved camera sees what the one generated view never saw. Instead of smearing the background over those holes
+(render.fill_holes), each keyframe of the walk is completed by the model itself: the fused scene is rendered from
+the keyframe's pose (render.splat), the pixels no point reached are grown by a few pixels and inpainted with the
+result's prompt (Pipeline.inpaint: colour and depth together, the new depth fitted to what surrounds the hole),
+and the new pixels are lifted to 3D with the source's depth mapping and added to the scene, so the next pose sees
+them. The frames of the flight are then rendered from the fused scene.
+
+Poses are in the source camera's frame (scene3d.camera: X right, Y up, looking along -Z); `distance` is how far
+the walk goes, as a fraction of the nearest content's distance (the 5th percentile of the source's distances).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..runtime.errors import InvalidArgumentError
+from ..runtime.inpaint import dilate
+from .camera import Camera, Pose
+from .geometry import RGBD, pixel_grid, unproject
+from .render import fill_holes, splat
+
+EXPLORE_PATHS = ("walk", "orbit", "dolly", "pano-walk")
+DEFAULT_DISTANCE = 0.5     # of the nearest content's distance
+DEFAULT_KEYFRAMES = 8
+GROW_PX = 2                # the hole is grown by this much before inpainting: its rim is splatting's thinnest
+
+
+@dataclass
+class Keyframe:
+    pose: Pose
+    unseen: float                 # share of the view no point reached before completion
+    unseen_after: float           # ... and after it (0 unless inpainting was skipped)
+    seconds: float
+    added_points: int
+
+
+@dataclass
+class Walk:
+    points: np.ndarray            # (N, 3) float32, the fused scene in the source camera's frame
+    colors: np.ndarray            # (N, 3) uint8
+    keyframes: list[Keyframe] = field(default_factory=list)
+
+
+def explore_path(name: str, rgbd: RGBD, distance: float = DEFAULT_DISTANCE) -> Callable[[float], Pose]:
+    """t in [0, 1] -> pose: from the source viewpoint out to `distance` x the nearest content's distance (walk:
+    forward with a sideways sway; dolly: straight forward; orbit: around the scene's median depth; pano-walk:
+    forward while turning once around, inside a panorama)."""
+    if name not in EXPLORE_PATHS:
+        raise InvalidArgumentError(f"path must be one of {', '.join(EXPLORE_PATHS)}, got {name!r}")
+    if isinstance(distance, bool) or not isinstance(distance, (int, float)) or not 0 < distance <= 2:
+        raise InvalidArgumentError(f"distance must be in (0, 2] (a fraction of the nearest content's distance), "
+                                   f"got {distance!r}")
+    if (name == "pano-walk") != rgbd.is_panorama:
+        raise InvalidArgumentError("pano-walk is the panorama path; a panorama takes only pano-walk" if rgbd.is_panorama
+                                   else "pano-walk needs a panorama (2:1 equirectangular) input")
+    near = float(np.percentile(rgbd.distance, 5))
+    reach = distance * near
+    median = float(np.median(rgbd.distance))
+
+    def pose(t: float) -> Pose:
+        if name == "dolly":
+            return Pose(np.eye(3), np.array([0.0, 0.0, -reach * t]))
+        if name == "walk":
+            return Pose.look_at((0.3 * reach * math.sin(math.pi * t), 0.0, -reach * t),
+                                (0.0, 0.0, -median - reach * t))
+        if name == "orbit":
+            a = 2 * math.pi * t
+            return Pose.look_at((reach * math.sin(a), 0.25 * reach * (1 - math.cos(a)), 0.0), (0.0, 0.0, -median))
+        yaw = -360.0 * t
+        a = math.radians(yaw)
+        return Pose.from_yaw(yaw, position=(-math.sin(a) * reach * t, 0.0, -math.cos(a) * reach * t))
+
+    return pose
+
+
+def _lift(camera: Camera, pose: Pose, pixels: tuple[np.ndarray, ...], distance: np.ndarray,
+          supersample: int) -> np.ndarray:
+    """Pixels (row, col) of a view at `pose` with their distances -> (N, 3) points in the scene's frame, each
+    pixel split into supersample^2 sub-pixels like unproject."""
+    u, v = pixel_grid(camera.height, camera.width, supersample)
+    s = supersample
+    rows, cols = pixels
+    sub_u = u.reshape(camera.height, s, camera.width, s)[rows, :, cols, :] if s > 1 else u[rows, cols][:, None, None]
+    sub_v = v.reshape(camera.height, s, camera.width, s)[rows, :, cols, :] if s > 1 else v[rows, cols][:, None, None]
+    rays = camera.rays(sub_u, sub_v) * distance[:, None, None, None]
+    return (rays.reshape(-1, 3) @ pose.rotation.T + pose.position).astype(np.float32)
+
+
+class Explorer:
+    """One walk: the fused scene grows keyframe by keyframe."""
+
+    def __init__(self, pipe, rgbd: RGBD, prompt: str, camera: Camera | None = None, supersample: int = 2,
+                 grow: int = GROW_PX, **inpaint_kw):
+        self.pipe, self.rgbd, self.prompt = pipe, rgbd, prompt
+        self.camera = camera or rgbd.camera
+        self.supersample, self.grow, self.inpaint_kw = supersample, grow, inpaint_kw
+        points, colors = unproject(rgbd, supersample)
+        self.walk = Walk(points, colors)
+
+    def view(self, pose: Pose, fill: bool = True):
+        """(image, distance, unseen) of the fused scene from `pose`; unseen pixels row-filled when `fill`."""
+        image, dist, holes = splat(self.walk.points, self.walk.colors, pose, self.camera)
+        if fill and holes.any() and not holes.all():
+            image, dist = fill_holes(image, dist, holes)
+        return image, dist, holes
+
+    def complete(self, pose: Pose, seed: int | None = None) -> Keyframe:
+        """Render the fused scene from `pose`, inpaint what it never saw, add the new pixels to the scene."""
+        t0 = time.perf_counter()
+        image, dist, holes = self.view(pose)
+        unseen = float(holes.mean())
+        if not holes.any():
+            k = Keyframe(pose, 0.0, 0.0, time.perf_counter() - t0, 0)
+            self.walk.keyframes.append(k)
+            return k
+        hole = dilate(holes, self.grow)
+        mapping = self.rgbd.mapping
+        depth = mapping.to_relative(np.where(dist > 0, dist, mapping.far)).clip(0, 1).astype(np.float32)
+        out = self.pipe.inpaint(image, depth, hole, self.prompt, seed=seed, **self.inpaint_kw)
+        # only the unseen pixels become new points; the grown rim was inpainted for a seamless context, and what
+        # the scene already has there stays (no doubled surfaces)
+        pixels = np.nonzero(holes)
+        added = _lift(self.camera, pose, pixels, mapping.to_distance(out.depth)[pixels], self.supersample)
+        colors = np.repeat(out.rgb[pixels], self.supersample ** 2, axis=0)
+        self.walk.points = np.concatenate([self.walk.points, added])
+        self.walk.colors = np.concatenate([self.walk.colors, colors])
+        after = float(self.view(pose, fill=False)[2].mean())
+        k = Keyframe(pose, unseen, after, time.perf_counter() - t0, len(added))
+        self.walk.keyframes.append(k)
+        return k
+
+
+def explore(pipe, rgbd: RGBD, prompt: str, path: str | None = None, distance: float = DEFAULT_DISTANCE,
+            keyframes: int = DEFAULT_KEYFRAMES, frames: int = 48, seed: int = 0, progress: bool = False,
+            cancel: Callable[[], bool] | None = None, **inpaint_kw) -> tuple[Walk, list[np.ndarray]]:
+    """Walk `path` from the source view out to `distance`, completing `keyframes` evenly spaced poses by
+    inpainting (keyframe k with seed + k), then render `frames` frames of the flight (out and back) from the
+    fused scene; returns the walk and the frames. `cancel()` returning True stops between keyframes
+    (GenerationCancelled). inpaint_kw: Pipeline.inpaint's (num_inference_steps, guidance_scale, ...)."""
+    from ..runtime.base import GenerationCancelled
+    from .video import frame_camera
+
+    path = path or ("pano-walk" if rgbd.is_panorama else "walk")
+    pose_at = explore_path(path, rgbd, distance)
+    for name, value, hi in (("keyframes", keyframes, 64), ("frames", frames, 10000)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
+            raise InvalidArgumentError(f"{name} must be an integer from 1 to {hi}, got {value!r}")
+    explorer = Explorer(pipe, rgbd, prompt, supersample=4 if rgbd.is_panorama else 2, **inpaint_kw)
+    ts = [(k + 1) / keyframes for k in range(keyframes)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=keyframes, desc="keyframes", unit="keyframe")
+    for k, t in enumerate(ts):
+        if cancel is not None and cancel():
+            raise GenerationCancelled(f"explore cancelled after {k} of {keyframes} keyframes")
+        kf = explorer.complete(pose_at(t), seed=seed + k)
+        if bar is not None:
+            bar.set_postfix_str(f"unseen {100 * kf.unseen:.1f} % -> {100 * kf.unseen_after:.1f} %", refresh=False)
+            bar.update()
+    if bar is not None:
+        bar.close()
+    # the flight: out to the farthest keyframe and back, seen through the frame camera (4:3 inside a panorama)
+    camera = frame_camera(rgbd)
+    viewer = Explorer.__new__(Explorer)
+    viewer.walk, viewer.camera = explorer.walk, camera
+    images = [viewer.view(pose_at(1 - abs(1 - 2 * i / max(frames - 1, 1))))[0] for i in range(frames)]
+    return explorer.walk, images
+
+
+def write_walk(walk: Walk, images: list[np.ndarray], prefix, fps: float = 12.0, info: dict | None = None) -> list:
+    """<prefix>.glb and <prefix>.ply (the fused scene as coloured points), <prefix>.mp4 and .gif (the flight),
+    <prefix>_strip.png (six frames) and <prefix>.json (each keyframe's unseen share before / after completion,
+    seconds, points added; plus `info`); each file written to a temporary name first."""
+    import json
+    from pathlib import Path
+
+    import trimesh
+    from PIL import Image
+
+    from ..runtime.result import atomic_write
+    from .files import write_point_cloud
+    from .video import frame_strip, write_video
+
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    alpha = np.full((len(walk.colors), 1), 255, np.uint8)
+    # glTF is Y up, -Z forward like the scene's frame: the points go in as they are
+    glb = trimesh.Scene(trimesh.PointCloud(walk.points, colors=np.concatenate([walk.colors, alpha], 1))).export(
+        file_type="glb")
+    written = [prefix.with_suffix(".glb")]
+    atomic_write(written[0], lambda p: Path(p).write_bytes(glb))
+    written.append(write_point_cloud(walk.points, walk.colors, prefix.with_suffix(".ply")))
+    for ext in (".mp4", ".gif"):
+        written.append(write_video(images, prefix.with_suffix(ext), fps))
+    strip = prefix.with_name(prefix.name + "_strip.png")
+    atomic_write(strip, lambda p: Image.fromarray(np.ascontiguousarray(frame_strip(images))).save(p, format="PNG"))
+    written.append(strip)
+    record = {**(info or {}), "points": len(walk.points), "frames": len(images),
+              "keyframes": [{"position": k.pose.position.round(4).tolist(), "unseen": k.unseen,
+                             "unseen_after": k.unseen_after, "seconds": round(k.seconds, 3),
+                             "added_points": k.added_points} for k in walk.keyframes]}
+    written.append(prefix.with_suffix(".json"))
+    atomic_write(written[-1], lambda p: Path(p).write_text(json.dumps(record, indent=2)))
+    return written
