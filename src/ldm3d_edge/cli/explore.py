@@ -9,7 +9,7 @@ from .common import Subparsers, add_no_verify, device_help, float_arg, int_arg, 
 
 def register(sub: Subparsers) -> None:
     from ..runtime.config import DEFAULT_GUIDANCE
-    from ..scene3d.explore import DEFAULT_DISTANCE, DEFAULT_KEYFRAMES, EXPLORE_PATHS
+    from ..scene3d.explore import DEFAULT_DISTANCE, DEFAULT_KEYFRAMES, DEFAULT_STRENGTH, EXPLORE_PATHS
 
     p = sub.add_parser("explore", help="walk into a result: new viewpoints completed by generation, one 3D scene",
                        description="Move a camera into an 'ldm3d generate' result much farther than the camera "
@@ -34,6 +34,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--seed", type=int_arg, default=0, help="seed of the first keyframe; the k-th uses seed + k")
     p.add_argument("--steps", type=int_arg, default=30, help="denoising steps per keyframe (default 30)")
     p.add_argument("--guidance", type=float_arg, default=DEFAULT_GUIDANCE, help="guidance scale")
+    p.add_argument("--strength", type=float_arg, default=DEFAULT_STRENGTH,
+                   help=f"in (0, 1]: how far each hole's row-filled start is noised before the model redraws it "
+                        f"(default {DEFAULT_STRENGTH:g}; 1 = from pure noise)")
     p.add_argument("--device", default="auto", help=device_help())
     add_no_verify(p)
     p.set_defaults(run=run)
@@ -66,14 +69,14 @@ def run(a: argparse.Namespace) -> int:
     pipe = Pipeline.load(model, device=a.device, compile_now=False, verify=not a.no_verify)
     walk, images = explore(pipe, rgbd, prompt, path=a.path, distance=a.distance, keyframes=a.keyframes,
                            frames=a.frames, seed=a.seed, progress=True, num_inference_steps=a.steps,
-                           guidance_scale=a.guidance)
+                           guidance_scale=a.guidance, strength=a.strength)
     prefix = Path(a.out) / (a.name or result_prefix(Path(a.input)).name + "_explore")
     for k, kf in enumerate(walk.keyframes):
         say(f"keyframe {k + 1}: unseen {100 * kf.unseen:.1f} % -> {100 * kf.unseen_after:.1f} %, "
             f"{kf.seconds:.1f}s, {kf.added_points} points added")
     info = {"input": str(files.rgb_path), "prompt": prompt, "path": a.path or ("pano-walk" if rgbd.is_panorama
                                                                                else "walk"),
-            "distance": a.distance, "seed": a.seed, "steps": a.steps, "model": str(model)}
+            "distance": a.distance, "seed": a.seed, "steps": a.steps, "strength": a.strength, "model": str(model)}
     for p in write_walk(walk, images, prefix, a.fps, info):
         say(f"wrote {p}")
     return 0

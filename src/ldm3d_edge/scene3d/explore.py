@@ -2,8 +2,9 @@
 
 A moved camera sees what the one generated view never saw. Instead of smearing the background over those holes
 (render.fill_holes), each keyframe of the walk is completed by the model itself: the fused scene is rendered from
-the keyframe's pose (render.splat), the pixels no point reached are grown by a few pixels and inpainted with the
-result's prompt (Pipeline.inpaint: colour and depth together, the new depth fitted to what surrounds the hole),
+the keyframe's pose (render.splat), the pixels no point reached are row-filled, grown by a few pixels and
+inpainted from that fill (strength 0.6: SDEdit inside the hole) with the result's prompt (Pipeline.inpaint: colour
+and depth together, the new depth fitted to what surrounds the hole),
 and the new pixels are lifted to 3D with the source's depth mapping and added to the scene, so the next pose sees
 them. The frames of the flight are then rendered from the fused scene.
 
@@ -30,6 +31,11 @@ EXPLORE_PATHS = ("walk", "orbit", "dolly", "pano-walk")
 DEFAULT_DISTANCE = 0.5     # of the nearest content's distance
 DEFAULT_KEYFRAMES = 8
 GROW_PX = 2                # the hole is grown by this much before inpainting: its rim is splatting's thinnest
+# Inpainting starts from the row-filled view noised this far up the schedule (SDEdit), not from pure noise: on
+# the embedded model's held-out scenes, strength 1 painted thin holes in colours of its own (mean error 0.14 in a
+# 4-row strip, row fill 0.003), 0.6 kept them near the row fill's colours (0.016) and beat its depth in 4 of 4
+# (AbsRel-like error 0.012-0.035 vs 0.022-0.050).
+DEFAULT_STRENGTH = 0.6
 
 
 @dataclass
@@ -97,10 +103,10 @@ class Explorer:
     """One walk: the fused scene grows keyframe by keyframe."""
 
     def __init__(self, pipe, rgbd: RGBD, prompt: str, camera: Camera | None = None, supersample: int = 2,
-                 grow: int = GROW_PX, **inpaint_kw):
+                 grow: int = GROW_PX, strength: float = DEFAULT_STRENGTH, **inpaint_kw):
         self.pipe, self.rgbd, self.prompt = pipe, rgbd, prompt
         self.camera = camera or rgbd.camera
-        self.supersample, self.grow, self.inpaint_kw = supersample, grow, inpaint_kw
+        self.supersample, self.grow, self.inpaint_kw = supersample, grow, {"strength": strength, **inpaint_kw}
         points, colors = unproject(rgbd, supersample)
         self.walk = Walk(points, colors)
 
