@@ -26,7 +26,7 @@ from ldm3d_edge.quantization.quality import depth_errors, rgb_errors
 
 BRANCH = 0
 REFERENCE = "ddim-49 (release)"
-# name -> (scheduler, steps, Karras sigmas, guidance cut-off, cache interval)
+# name -> (scheduler, steps, Karras sigmas, guidance cut-off, cache interval); token merging: TOME below
 LEVERS: dict[str, tuple[str, int, bool, float | None, int]] = {
     REFERENCE: ("ddim", 49, False, None, 1),
     "ddim-20": ("ddim", 20, False, None, 1),
@@ -51,7 +51,12 @@ LEVERS: dict[str, tuple[str, int, bool, float | None, int]] = {
     "ddim-20 deepcache-2": ("ddim", 20, False, None, 2),
     "ddim-20 cutoff-0.7": ("ddim", 20, False, 0.7, 1),
     "ddim-30 deepcache-3": ("ddim", 30, False, None, 3),
+    # third round: token merging, an export option (a folder per ratio)
+    "tome-0.3": ("ddim", 49, False, None, 1),
+    "tome-0.5": ("ddim", 49, False, None, 1),
+    "ddim-20 tome-0.5": ("ddim", 20, False, None, 1),
 }
+TOME = {"tome-0.3": 0.3, "tome-0.5": 0.5, "ddim-20 tome-0.5": 0.5}
 
 
 def unet_equivalents(steps: int, cutoff: float | None, interval: int, shallow_share: float) -> float:
@@ -62,33 +67,39 @@ def unet_equivalents(steps: int, cutoff: float | None, interval: int, shallow_sh
                      for i in range(steps)))
 
 
-def export_embedded(work: Path) -> Path:
-    """The embedded model exported with the DeepCache graphs (OpenVINO, FP32, reused when there)."""
+def export_embedded(work: Path, tome: float | None = None, panorama: bool = False) -> Path:
+    """The embedded model exported with the DeepCache graphs (OpenVINO, FP32, reused when there); with `tome`,
+    token merging at that ratio too, at the kind's own size (a merged UNet runs at its export size only)."""
     from ldm3d_edge.export import export_pipeline
     from ldm3d_edge.models import DEFAULT_MODEL, MODELS_DIR
+    from training.evaluate import size
 
-    out = work / f"embedded-deepcache-{BRANCH}"
+    out = work / (f"embedded-deepcache-{BRANCH}" + (f"-tome-{tome}{'-pano' if panorama else ''}" if tome else ""))
     if not (out / "manifest.json").is_file():
         export_pipeline(MODELS_DIR / DEFAULT_MODEL, out, fmt="openvino", progress=True, deepcache_branch=BRANCH,
-                        overwrite=True)
+                        overwrite=True, tome=tome, **(size(panorama) if tome else {}))
     return out
 
 
-def run(artifacts: Path, samples: int, panorama: bool, shallow_share: float, names: list[str]) -> dict:
+def run(work: Path, samples: int, panorama: bool, shares: dict, names: list[str]) -> dict:
+    """shares: "deepcache" (a shallow step's FLOP share) and "tome" (ratio -> the merged UNet's FLOP share), at
+    this kind's full size."""
     from ldm3d_edge.runtime import Pipeline
     from ldm3d_edge.runtime.schedulers import create_scheduler
     from training.dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0
     from training.evaluate import size
     from training.scenes import sample
 
-    pipe = Pipeline.load(artifacts, device="openvino:CPU")
     levers = {name: LEVERS[name] for name in [REFERENCE, *names] if name in LEVERS}
+    pipes = {ratio: Pipeline.load(export_embedded(work, ratio, panorama), device="openvino:CPU")
+             for ratio in {None, *(TOME.get(name) for name in levers)}}
     rows: dict[str, list[dict]] = {name: [] for name in levers}
     for k in tqdm(range(samples), desc="panorama" if panorama else "perspective", unit="sample"):
         scene = sample((HELDOUT_PANO_SEED0 if panorama else HELDOUT_SEED0) + k, 16, panorama=panorama).scene
         colour = {o.colour for o in scene.objects} if panorama else scene.objects[0].colour
         ref = None
         for name, (sched, steps, karras, cutoff, interval) in levers.items():
+            pipe = pipes[TOME.get(name)]
             scheduler = create_scheduler({**pipe.scheduler_config, "use_karras_sigmas": karras}, sched)
             t0 = time.perf_counter()
             out = pipe(scene.caption, num_inference_steps=steps, guidance_scale=5.0, seed=k, scheduler=scheduler,
@@ -104,14 +115,17 @@ def run(artifacts: Path, samples: int, panorama: bool, shallow_share: float, nam
         r = rows[name]
         summary[name] = {
             "scheduler": sched + ("+karras" if karras else ""), "steps": steps, "guidance_cutoff": cutoff,
-            "cache_interval": interval, "unet_equivalents": unet_equivalents(steps, cutoff, interval, shallow_share),
+            "cache_interval": interval, "tome": TOME.get(name),
+            "unet_equivalents": unet_equivalents(steps, cutoff, interval, shares["deepcache"])
+            * (shares["tome"][TOME[name]] if name in TOME else 1.0),
             "seconds": float(np.median([x["seconds"] for x in r])),
             **{key: float(np.mean([x[key] for x in r if np.isfinite(x[key])] or [np.inf]))
                for key in ("rgb_psnr_db", "rgb_ssim", "depth_absrel", "depth_delta1")},
             "colour_adherence": float(np.mean([x["colour_ok"] for x in r])),
             "nearer_adherence": float(np.mean([x["nearer_ok"] for x in r])),
             "depth_rgb_iou": float(np.mean([x["iou"] for x in r]))}
-    return {"samples": samples, "panorama": panorama, "shallow_share": shallow_share, "summary": summary}
+    return {"samples": samples, "panorama": panorama, "shallow_share": shares["deepcache"],
+            "tome_share": shares["tome"], "summary": summary}
 
 
 def markdown(results: list[dict], meta: dict) -> str:
@@ -120,11 +134,14 @@ def markdown(results: list[dict], meta: dict) -> str:
            f"setting against the release default ({REFERENCE}) on the same seed. PSNR / SSIM / AbsRel / δ<1.25: to the "
            "reference's own output (the reference row is itself: PSNR inf). Adherence: nearest object in the prompted "
            "colour, nearer than its background, depth/RGB silhouette IoU. UNet-eq.: full-size UNet calls per image "
-           "(guided step 1, unguided 0.5, DeepCache shallow step its FLOP share at full size). Seconds: median per "
+           "(guided step 1, unguided 0.5, DeepCache shallow step its FLOP share at full size, a token-merged UNet "
+           "its FLOP share: benchmarks/results/tome-flops.md). Seconds: median per "
            f"image on the embedded model here ({meta['cpu']}, {meta['cores']} cores), all settings interleaved per "
            f"sample. DeepCache branch {BRANCH}. The rows after 'unipc-10 cutoff-0.5 deepcache-2' were measured in a "
            "second round (`--add`: the same captions and seeds, the reference rerun and checked identical), placed "
-           "around the front the first round found.", ""]
+           "around the front the first round found; the tome rows in a third (`ldm3d export --tome`: a folder per "
+           "ratio and kind, as a merged UNet runs at its export size only). A later round's seconds were measured "
+           "beside a rerun of the reference, whose time is not kept: compare them across rounds with care.", ""]
     for r in results:
         kind = "panorama 256x128" if r["panorama"] else "perspective 128x128"
         out += [f"## {kind}, {r['samples']} samples", "",
@@ -212,15 +229,17 @@ def main(argv: list[str] | None = None) -> int:
                                   "before) and add to an existing summary.json in --out")
     a = ap.parse_args(argv)
     flops = json.loads(Path("benchmarks/results/deepcache-flops.json").read_text())["results"]
-    shares = {r["config"]: r["branches"][BRANCH]["shallow_share"] for r in flops}
-    artifacts = export_embedded(Path(a.work))
+    tome = json.loads(Path("benchmarks/results/tome-flops.json").read_text())["results"]
+    shares = {r["config"]: {"deepcache": r["branches"][BRANCH]["shallow_share"]} for r in flops}
+    for r in tome:
+        shares[r["config"]]["tome"] = {x["ratio"]: x["share"] for x in r["ratios"]}
     out = Path(a.out)
     names = a.add.split(",") if a.add else list(LEVERS)
     unknown = [n for n in names if n not in LEVERS]
     if unknown:
         ap.error(f"unknown settings {unknown}; known: {', '.join(LEVERS)}")
-    results = [run(artifacts, a.samples, False, shares["ldm3d-4c"], names),
-               run(artifacts, a.samples, True, shares["ldm3d-pano"], names)]
+    results = [run(Path(a.work), a.samples, False, shares["ldm3d-4c"], names),
+               run(Path(a.work), a.samples, True, shares["ldm3d-pano"], names)]
     if a.add:   # same captions and seeds: the reference must agree with the earlier round's, then merge
         before = json.loads((out / "summary.json").read_text())["results"]
         for old, new in zip(before, results):
