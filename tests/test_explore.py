@@ -39,7 +39,7 @@ def test_every_keyframe_ends_with_nothing_unseen(tiny4, panorama):
     assert walk.keyframes[-1].unseen > 0.005                       # the walk uncovered something
     for k in walk.keyframes:
         assert k.unseen_after == 0 and (k.added_points > 0) == (k.unseen > 0)
-    n_source = rgbd.depth.size * (16 if panorama else 4)
+    n_source = rgbd.depth.size * 16                                # 4x4 points per source pixel
     assert len(walk.points) == n_source + sum(k.added_points for k in walk.keyframes)
     assert all(im.dtype == np.uint8 and im.std() > 5 for im in images)
     assert np.array_equal(images[0], images[-1])                   # out and back

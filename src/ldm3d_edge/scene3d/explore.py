@@ -99,10 +99,20 @@ def _lift(camera: Camera, pose: Pose, pixels: tuple[np.ndarray, ...], distance: 
     return (rays.reshape(-1, 3) @ pose.rotation.T + pose.position).astype(np.float32)
 
 
+def cracks(holes: np.ndarray) -> np.ndarray:
+    """Unseen pixels that are sampling gaps, not hidden surfaces: seen above and below, or left and right (a
+    magnified surface splatted from too few points leaves such one-pixel lines). The row fill closes them
+    exactly; inpainting them would regenerate every latent cell a line crosses."""
+    seen = np.pad(~holes, 1, constant_values=False)
+    vertical = seen[:-2, 1:-1] & seen[2:, 1:-1]
+    horizontal = seen[1:-1, :-2] & seen[1:-1, 2:]
+    return holes & (vertical | horizontal)
+
+
 class Explorer:
     """One walk: the fused scene grows keyframe by keyframe."""
 
-    def __init__(self, pipe, rgbd: RGBD, prompt: str, camera: Camera | None = None, supersample: int = 2,
+    def __init__(self, pipe, rgbd: RGBD, prompt: str, camera: Camera | None = None, supersample: int = 4,
                  grow: int = GROW_PX, strength: float = DEFAULT_STRENGTH, **inpaint_kw):
         self.pipe, self.rgbd, self.prompt = pipe, rgbd, prompt
         self.camera = camera or rgbd.camera
@@ -126,15 +136,20 @@ class Explorer:
             k = Keyframe(pose, 0.0, 0.0, time.perf_counter() - t0, 0)
             self.walk.keyframes.append(k)
             return k
-        hole = dilate(holes, self.grow)
         mapping = self.rgbd.mapping
-        depth = mapping.to_relative(np.where(dist > 0, dist, mapping.far)).clip(0, 1).astype(np.float32)
-        out = self.pipe.inpaint(image, depth, hole, self.prompt, seed=seed, **self.inpaint_kw)
+        rgb, new_dist = image, dist          # cracks keep the row fill
+        hidden = holes & ~cracks(holes)
+        if hidden.any():
+            depth = mapping.to_relative(np.where(dist > 0, dist, mapping.far)).clip(0, 1).astype(np.float32)
+            out = self.pipe.inpaint(image, depth, dilate(hidden, self.grow), self.prompt, seed=seed,
+                                    **self.inpaint_kw)
+            rgb = np.where(hidden[..., None], out.rgb, image)
+            new_dist = np.where(hidden, mapping.to_distance(out.depth), dist)
         # only the unseen pixels become new points; the grown rim was inpainted for a seamless context, and what
         # the scene already has there stays (no doubled surfaces)
         pixels = np.nonzero(holes)
-        added = _lift(self.camera, pose, pixels, mapping.to_distance(out.depth)[pixels], self.supersample)
-        colors = np.repeat(out.rgb[pixels], self.supersample ** 2, axis=0)
+        added = _lift(self.camera, pose, pixels, new_dist[pixels], self.supersample)
+        colors = np.repeat(rgb[pixels], self.supersample ** 2, axis=0)
         self.walk.points = np.concatenate([self.walk.points, added])
         self.walk.colors = np.concatenate([self.walk.colors, colors])
         after = float(self.view(pose, fill=False)[2].mean())
@@ -158,7 +173,7 @@ def explore(pipe, rgbd: RGBD, prompt: str, path: str | None = None, distance: fl
     for name, value, hi in (("keyframes", keyframes, 64), ("frames", frames, 10000)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
             raise InvalidArgumentError(f"{name} must be an integer from 1 to {hi}, got {value!r}")
-    explorer = Explorer(pipe, rgbd, prompt, supersample=4 if rgbd.is_panorama else 2, **inpaint_kw)
+    explorer = Explorer(pipe, rgbd, prompt, **inpaint_kw)
     ts = [(k + 1) / keyframes for k in range(keyframes)]
     bar = None
     if progress:
