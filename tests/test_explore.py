@@ -81,3 +81,13 @@ def test_cli_writes_the_fused_scene_and_the_flight(tiny4, tmp_path, capsys):
     assert main(["explore", str(tmp_path / "base"), "--model", model, "--path", "pano-walk"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pano-walk needs a panorama" in err[0]
+
+
+def test_one_pixel_lines_are_cracks_and_blobs_are_hidden_surfaces():
+    from ldm3d_edge.scene3d.explore import cracks
+
+    holes = np.zeros((12, 12), bool)
+    holes[9, :] = True                     # a magnified floor's missing row: seen above and below
+    holes[2:6, 2:6] = True                 # a disocclusion
+    c = cracks(holes)
+    assert c[9].all() and not c[2:6, 2:6].any()
