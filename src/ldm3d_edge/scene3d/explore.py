@@ -25,7 +25,7 @@ from ..runtime.errors import InvalidArgumentError
 from ..runtime.inpaint import dilate
 from .camera import Camera, Pose
 from .geometry import RGBD, pixel_grid, unproject
-from .render import fill_holes, splat
+from .render import fill_holes, snap_depth_edges, splat
 
 EXPLORE_PATHS = ("walk", "orbit", "dolly", "pano-walk")
 DEFAULT_DISTANCE = 0.5     # of the nearest content's distance
@@ -117,7 +117,10 @@ class Explorer:
         self.pipe, self.rgbd, self.prompt = pipe, rgbd, prompt
         self.camera = camera or rgbd.camera
         self.supersample, self.grow, self.inpaint_kw = supersample, grow, {"strength": strength, **inpaint_kw}
-        points, colors = unproject(rgbd, supersample)
+        # depth-edge pixels snapped to a side first, as SceneRenderer does: left floating between an object and
+        # the background they smear its colour over what the walk uncovers
+        snapped = RGBD(rgbd.rgb, rgbd.mapping.to_relative(snap_depth_edges(rgbd.distance)), rgbd.camera, rgbd.mapping)
+        points, colors = unproject(snapped, supersample)
         self.walk = Walk(points, colors)
 
     def view(self, pose: Pose, fill: bool = True):
