@@ -87,6 +87,22 @@ def test_generate_reports_progress_and_serves_every_file(service, wait_job):
     assert any(it["name"] == job["id"] for it in listed)
 
 
+def test_the_explore_output_walks_into_the_result(service, wait_job):
+    """outputs ["explore"]: a bounded walk (4 keyframes completed by inpainting) served as GLB points, MP4, JSON."""
+    client, *_ = service
+    r = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4, "seed": 5, "outputs": ["rgb", "json",
+                                                                                              "explore"]})
+    assert r.status_code == 200, r.text
+    s = wait_job(client, r.json()["id"])
+    assert s["status"] == "done", s
+    assert {"explore_glb", "explore_mp4", "explore_json"} <= set(s["files"])
+    rec = client.get(s["links"]["explore_json"]).json()
+    assert rec["job"] == s["id"] and len(rec["keyframes"]) == 4
+    assert all(k["unseen_after"] == 0 for k in rec["keyframes"])
+    assert client.get(s["links"]["explore_glb"]).content[:4] == b"glTF"
+    assert len(client.get(s["links"]["explore_mp4"]).content) > 1000
+
+
 BAD = [
     (None, "body"),                                          # empty body
     ("not json", "JSON"),

@@ -43,7 +43,10 @@ HISTORY = 1000            # finished jobs remembered (their files stay in the re
 
 # what each requested output kind writes, relative to the job's prefix
 OUTPUT_FILES = {"rgb": C.RGB_SUFFIX, "depth": C.DEPTH_SUFFIX, "json": C.SIDECAR_SUFFIX,
-                "depth_f32": C.DEPTH_F32_SUFFIX, "glb": ".glb", "mp4": ".mp4"}
+                "depth_f32": C.DEPTH_F32_SUFFIX, "glb": ".glb", "mp4": ".mp4", "explore_glb": "_explore.glb",
+                "explore_mp4": "_explore.mp4", "explore_json": "_explore.json"}
+# the "explore" output kind, bounded: a short walk at few steps, so a kiosk job stays within ~5x a generation
+EXPLORE_KEYFRAMES, EXPLORE_MAX_STEPS, EXPLORE_FRAMES = 4, 20, 24
 
 
 class QueueFull(Ldm3dError):
@@ -83,15 +86,24 @@ class Runner:
 
 
 def generate_job(models: Models, job_id: str, request: GenerateRequest, results_dir: Path,
-                 on_step: Callable[[int], bool] = lambda i: True) -> tuple[dict[str, str], int]:
+                 on_step: Callable[[int], bool] = lambda i: True,
+                 cancelled: Callable[[], bool] = lambda: False) -> tuple[dict[str, str], int]:
     """Generate one request with these models and write its files as <job_id><suffix> (OUTPUT_FILES)."""
     r = request
-    done = generate_files(models.pick(r.pano), results_dir, r.prompt, name=job_id, pano=r.pano,
+    pipe = models.pick(r.pano)
+    done = generate_files(pipe, results_dir, r.prompt, name=job_id, pano=r.pano,
                           negative_prompt=r.negative_prompt, num_inference_steps=r.steps, guidance_scale=r.guidance,
                           height=r.height, width=r.width, seed=r.seed, callback=lambda i, _t, _l: on_step(i),
                           extra={"job": job_id}, depth_f32=True,
                           outputs_3d={"mesh_formats": ("glb",) if "glb" in r.outputs else (),
                                       "videos": (".mp4",) if "mp4" in r.outputs else ()})
+    if "explore" in r.outputs:
+        from ..scene3d.explore import explore, write_walk
+
+        walk, images = explore(pipe, done.rgbd, done.result.prompt, keyframes=EXPLORE_KEYFRAMES,
+                               frames=EXPLORE_FRAMES, seed=done.result.seed or 0, cancel=cancelled,
+                               num_inference_steps=min(r.steps, EXPLORE_MAX_STEPS), guidance_scale=r.guidance)
+        write_walk(walk, images, Path(results_dir) / (job_id + "_explore"), info={"job": job_id})
     files = {kind: job_id + suffix for kind, suffix in OUTPUT_FILES.items()
              if (Path(results_dir) / (job_id + suffix)).is_file()}
     return files, len(done.result.metrics.unet_step_s)
@@ -121,7 +133,7 @@ class Models(Runner):
         return self.panorama if pano else self.perspective
 
     def run(self, job_id, request, results_dir, on_step, cancelled):
-        return generate_job(self, job_id, request, results_dir, on_step)
+        return generate_job(self, job_id, request, results_dir, on_step, cancelled)
 
 
 @functools.cache

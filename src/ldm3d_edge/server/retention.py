@@ -15,7 +15,8 @@ from ..runtime import constants as C
 from ..runtime.errors import Ldm3dError
 
 RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, C.DEPTH_F32_SUFFIX, ".glb", ".mp4", ".gif",
-                   "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png")
+                   "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png", "_explore.glb",
+                   "_explore.ply", "_explore.mp4", "_explore.gif", "_explore_strip.png", "_explore.json")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
 # `ldm3d serve` defaults. A 128² result of the embedded model with every server output is 0.85 MB (GLB 0.71);
 # at 512² 12.4 MB (GLB 11.5: the mesh grows with the pixels), so 200 such results take about 2.5 GB

@@ -10,7 +10,7 @@ from ..runtime.config import MAX_STEPS
 
 MAX_PROMPT = 10_000
 MAX_SIDE = 2048                 # the server's own limit (the runtime's is 4096)
-OutputKind = Literal["rgb", "depth", "json", "glb", "mp4"]
+OutputKind = Literal["rgb", "depth", "json", "glb", "mp4", "explore"]
 DEFAULT_OUTPUTS: list[OutputKind] = ["rgb", "depth", "json", "glb"]
 
 
@@ -30,7 +30,8 @@ class GenerateRequest(BaseModel):
     outputs: list[OutputKind] = Field(
         default_factory=lambda: list(DEFAULT_OUTPUTS),
         description="files wanted besides the raw float depth the viewer reads: rgb, depth (16-bit PNG), json, glb, "
-                    "mp4")
+                    "mp4; explore: a walk into the result (4 keyframes completed by inpainting, at most 20 steps "
+                    "each): the fused scene as GLB points, its flight as MP4, a JSON record")
 
     @field_validator("width", "height")
     @classmethod
