@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ldm3d_edge import metrics as M
 from ldm3d_edge.bench.common import machine, write_results
 from ldm3d_edge.quantization.quality import depth_errors, rgb_errors
+from ldm3d_edge.runtime.config import guided_steps
 
 BRANCH = 0
 REFERENCE = "ddim-49 (release)"
@@ -62,7 +63,7 @@ TOME = {"tome-0.3": 0.3, "tome-0.5": 0.5, "ddim-20 tome-0.5": 0.5}
 def unet_equivalents(steps: int, cutoff: float | None, interval: int, shallow_share: float) -> float:
     """Full-size UNet calls this setting spends: guided steps cost 1, unguided ones 0.5 (batch 1), DeepCache's
     shallow steps their FLOP share of either."""
-    guided = steps if cutoff is None else min(steps, int(steps * cutoff) + 1)
+    guided = guided_steps(steps, cutoff)
     return float(sum((1.0 if i < guided else 0.5) * (1.0 if interval == 1 or i % interval == 0 else shallow_share)
                      for i in range(steps)))
 

@@ -17,6 +17,12 @@ MAX_SIDE = 4096
 PAD_MULTIPLE = 8   # a padded latent width must pass the UNet's downsamplings (3 in the releases: 2**3)
 
 
+def guided_steps(n: int, cutoff: float | None) -> int:
+    """How many of n steps keep classifier-free guidance under a guidance cut-off `cutoff` (None: all):
+    diffusers' SDCFGCutoffCallback(cutoff_step_ratio=f) drops guidance at the end of step int(n * f)."""
+    return n if cutoff is None else min(n, int(n * cutoff) + 1)
+
+
 @dataclass(kw_only=True)
 class GenerationConfig:
     """Built by keyword only: GenerationConfig(prompt=..., num_inference_steps=..., ...); validate() checks it."""
@@ -43,11 +49,7 @@ class GenerationConfig:
         """How many of the n denoising steps run classifier-free guidance (batch 2); the rest run the UNet on the
         prompt alone (batch 1). diffusers' SDCFGCutoffCallback(cutoff_step_ratio=f) drops guidance at the end of
         step int(n * f), so steps 0..int(n * f) keep it: f = 0 guides the first step only, f = 1 every step."""
-        if not self.do_cfg:
-            return 0
-        if self.guidance_cutoff is None:
-            return n
-        return min(n, int(n * self.guidance_cutoff) + 1)
+        return guided_steps(n, self.guidance_cutoff) if self.do_cfg else 0
 
     def validate(self, scale_factor: int, latent_channels: int) -> GenerationConfig:
         """Check every field; raise InvalidArgumentError naming the field, the value and what is allowed."""

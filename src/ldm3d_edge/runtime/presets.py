@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import DEFAULT_STEPS
+from .config import DEFAULT_STEPS, guided_steps
 from .errors import InvalidArgumentError
 from .manifest import Manifest
 
@@ -31,8 +31,7 @@ class SpeedPreset:
 
     def unet_calls(self) -> float:
         """Full-size UNet calls per image: a guided step 1, an unguided one (batch 1) 0.5 (caching not counted)."""
-        guided = self.steps if self.guidance_cutoff is None else min(self.steps,
-                                                                     int(self.steps * self.guidance_cutoff) + 1)
+        guided = guided_steps(self.steps, self.guidance_cutoff)
         return guided + 0.5 * (self.steps - guided)
 
     def describe(self) -> str:
