@@ -98,7 +98,7 @@ def parse_variants(text: str | None, device: str, speeds: str | None = None) -> 
     if wrong:
         raise ValueError(f"variant(s) {', '.join(wrong)} do not run on {device}; on {device}: "
                          f"{', '.join(n for n, v in VARIANTS.items() if device in v.devices)}")
-    out = [with_speed(VARIANTS[b], n.partition(":")[2]) if ":" in n else VARIANTS[b] for n, b in zip(names, base)]
+    out = [variant_named(n) for n in names]
     for speed in [s.strip() for s in (speeds or "").split(",") if s.strip()]:
         out += [with_speed(v, speed) for v in list(out) if v.engine != "torch" and v.speed is None]
     if len({v.name for v in out}) != len(out):
