@@ -79,7 +79,7 @@ def generate_files(pipe: Pipeline, out: str | Path, prompt: str, *, name: str | 
     if init is None:
         result = pipe(prompt, callback=callback, progress=progress, **kw)
     else:
-        rgb, depth = read_init(*init, cfg.height, cfg.width, report)
+        rgb, depth, source = read_init(*init, cfg.height, cfg.width, report)
         kw = {k: v for k, v in kw.items() if k not in ("height", "width", "latents", "circular_padding")}
         if strength is not None:
             kw["strength"] = strength
@@ -90,7 +90,7 @@ def generate_files(pipe: Pipeline, out: str | Path, prompt: str, *, name: str | 
             result = pipe.inpaint(rgb, depth, hole, prompt, callback=callback, progress=progress, **kw,
                                   **(inpaint_options or {}))
             assert result.inpaint is not None
-            result.inpaint.update(source=str(read_rgbd_files(init[0], need_depth=False).rgb_path), mask=str(mask))
+            result.inpaint.update(source=str(source), mask=str(mask))
     mt = result.metrics
     report(f"{len(mt.unet_step_s)} steps, {mt.median_step_s:.3f} s/step (median), total {mt.total_s:.1f}s, "
            f"seed {result.seed}")
@@ -134,12 +134,13 @@ def read_mask(path: str, height: int, width: int) -> np.ndarray:
 
 
 def read_init(image: str, depth: str | None, height: int, width: int,
-              report: Callable[[str], None] = _silent) -> tuple[np.ndarray, np.ndarray | None]:
-    """An init image (and its depth: given, or the result's own _depth.png, else None), resized to height x width."""
+              report: Callable[[str], None] = _silent) -> tuple[np.ndarray, np.ndarray | None, Path]:
+    """An init image (and its depth: given, or the result's own _depth.png, else None), resized to height x width,
+    and the RGB file it was read from."""
     f = read_rgbd_files(image, depth, need_depth=False)
     rgb = np.asarray(Image.fromarray(f.rgb).resize((width, height), Image.Resampling.BICUBIC))
     d = None if f.depth is None else \
         np.asarray(Image.fromarray(f.depth).resize((width, height), Image.Resampling.BILINEAR),
                    dtype=np.float32).clip(0, 1)
     report(f"image-to-image from {f.rgb_path}" + (f" with depth {f.depth_path}" if d is not None else " (flat depth)"))
-    return rgb, d
+    return rgb, d, f.rgb_path
