@@ -50,7 +50,7 @@ def run(a: argparse.Namespace) -> int:
     from ..runtime.errors import InvalidArgumentError
     from ..runtime.result import read_rgbd_files, result_prefix
     from ..scene3d import read_rgbd
-    from ..scene3d.explore import explore, explore_path, write_walk
+    from ..scene3d.explore import default_explore_path, explore, explore_path, write_walk
 
     rgbd = read_rgbd(a.input)
     files = read_rgbd_files(a.input)
@@ -59,7 +59,8 @@ def run(a: argparse.Namespace) -> int:
         prompt = json.loads(files.sidecar.read_text()).get("prompt")
     if not prompt:
         raise InvalidArgumentError(f"{a.input} has no JSON with its prompt: give --prompt")
-    explore_path(a.path or ("pano-walk" if rgbd.is_panorama else "walk"), rgbd, a.distance)   # checked before work
+    path = a.path or default_explore_path(rgbd)
+    explore_path(path, rgbd, a.distance)   # checked before any work
     model = a.model
     if model is None:
         from ..embedded import embedded_artifacts
@@ -67,16 +68,15 @@ def run(a: argparse.Namespace) -> int:
         perspective, panorama, _ = embedded_artifacts(device=a.device)
         model = panorama if rgbd.is_panorama else perspective
     pipe = Pipeline.load(model, device=a.device, compile_now=False, verify=not a.no_verify)
-    walk, images = explore(pipe, rgbd, prompt, path=a.path, distance=a.distance, keyframes=a.keyframes,
+    walk, images = explore(pipe, rgbd, prompt, path=path, distance=a.distance, keyframes=a.keyframes,
                            frames=a.frames, seed=a.seed, progress=True, num_inference_steps=a.steps,
                            guidance_scale=a.guidance, strength=a.strength)
     prefix = Path(a.out) / (a.name or result_prefix(Path(a.input)).name + "_explore")
     for k, kf in enumerate(walk.keyframes):
         say(f"keyframe {k + 1}: unseen {100 * kf.unseen:.1f} % -> {100 * kf.unseen_after:.1f} %, "
             f"{kf.seconds:.1f}s, {kf.added_points} points added")
-    info = {"input": str(files.rgb_path), "prompt": prompt, "path": a.path or ("pano-walk" if rgbd.is_panorama
-                                                                               else "walk"),
-            "distance": a.distance, "seed": a.seed, "steps": a.steps, "strength": a.strength, "model": str(model)}
+    info = {"input": str(files.rgb_path), "prompt": prompt, "path": path, "distance": a.distance, "seed": a.seed,
+            "steps": a.steps, "strength": a.strength, "model": str(model)}
     for p in write_walk(walk, images, prefix, a.fps, info):
         say(f"wrote {p}")
     return 0

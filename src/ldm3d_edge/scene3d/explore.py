@@ -54,6 +54,10 @@ class Walk:
     keyframes: list[Keyframe] = field(default_factory=list)
 
 
+def default_explore_path(rgbd: RGBD) -> str:
+    return "pano-walk" if rgbd.is_panorama else "walk"
+
+
 def explore_path(name: str, rgbd: RGBD, distance: float = DEFAULT_DISTANCE) -> Callable[[float], Pose]:
     """t in [0, 1] -> pose: from the source viewpoint out to `distance` x the nearest content's distance (walk:
     forward with a sideways sway; dolly: straight forward; orbit: around the scene's median depth; pano-walk:
@@ -123,9 +127,10 @@ class Explorer:
         points, colors = unproject(snapped, supersample)
         self.walk = Walk(points, colors)
 
-    def view(self, pose: Pose, fill: bool = True):
-        """(image, distance, unseen) of the fused scene from `pose`; unseen pixels row-filled when `fill`."""
-        image, dist, holes = splat(self.walk.points, self.walk.colors, pose, self.camera)
+    def view(self, pose: Pose, fill: bool = True, camera: Camera | None = None):
+        """(image, distance, unseen) of the fused scene from `pose` through `camera` (default: the walk's);
+        unseen pixels row-filled when `fill`."""
+        image, dist, holes = splat(self.walk.points, self.walk.colors, pose, camera or self.camera)
         if fill and holes.any() and not holes.all():
             image, dist = fill_holes(image, dist, holes)
         return image, dist, holes
@@ -171,7 +176,7 @@ def explore(pipe, rgbd: RGBD, prompt: str, path: str | None = None, distance: fl
     from ..runtime.base import GenerationCancelled
     from .video import frame_camera
 
-    path = path or ("pano-walk" if rgbd.is_panorama else "walk")
+    path = path or default_explore_path(rgbd)
     pose_at = explore_path(path, rgbd, distance)
     for name, value, hi in (("keyframes", keyframes, 64), ("frames", frames, 10000)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= hi:
@@ -194,9 +199,8 @@ def explore(pipe, rgbd: RGBD, prompt: str, path: str | None = None, distance: fl
         bar.close()
     # the flight: out to the farthest keyframe and back, seen through the frame camera (4:3 inside a panorama)
     camera = frame_camera(rgbd)
-    viewer = Explorer.__new__(Explorer)
-    viewer.walk, viewer.camera = explorer.walk, camera
-    images = [viewer.view(pose_at(1 - abs(1 - 2 * i / max(frames - 1, 1))))[0] for i in range(frames)]
+    images = [explorer.view(pose_at(1 - abs(1 - 2 * i / max(frames - 1, 1))), camera=camera)[0]
+              for i in range(frames)]
     return explorer.walk, images
 
 
