@@ -61,7 +61,7 @@ def _partition(h: int, w: int, stride: int, device):
             torch.as_tensor(np.flatnonzero(flat), device=device))
 
 
-def merged_attention(attn, hidden, metric, h: int, w: int, ratio: float, stride: int = STRIDE, **kwargs):
+def merged_attention(attn, hidden, metric, h: int, w: int, ratio: float, stride: int = STRIDE):
     """attn(hidden) on the merged tokens, copied back to all of them. hidden, metric: (B, h*w, C)."""
     import torch
 
@@ -70,7 +70,7 @@ def merged_attention(attn, hidden, metric, h: int, w: int, ratio: float, stride:
     n_src = src_idx.numel()
     r = min(int(n * ratio), n_src)
     if r <= 0:
-        return attn(hidden, **kwargs)
+        return attn(hidden)
     with torch.no_grad():
         m = metric / metric.norm(dim=-1, keepdim=True)
         scores = m[:, src_idx] @ m[:, dst_idx].transpose(1, 2)          # (B, sources, destinations)
@@ -87,7 +87,7 @@ def merged_attention(attn, hidden, metric, h: int, w: int, ratio: float, stride:
     count = torch.ones_like(dst[..., :1]).scatter_add(1, index, torch.ones_like(moved[..., :1]))
     tokens = torch.cat([torch.gather(src, 1, kept[..., None].expand(-1, -1, c)), total / count], dim=1)
 
-    out = attn(tokens, **kwargs)
+    out = attn(tokens)
     n_kept = n_src - r
     kept_out, dst_out = out[:, :n_kept], out[:, n_kept:]
     d = out.shape[-1]
