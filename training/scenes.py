@@ -162,6 +162,12 @@ def _checker(p: np.ndarray) -> np.ndarray:
     return 0.9 + 0.1 * ((np.floor(p[:, 0] * 1.0) + np.floor(p[:, 2] * 1.0)) % 2)
 
 
+def _image_plane(width: int, height: int, fov_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x right, y up) of every pixel centre on the image plane at distance 1, (height, width) each."""
+    f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
+    return np.meshgrid((np.arange(width) + 0.5 - width / 2) / f, -(np.arange(height) + 0.5 - height / 2) / f)
+
+
 def render(scene: Scene, width: int, height: int, fov_deg: float = 60.0, origin: tuple | None = None,
            look_at: tuple | None = None) -> Sample:
     """Ray-trace `scene` into RGB, metric depth, normalised inverse depth and an object mask.
@@ -181,8 +187,7 @@ def render(scene: Scene, width: int, height: int, fov_deg: float = 60.0, origin:
             raise ValueError("the camera cannot look straight up or down (its up direction is the world's)")
         right /= np.linalg.norm(right)
         up = np.cross(forward, right)
-        f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
-        xs, ys = np.meshgrid((np.arange(width) + 0.5 - width / 2) / f, -(np.arange(height) + 0.5 - height / 2) / f)
+        xs, ys = _image_plane(width, height, fov_deg)
         dirs = (xs.reshape(-1, 1) * right + ys.reshape(-1, 1) * up + forward)
         dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     elif scene.panorama:
@@ -191,10 +196,7 @@ def render(scene: Scene, width: int, height: int, fov_deg: float = 60.0, origin:
         lon, lat = np.meshgrid(lon, lat)
         dirs = np.stack([np.cos(lat) * np.sin(lon), np.sin(lat), np.cos(lat) * np.cos(lon)], -1).reshape(-1, 3)
     else:
-        f = 0.5 * width / math.tan(math.radians(fov_deg) / 2)
-        xs = (np.arange(width) + 0.5 - width / 2) / f
-        ys = -(np.arange(height) + 0.5 - height / 2) / f
-        xs, ys = np.meshgrid(xs, ys)
+        xs, ys = _image_plane(width, height, fov_deg)
         pitch = math.radians(-8.0)
         d = np.stack([xs, ys, np.ones_like(xs)], -1).reshape(-1, 3)
         rot = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
