@@ -24,25 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ldm3d_edge import ASSETS_DIR
 from ldm3d_edge.bench.common import cpu_times, machine, steal_pct, write_results
+from ldm3d_edge.export.random_model import release_parts
 from ldm3d_edge.runtime import constants as C
 
 SIZES = {"512x512": (512, 512), "1024x512": (512, 1024)}   # ldm3d-pano's UNet config is ldm3d-4c's
-
-
-def release_parts(config: str = "ldm3d-4c"):
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    cfg = ASSETS_DIR / "configs" / config
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(json.loads((cfg / "unet" / C.CONFIG_FILE).read_text())).eval()
-    vae = AutoencoderKL.from_config(json.loads((cfg / "vae" / C.CONFIG_FILE).read_text())).eval()
-    text = json.loads((cfg / "text_encoder" / C.CONFIG_FILE).read_text())
-    encoder = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in text.items() if k != "architectures"})).eval()
-    return unet, vae, encoder
 
 
 def export_unet(unet, vae, encoder, height: int, width: int, out: Path) -> tuple[Path, dict]:
@@ -74,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     names = {None: "plain", **{r: f"tome-{r}" for r in ratios}}
     work = Path(a.work)
     # every IR first (the torch UNet and its patched copy: 7 GB), then the compiled models (3.4 GB each)
-    unet, vae, encoder = release_parts()
+    unet, vae, encoder = release_parts("ldm3d-4c")
     exported = {}
     for size, (h, w) in SIZES.items():
         for ratio, name in names.items():

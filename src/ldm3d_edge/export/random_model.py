@@ -59,10 +59,11 @@ def build_tiny_pipeline(out_dir: str | Path, vae_channels: int = 4, seed: int = 
     return _save(out_dir, unet, vae, text_encoder, DDIMScheduler.from_config(TINY_SCHEDULER))
 
 
-def build_release_pipeline(release: str, out_dir: str | Path, seed: int = 0) -> Path:
-    """A full-size random-weight model from the release configs (ldm3d, ldm3d-4c, ldm3d-pano)."""
+def release_parts(release: str, seed: int = 0):
+    """(unet, vae, text_encoder) of a release config (ldm3d, ldm3d-4c, ldm3d-pano) with random weights from
+    `seed`, in eval mode: full size, nothing saved."""
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if release not in RELEASES:
@@ -73,6 +74,15 @@ def build_release_pipeline(release: str, out_dir: str | Path, seed: int = 0) -> 
     vae = AutoencoderKL.from_config(json.loads((cfg_dir / "vae" / C.CONFIG_FILE).read_text()))
     text_cfg = json.loads((cfg_dir / "text_encoder" / C.CONFIG_FILE).read_text())
     text_encoder = CLIPTextModel(CLIPTextConfig(**{k: v for k, v in text_cfg.items() if k != "architectures"}))
+    return unet.eval(), vae.eval(), text_encoder.eval()
+
+
+def build_release_pipeline(release: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """A full-size random-weight model from the release configs (ldm3d, ldm3d-4c, ldm3d-pano)."""
+    from diffusers import DDIMScheduler
+
+    unet, vae, text_encoder = release_parts(release, seed)
+    cfg_dir = RELEASE_CONFIGS_DIR / release
     sched = DDIMScheduler.from_config(json.loads((cfg_dir / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE).read_text()))
     return _save(out_dir, unet, vae, text_encoder, sched)
 
