@@ -242,3 +242,15 @@ def test_ldm3d_view_serves_one_result_without_a_model(tmp_path):
         proc.terminate()
         proc.wait(10)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.json", "scene_depth.png", "scene_rgb.png"]
+
+
+def test_ldm3d_view_explore_needs_the_fused_scene(tmp_path, capsys):
+    from PIL import Image
+
+    from ldm3d_edge.cli import main
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "scene_rgb.png")
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "scene_depth.png")
+    assert main(["view", str(tmp_path / "scene"), "--explore", "--no-browser"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no fused scene beside scene: run 'ldm3d explore" in err[0]

@@ -7,6 +7,7 @@ and recorded: none may happen. Screenshots go to test-artifacts/viewer/ (or $LDM
 import io
 import os
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -135,3 +136,51 @@ def walk_with_keys_and_gamepad(page):
     page.evaluate("window.__pad.axes = [0, 0, 0, 0]")
     far = page.evaluate(f"{v}.rig.position.length()")
     assert far == pytest.approx(limit, rel=1e-4)                                              # stopped at the edge
+
+
+def test_viewer_opens_the_fused_scene_of_an_explore_output(embedded, tmp_path):
+    """A job with the "explore" output; the gallery marks it; ?scene=explore opens its GLB as points, walkable as
+    far as the walk's farthest keyframe; the button switches back to the relief."""
+    import httpx
+
+    from benchmarks.serve_load import Server
+
+    errors = []
+    with Server(tmp_path, queue_size=2) as server, playwright.sync_playwright() as p:
+        job = httpx.post(server.url + "/v1/generate", json={
+            "prompt": "a red sphere in front of a blue cube on a grey floor", "steps": 10, "seed": 5,
+            "outputs": ["rgb", "json", "explore"]}).json()
+        for _ in range(600):
+            status = httpx.get(f"{server.url}/v1/jobs/{job['id']}").json()
+            if status["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert status["status"] == "done", status
+        listed = {it["name"]: it for it in httpx.get(server.url + "/v1/results").json()}
+        assert listed[job["id"]]["explore"] == f"/v1/results/{job['id']}_explore.glb"
+        walk = httpx.get(f"{server.url}/v1/results/{job['id']}_explore.json").json()
+        farthest = max(np.linalg.norm(k["position"]) for k in walk["keyframes"])
+
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 800, "height": 500})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{server.url}/?result={job['id']}&scene=explore")
+        page.wait_for_function("['loaded', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+        assert page.evaluate("document.body.dataset.state") == "loaded", page.inner_text("#status")
+        v = "window.ldm3dViewer.state"
+        assert page.evaluate(f"{v}.scene") == "explore" and page.evaluate(f"{v}.mesh.isPoints") is True
+        n_points = page.evaluate(f"{v}.mesh.geometry.attributes.position.count")
+        assert n_points == walk["points"]
+        settle(page)
+        fused = canvas_shot(page, "explore-fused")
+        assert fused.std() > 20 and len(np.unique(fused.reshape(-1, 3).round(-1), axis=0)) > 50
+        reach = page.evaluate(f"{v}.reach")
+        relief_reach = page.evaluate(f"window.ldm3dViewer.SAFE_RADIUS * {v}.grid.nearest")
+        assert reach == pytest.approx(max(farthest, relief_reach), rel=1e-5)
+        assert "walk" in page.inner_text("#gallery") and page.is_visible("#scene-kind")
+        page.click("#scene-kind")                                   # back to the relief: a textured mesh
+        page.wait_for_function(f"{v}.loaded && {v}.scene === 'relief'", timeout=30_000)
+        assert page.evaluate(f"{v}.mesh.isMesh") is True
+        assert page.evaluate(f"{v}.reach") == pytest.approx(relief_reach, rel=1e-5)
+        browser.close()
+    assert errors == [], errors

@@ -68,6 +68,9 @@ def register(sub: Subparsers) -> None:
     vw.add_argument("result", help="<prefix>, <prefix>_rgb.png or <prefix>.json of an 'ldm3d generate' result")
     vw.add_argument("--port", type=int_arg, default=8765, help="default 8765")
     vw.add_argument("--no-browser", action="store_true", help="print the address instead of opening a browser")
+    vw.add_argument("--explore", action="store_true",
+                    help="open the fused scene that 'ldm3d explore RESULT' wrote beside it (<prefix>_explore.glb) "
+                         "instead of the result's relief")
     vw.set_defaults(run=run_view)
 
 
@@ -99,5 +102,5 @@ def run_batch(a: argparse.Namespace) -> int:
 
 
 def run_view(a: argparse.Namespace) -> int:
-    _server().view(a.result, port=a.port, open_browser=not a.no_browser)
+    _server().view(a.result, port=a.port, open_browser=not a.no_browser, explore=a.explore)
     return 0

@@ -102,7 +102,10 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
                 continue
             out.append({"name": name, "prompt": info.get("prompt"), "width": info.get("width"),
                         "height": info.get("height"), "camera": (info.get("camera") or {}).get("model"),
-                        "rgb": f"/v1/results/{name}{C.RGB_SUFFIX}", "info": f"/v1/results/{name}{C.SIDECAR_SUFFIX}"})
+                        "rgb": f"/v1/results/{name}{C.RGB_SUFFIX}", "info": f"/v1/results/{name}{C.SIDECAR_SUFFIX}",
+                        # the fused scene of an "explore" output, when the job made one (the viewer opens it)
+                        "explore": (f"/v1/results/{name}_explore.glb"
+                                    if (results / f"{name}_explore.glb").is_file() else None)})
         return out
 
     @app.get("/v1/results/{name}")

@@ -70,16 +70,21 @@ def serve(model: str | None, host: str, port: int, results: str | Path, workers:
             ray_serve.shutdown()
 
 
-def view(result: str | Path, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True) -> None:
-    """Serve the folder of one 'ldm3d generate' result and open the viewer on it (no model, no generation)."""
+def view(result: str | Path, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True,
+         explore: bool = False) -> None:
+    """Serve the folder of one 'ldm3d generate' result and open the viewer on it (no model, no generation);
+    explore: on the fused scene 'ldm3d explore RESULT' wrote beside it (<prefix>_explore.glb)."""
     import uvicorn
 
     from ..runtime.result import read_rgbd_files, result_prefix
 
     files = read_rgbd_files(result)     # checks that the result is there, with its depth
     folder, name = files.rgb_path.parent, result_prefix(files.rgb_path).name
+    if explore and not all((folder / f"{name}_explore{ext}").is_file() for ext in (".glb", ".json")):
+        raise InvalidArgumentError(f"no fused scene beside {name}: run 'ldm3d explore {folder / name}' first (it "
+                                   f"writes {name}_explore.glb and .json)")
     app = create_app(None, folder)
-    url = f"http://{host}:{port}/?result={name}"
+    url = f"http://{host}:{port}/?result={name}" + ("&scene=explore" if explore else "")
     print(f"ldm3d view: {url}  (Ctrl-C to stop)", flush=True)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()

@@ -3,6 +3,7 @@
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/OrbitControls.js';
 import { VRButton } from 'three/addons/VRButton.js';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 
 const $ = (id) => document.getElementById(id);
 const view = $('view');
@@ -24,7 +25,8 @@ const rig = new THREE.Group();           // moves the camera (and the XR viewer)
 rig.add(camera);
 scene.add(rig);
 const controls = new OrbitControls(camera, renderer.domElement);
-const state = { name: null, info: null, depth: null, texture: null, mesh: null, grid: null, loaded: false };
+const state = { name: null, info: null, depth: null, texture: null, mesh: null, grid: null, loaded: false,
+                scene: 'relief', explore: null, reach: 0 };
 window.ldm3dViewer = { state, loadResult, renderer, rig, camera, SAFE_RADIUS };   // for tests and embedding
 
 function resize() {
@@ -94,16 +96,23 @@ function displace(grid, strength) {
   return pos;
 }
 
-function show() {
+function show(points) {
   const grid = state.grid;
   if (state.mesh) { scene.remove(state.mesh); state.mesh.geometry.dispose(); state.mesh.material.dispose(); }
-  const geometry = new THREE.BufferGeometry();
-  geometry.setAttribute('position', new THREE.BufferAttribute(displace(grid, strength()), 3));
-  geometry.setAttribute('uv', new THREE.BufferAttribute(grid.uv, 2));
-  geometry.setIndex(grid.index);
-  const material = new THREE.MeshBasicMaterial({ map: state.texture, side: THREE.DoubleSide });
-  state.mesh = new THREE.Mesh(geometry, material);
+  if (points) {          // the fused scene of `ldm3d explore`: coloured points, 4 x 4 per source pixel
+    const angle = grid.pano ? 2 * Math.PI / state.info.width
+      : 2 * Math.tan(((state.info.camera && state.info.camera.hfov_deg) || 60) * Math.PI / 360) / state.info.width;
+    state.mesh = new THREE.Points(points, new THREE.PointsMaterial({ vertexColors: true, size: 0.5 * angle * grid.median }));
+  } else {
+    const geometry = new THREE.BufferGeometry();
+    geometry.setAttribute('position', new THREE.BufferAttribute(displace(grid, strength()), 3));
+    geometry.setAttribute('uv', new THREE.BufferAttribute(grid.uv, 2));
+    geometry.setIndex(grid.index);
+    const material = new THREE.MeshBasicMaterial({ map: state.texture, side: THREE.DoubleSide });
+    state.mesh = new THREE.Mesh(geometry, material);
+  }
   scene.add(state.mesh);
+  $('depth-strength').disabled = Boolean(points);
   rig.position.set(0, 0, 0);
   camera.position.set(0, 0, 0);
   if (grid.pano) {       // inside the sphere: turn the head around a point just in front of the eye
@@ -123,7 +132,7 @@ function show() {
 function strength() { return parseFloat($('depth-strength').value); }
 
 $('depth-strength').addEventListener('input', () => {
-  if (!state.mesh) return;
+  if (!state.mesh || state.scene !== 'relief') return;
   state.mesh.geometry.attributes.position.array.set(displace(state.grid, strength()));
   state.mesh.geometry.attributes.position.needsUpdate = true;
   state.mesh.geometry.computeBoundingSphere();
@@ -139,16 +148,33 @@ async function fetchOk(url, options) {
   return r;
 }
 
-async function loadResult(name) {
+// scene 'relief': the result's depth as a displaced mesh or sphere; 'explore': the fused scene its explore output
+// wrote (<name>_explore.glb), walkable as far as the walk's farthest keyframe (<name>_explore.json)
+async function loadResult(name, sceneKind = 'relief') {
   document.body.dataset.state = 'loading';
+  state.loaded = false;
   const info = await (await fetchOk(`/v1/results/${name}.json`)).json();
   const depth = new Float32Array(await (await fetchOk(`/v1/results/${name}_depth.f32`)).arrayBuffer());
   const texture = await new THREE.TextureLoader().loadAsync(`/v1/results/${name}_rgb.png`);
   texture.colorSpace = THREE.SRGBColorSpace;
+  let points = null, walk = null;
+  if (sceneKind === 'explore') {
+    walk = await (await fetchOk(`/v1/results/${name}_explore.json`)).json();
+    const gltf = await new GLTFLoader().loadAsync(`/v1/results/${name}_explore.glb`);
+    gltf.scene.traverse((o) => { if (o.isPoints && !points) points = o.geometry; });
+    if (!points) throw new Error(`${name}_explore.glb holds no points`);
+  }
   if (state.texture) state.texture.dispose();
-  Object.assign(state, { name, info, depth, texture, grid: buildGrid(info, depth) });
-  show();
+  const grid = buildGrid(info, depth);
+  // walking: within SAFE_RADIUS x the nearest content of the relief; in a fused scene as far as the walk went
+  const farthest = walk ? Math.max(...walk.keyframes.map((k) => Math.hypot(...k.position))) : 0;
+  Object.assign(state, { name, info, depth, texture, grid, scene: sceneKind, explore: walk,
+                         reach: walk ? Math.max(farthest, SAFE_RADIUS * grid.nearest) : SAFE_RADIUS * grid.nearest });
+  show(points);
   markCurrent();
+  const item = state.items && state.items.find((it) => it.name === name);
+  $('scene-kind').hidden = !(item && item.explore);
+  $('scene-kind').textContent = sceneKind === 'explore' ? 'relief' : 'fused scene';
   requestAnimationFrame(() => requestAnimationFrame(() => { state.loaded = true; document.body.dataset.state = 'loaded'; }));
   $('status').textContent = info.prompt || name;
 }
@@ -172,7 +198,7 @@ function move(dt) {
   const right = new THREE.Vector3().crossVectors(dir, camera.up).normalize();
   const speed = 0.25 * state.grid.nearest * dt;
   const next = rig.position.clone().addScaledVector(dir, fwd * speed).addScaledVector(right, side * speed);
-  if (next.length() > SAFE_RADIUS * state.grid.nearest) next.setLength(SAFE_RADIUS * state.grid.nearest);
+  if (next.length() > state.reach) next.setLength(state.reach);
   rig.position.copy(next);
 }
 
@@ -193,6 +219,7 @@ renderer.setAnimationLoop(() => {
 // --- generating, and the gallery ------------------------------------------------------------------------------
 async function refreshGallery() {
   const items = await (await fetchOk('/v1/results')).json();
+  state.items = items;
   const g = $('gallery');
   g.replaceChildren();
   for (const it of items) {
@@ -200,7 +227,8 @@ async function refreshGallery() {
     b.dataset.name = it.name;
     b.title = it.prompt || it.name;
     const img = document.createElement('img'); img.src = it.rgb; img.alt = it.prompt || it.name;
-    const label = document.createElement('span'); label.textContent = (it.camera === 'equirectangular' ? '360° ' : '') + (it.prompt || it.name);
+    const label = document.createElement('span');
+    label.textContent = (it.camera === 'equirectangular' ? '360° ' : '') + (it.prompt || it.name) + (it.explore ? ' · walk' : '');
     b.append(img, label);
     b.addEventListener('click', () => loadResult(it.name).catch(fail));
     g.append(b);
@@ -211,6 +239,10 @@ async function refreshGallery() {
 function markCurrent() {
   for (const b of $('gallery').children) b.classList.toggle('current', b.dataset.name === state.name);
 }
+
+$('scene-kind').addEventListener('click', () => {
+  if (state.name) loadResult(state.name, state.scene === 'explore' ? 'relief' : 'explore').catch(fail);
+});
 
 function fail(e) { $('status').textContent = `error: ${e.message}`; document.body.dataset.state = 'error'; }
 
@@ -239,6 +271,6 @@ $('form').addEventListener('submit', async (e) => {
 });
 
 resize();
-const wanted = new URLSearchParams(location.search).get('result');
-refreshGallery().then(() => (wanted ? loadResult(wanted) : null)).catch(fail);
+const query = new URLSearchParams(location.search), wanted = query.get('result');
+refreshGallery().then(() => (wanted ? loadResult(wanted, query.get('scene') === 'explore' ? 'explore' : 'relief') : null)).catch(fail);
 document.body.dataset.state = document.body.dataset.state || 'ready';
