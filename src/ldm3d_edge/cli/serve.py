@@ -18,10 +18,11 @@ def register(sub: Subparsers) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter,
                         description="Serve generation over HTTP with the viewer at /. The model is loaded once per "
                                     "worker; jobs wait in a bounded queue (429 + Retry-After when full), report their "
-                                    "step, can be cancelled, and a failing job never takes the server down.\n"
+                                    "step, can be cancelled, and a failing job never takes the server down: each "
+                                    "model replica runs in a supervised child process, restarted when it dies.\n"
                                     "API: POST /v1/generate, GET|DELETE /v1/jobs/{id}, GET /v1/results[/{name}], "
-                                    "GET /v1/health, GET /v1/metrics (Prometheus), /docs (OpenAPI). Needs the "
-                                    "[serve] extra.")
+                                    "GET /v1/health, GET /v1/ready, GET /v1/metrics (Prometheus), /docs (OpenAPI). "
+                                    "Needs the [serve] extra.")
     sv.add_argument("--model", help="artifact folder (default: the embedded model, perspective and 360 exports)")
     sv.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     sv.add_argument("--port", type=int_arg, default=8000, help="default 8000")
@@ -42,6 +43,15 @@ def register(sub: Subparsers) -> None:
                                                       "requests); needs ray[serve]")
     sv.add_argument("--ray-address", help="Ray cluster to join (default: start one on this machine)")
     sv.add_argument("--min-replicas", type=int_arg, default=1, help="with --ray (default 1)")
+    sv.add_argument("--isolation", choices=("process", "thread"), default="process",
+                    help="process (default): each model replica in a supervised child process, so a native crash "
+                         "fails one job and the worker is restarted; thread: in this process (no restart)")
+    sv.add_argument("--job-timeout", type=float, default=0.0,
+                    help="seconds a job may run before its worker process is killed and restarted (default 0: "
+                         "120 s + 10x the job's steps at the measured step time)")
+    sv.add_argument("--drain-seconds", type=float, default=30.0,
+                    help="on SIGTERM / Ctrl-C: take no new jobs (503) and give the running one this long to finish "
+                         "before it is cancelled and its files removed; then exit 0 (default 30)")
     add_no_verify(sv)
     sv.set_defaults(run=run_serve)
 
@@ -82,7 +92,8 @@ def _server():
 def run_serve(a: argparse.Namespace) -> int:
     _server().serve(a.model, a.host, a.port, a.results, workers=a.workers, queue_size=a.queue_size,
                     api_key=a.api_key, device=a.device, ray=a.ray, ray_address=a.ray_address,
-                    min_replicas=a.min_replicas, keep=a.keep, min_free_mb=a.min_free_mb, verify=not a.no_verify)
+                    min_replicas=a.min_replicas, keep=a.keep, min_free_mb=a.min_free_mb, verify=not a.no_verify,
+                    isolation=a.isolation, job_timeout=a.job_timeout, drain_seconds=a.drain_seconds)
     return 0
 
 

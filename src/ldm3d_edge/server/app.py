@@ -7,6 +7,7 @@
     GET    /v1/results           the results folder's results, newest first (the viewer's gallery)
     GET    /v1/results/{name}    one result file (name checked: no paths, known suffixes only)
     GET    /v1/health            liveness and model
+    GET    /v1/ready             readiness: 200 while a model worker is loaded and idle or busy, else 503
     GET    /v1/metrics           Prometheus text: queue depth, running, jobs by outcome, step and job latency,
                                  results pruned, free disk
     GET    /                     the viewer (three.js vendored in the package; nothing is fetched from outside)
@@ -28,7 +29,7 @@ from .. import __version__
 from ..runtime import constants as C
 from ..runtime.result import load_depth_png
 from ..viewer import static_dir
-from .jobs import JobManager, QueueFull
+from .jobs import JobManager, QueueFull, ShuttingDown
 from .metrics import prometheus_text
 from .retention import NAME_RE, RESULT_SUFFIXES, DiskFull, result_names
 from .schema import GenerateRequest, JobCreated, JobStatus
@@ -73,6 +74,8 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
             job = manager.submit(body)
         except QueueFull as e:
             return JSONResponse({"error": str(e)}, status_code=429, headers={"Retry-After": str(e.retry_after)})
+        except ShuttingDown as e:
+            return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": str(e.retry_after)})
         except DiskFull as e:
             return JSONResponse({"error": str(e)}, status_code=507)
         return JSONResponse({"id": job.id, "status": job.status, "links": _job_links(job.id)})
@@ -124,6 +127,14 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
         m = manager.metrics() if manager else {}
         return {"status": "ok", "version": __version__, "model": model_name or None, "generate": manager is not None,
                 "queue_depth": m.get("queue_depth", 0), "running": m.get("running", 0)}
+
+    @app.get("/v1/ready", responses={503: {"description": "no model worker is loaded and working (loading, "
+                                                       "restarting or down)"}})
+    def ready() -> JSONResponse:
+        """Readiness, apart from liveness (/v1/health): 200 while at least one model worker is loaded and idle
+        or busy, 503 while every one is loading, restarting or down; each worker's state, pid and restarts."""
+        state = manager.readiness() if manager else {"ready": False, "workers": []}
+        return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     @app.get("/v1/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:

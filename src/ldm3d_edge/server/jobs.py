@@ -49,6 +49,12 @@ OUTPUT_FILES = {"rgb": C.RGB_SUFFIX, "depth": C.DEPTH_SUFFIX, "json": C.SIDECAR_
 EXPLORE_KEYFRAMES, EXPLORE_MAX_STEPS, EXPLORE_FRAMES = 4, 20, 24
 
 
+class ShuttingDown(Ldm3dError):
+    def __init__(self, retry_after: int):
+        super().__init__("the service is shutting down and takes no new jobs")
+        self.retry_after = retry_after
+
+
 class QueueFull(Ldm3dError):
     def __init__(self, retry_after: int):
         super().__init__(f"the queue is full; retry in {retry_after} s")
@@ -158,12 +164,17 @@ def trim_heap() -> None:
 
 class JobManager:
     def __init__(self, load_runner: Callable[[], Runner], results_dir: str | Path, workers: int = 1,
-                 queue_size: int = 4, keep: int = 0, min_free_mb: int = 0):
-        """load_runner() is called once in each worker thread: local Models, or a proxy to Ray Serve replicas.
-        keep > 0: after each finished job only the newest `keep` results stay in the folder; min_free_mb > 0:
-        no job is taken while the folder's disk has less free (DiskFull)."""
+                 queue_size: int = 4, keep: int = 0, min_free_mb: int = 0, job_timeout: float = 0):
+        """load_runner() is called once in each worker thread: a supervised worker process (workers.py), local
+        Models, or a proxy to Ray Serve replicas. keep > 0: after each finished job only the newest `keep`
+        results stay in the folder; min_free_mb > 0: no job is taken while the folder's disk has less free
+        (DiskFull); job_timeout > 0: a job's deadline in seconds (0: from its steps and the measured step time),
+        enforced by runners that can kill their worker."""
         self.results_dir = Path(results_dir)
-        self.keep, self.min_free_mb = keep, min_free_mb
+        self.keep, self.min_free_mb, self.job_timeout = keep, min_free_mb, job_timeout
+        self.states = ["loading"] * workers    # per worker: loading, idle, busy, restarting, down
+        self.runners: list[Runner | None] = [None] * workers
+        self.worker_events = {"restarts": 0, "deaths": 0, "deadline_kills": 0}
         self.results_dir.mkdir(parents=True, exist_ok=True)
         self.queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self.jobs: OrderedDict[str, Job] = OrderedDict()
@@ -175,9 +186,10 @@ class JobManager:
         self.workers = workers
         self.running = 0
         self._stop = threading.Event()
+        self.draining = threading.Event()
         self._ready = threading.Barrier(workers + 1)
         self._load_errors: list[str] = []
-        self.threads = [threading.Thread(target=self._work, args=(load_runner,), name=f"ldm3d-worker-{i}",
+        self.threads = [threading.Thread(target=self._work, args=(load_runner, i), name=f"ldm3d-worker-{i}",
                                          daemon=True) for i in range(workers)]
         for t in self.threads:
             t.start()
@@ -189,6 +201,8 @@ class JobManager:
     # -- the API the HTTP layer calls ------------------------------------------------------------------------
 
     def submit(self, request: GenerateRequest) -> Job:
+        if self.draining.is_set():
+            raise ShuttingDown(30)
         check_free_space(self.results_dir, self.min_free_mb)
         job = Job(uuid.uuid4().hex, request, steps=request.steps)
         with self.lock:
@@ -226,20 +240,70 @@ class JobManager:
             return {"queue_depth": self.queue.qsize(), "running": self.running, "workers": self.workers,
                     "queue_size": self.queue.maxsize, **{f"jobs_{k}": v for k, v in self.counts.items()},
                     "step_seconds": steps, "job_seconds": list(self.job_seconds), "results_pruned": self.pruned,
-                    "disk_free_bytes": free}
+                    "disk_free_bytes": free, **{f"worker_{k}": v for k, v in self.worker_events.items()}}
+
+    def deadline(self, request: GenerateRequest) -> float:
+        """Seconds a job may run: --job-timeout, else 120 s + 10x its steps at the median measured step time
+        (10 s a step before any was measured); an "explore" output adds its keyframes' steps."""
+        if self.job_timeout > 0:
+            return self.job_timeout
+        with self.lock:
+            steps_s = statistics.median(self.step_seconds) if len(self.step_seconds) >= 3 else 10.0
+        steps = request.steps + (EXPLORE_KEYFRAMES * min(request.steps, EXPLORE_MAX_STEPS)
+                                 if "explore" in request.outputs else 0)
+        return 120.0 + 10.0 * steps * steps_s
+
+    def readiness(self) -> dict:
+        """ready: at least one worker loaded and idle or busy (not loading, restarting or down)."""
+        with self.lock:
+            workers = [{"state": st, "pid": getattr(r, "pid", None), "restarts": getattr(r, "restarts", 0)}
+                       for st, r in zip(self.states, self.runners, strict=True)]
+        return {"ready": any(w["state"] in ("idle", "busy") for w in workers), "workers": workers}
+
+    def drain(self, seconds: float) -> None:
+        """Graceful shutdown: take no new job (ShuttingDown), cancel the waiting ones, let the running ones finish
+        within `seconds`, then cancel them (their files removed) and wait for that too."""
+        self.draining.set()
+        with self.lock:
+            waiting = [j for j in self.jobs.values() if j.status == QUEUED]
+        for job in waiting:
+            job.cancel_event.set()
+            self._finish(job, CANCELLED, "the service shut down before the job started")
+        end = time.monotonic() + seconds
+        while self.running and time.monotonic() < end:
+            time.sleep(0.05)
+        if self.running:
+            with self.lock:
+                running = [j for j in self.jobs.values() if j.status == RUNNING]
+            log.warning("drain: %d job(s) still running after %.0f s: cancelling", len(running), seconds)
+            for job in running:
+                job.cancel_event.set()
+            end = time.monotonic() + 30
+            while self.running and time.monotonic() < end:
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._stop.set()
+        for t in self.threads:
+            t.join(2)
+        for r in self.runners:
+            if r is not None and hasattr(r, "stop"):
+                r.stop()
 
     # -- workers ---------------------------------------------------------------------------------------------
 
-    def _work(self, load_runner: Callable[[], Runner]) -> None:
+    def _work(self, load_runner: Callable[[], Runner], index: int) -> None:
         try:
             runner = load_runner()
         except Exception as e:    # reported by the constructor; the worker ends
-            self._load_errors.append(f"{type(e).__name__}: {e}")
+            self._load_errors.append(str(e) if isinstance(e, Ldm3dError) else f"{type(e).__name__}: {e}")
+            self.states[index] = "down"
             self._ready.wait()
             return
+        if hasattr(runner, "deadline_of"):   # a runner that can kill its worker enforces the job's deadline
+            runner.deadline_of = self.deadline
+        with self.lock:
+            self.runners[index], self.states[index] = runner, "idle"
         self._ready.wait()
         while not self._stop.is_set():
             try:
@@ -251,6 +315,7 @@ class JobManager:
                     continue
                 self.running += 1
                 job.status, job.started = RUNNING, time.time()
+                self.states[index] = "busy"
             try:
                 self._run(runner, job)
                 self._finish(job, DONE)
@@ -258,14 +323,36 @@ class JobManager:
             except GenerationCancelled:
                 self._cleanup(job)
                 self._finish(job, CANCELLED, "cancelled while running")
-            except Exception as e:    # a failing job reports why and never takes the worker down
-                log.exception("job %s failed", job.id)
+            except BaseException as e:   # a failing job reports why and never takes the worker down
+                log.error("job %s failed", job.id, exc_info=True)
                 self._cleanup(job)
                 self._finish(job, FAILED, f"{type(e).__name__}: {e}" if not isinstance(e, Ldm3dError) else str(e))
+                if getattr(e, "reason", None) in ("died", "deadline"):
+                    self._recover(runner, index, e.reason)    # type: ignore[attr-defined]
+                elif not isinstance(e, Exception):   # KeyboardInterrupt, SystemExit ...: the job ended, go on
+                    log.warning("job %s ended by %s", job.id, type(e).__name__)
             finally:
                 with self.lock:
                     self.running -= 1
+                    if self.states[index] == "busy":
+                        self.states[index] = "idle"
                 trim_heap()
+
+    def _recover(self, runner: Runner, index: int, reason: str) -> None:
+        """A worker process died or was killed at a deadline: count it and start a new one (back-off inside)."""
+        with self.lock:
+            self.worker_events["deaths" if reason == "died" else "deadline_kills"] += 1
+            self.states[index] = "restarting"
+        try:
+            runner.recover()   # type: ignore[attr-defined]
+            state = "idle"
+            with self.lock:
+                self.worker_events["restarts"] += 1
+        except Exception as e:   # the next job tries again
+            log.error("the model worker could not be restarted: %s", e)
+            state = "down"
+        with self.lock:
+            self.states[index] = state
 
     def _run(self, runner: Runner, job: Job) -> None:
         last = [time.perf_counter()]   # when the previous reported step ended

@@ -19,6 +19,11 @@ class _ManagerCollector:
         for outcome in ("done", "failed", "cancelled", "rejected"):
             jobs.add_metric([outcome], m.get(f"jobs_{outcome}", 0))
         yield jobs
+        workers = CounterMetricFamily("ldm3d_worker_events", "model worker processes that died, were killed at a "
+                                      "job's deadline, or were restarted", labels=["event"])
+        for event in ("deaths", "deadline_kills", "restarts"):
+            workers.add_metric([event], m.get(f"worker_{event}", 0))
+        yield workers
         yield CounterMetricFamily("ldm3d_results_pruned", "results deleted to keep the newest --keep",
                                   value=m.get("results_pruned", 0))
         yield GaugeMetricFamily("ldm3d_results_disk_free_bytes", "free space on the results folder's disk",

@@ -5,10 +5,15 @@ from __future__ import annotations
 import threading
 import webbrowser
 from pathlib import Path
+from typing import Any
+
+import uvicorn
 
 from ..runtime.errors import InvalidArgumentError
 from .app import create_app, is_loopback
 from .jobs import JobManager, Models
+
+DRAIN_SECONDS = 30.0
 
 
 def model_folders(model: str | None, device: str = "auto") -> tuple[Path, Path | None, str]:
@@ -24,17 +29,27 @@ def model_folders(model: str | None, device: str = "auto") -> tuple[Path, Path |
 
 def build_manager(model: str | None, results: str | Path, workers: int, queue_size: int, device: str = "auto",
                   ray: bool = False, ray_address: str | None = None, min_replicas: int = 1, keep: int = 0,
-                  min_free_mb: int = 0, verify: bool = True) -> tuple[JobManager, str]:
-    """The job manager with `workers` model replicas, in this process or (ray=True) on Ray Serve; verify: check the
-    model folder's files against its manifest when each replica loads it."""
+                  min_free_mb: int = 0, verify: bool = True, isolation: str = "process",
+                  job_timeout: float = 0) -> tuple[JobManager, str]:
+    """The job manager with `workers` model replicas, each in a supervised child process (isolation "process"),
+    in this process ("thread") or (ray=True) on Ray Serve; verify: check the model folder's files against its
+    manifest when each replica loads it."""
     if workers < 1 or queue_size < 1 or not 1 <= min_replicas <= workers:
         raise InvalidArgumentError(f"--workers and --queue-size must be >= 1 and --min-replicas from 1 to --workers, "
                                    f"got {workers}, {queue_size}, {min_replicas}")
     if keep < 0 or min_free_mb < 0:
         raise InvalidArgumentError(f"--keep and --min-free-mb must be >= 0 (0: no limit), got {keep}, {min_free_mb}")
-    limits = {"keep": keep, "min_free_mb": min_free_mb}
+    if isolation not in ("process", "thread") or job_timeout < 0:
+        raise InvalidArgumentError(f"--isolation must be process or thread and --job-timeout >= 0, got {isolation!r}, "
+                                   f"{job_timeout}")
+    limits: dict[str, Any] = {"keep": keep, "min_free_mb": min_free_mb, "job_timeout": job_timeout}
     perspective, panorama, name = model_folders(model, device)
     if not ray:
+        if isolation == "process":
+            from .workers import ProcessRunner
+
+            return JobManager(lambda: ProcessRunner(perspective, panorama, device, verify), results, workers,
+                              queue_size, **limits), name
         return JobManager(lambda: Models(perspective, panorama, device, verify), results, workers, queue_size,
                           **limits), name
     from . import ray_serve
@@ -45,23 +60,47 @@ def build_manager(model: str | None, results: str | Path, workers: int, queue_si
     return JobManager(lambda: ray_serve.RayRunner(handle, board), results, workers, queue_size, **limits), name
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server with a graceful first SIGTERM / SIGINT: the job manager drains (no new jobs: 503 +
+    Retry-After; the running one finishes within drain_seconds, else it is cancelled and its files removed), then
+    the server stops and the process exits 0. A second signal stops at once (uvicorn's own handling)."""
+
+    def __init__(self, config: uvicorn.Config, manager: JobManager, drain_seconds: float):
+        super().__init__(config)
+        self.manager, self.drain_seconds, self.draining = manager, drain_seconds, False
+
+    def handle_exit(self, sig, frame) -> None:
+        if self.draining:
+            return super().handle_exit(sig, frame)
+        self.draining = True
+        print(f"ldm3d serve: stopping: no new jobs, the running one gets up to {self.drain_seconds:.0f} s",
+              flush=True)
+
+        def drain() -> None:
+            self.manager.drain(self.drain_seconds)
+            self.should_exit = True     # not through handle_exit: uvicorn would re-raise the signal at exit
+
+        threading.Thread(target=drain, name="ldm3d-drain", daemon=True).start()
+
+
 def serve(model: str | None, host: str, port: int, results: str | Path, workers: int = 1, queue_size: int = 4,
           api_key: str | None = None, device: str = "auto", ray: bool = False, ray_address: str | None = None,
-          min_replicas: int = 1, keep: int = 0, min_free_mb: int = 0, verify: bool = True) -> None:
-    import uvicorn
-
+          min_replicas: int = 1, keep: int = 0, min_free_mb: int = 0, verify: bool = True, isolation: str = "process",
+          job_timeout: float = 0, drain_seconds: float = DRAIN_SECONDS) -> None:
+    if drain_seconds < 0:
+        raise InvalidArgumentError(f"--drain-seconds must be >= 0, got {drain_seconds}")
     if not is_loopback(host) and not api_key:
         print(f"warning: serving on {host} without an API key: anyone who reaches this machine can generate "
               "(set --api-key or LDM3D_API_KEY)", flush=True)
     manager, name = build_manager(model, results, workers, queue_size, device, ray, ray_address, min_replicas,
-                                  keep, min_free_mb, verify)
+                                  keep, min_free_mb, verify, isolation, job_timeout)
     app = create_app(manager, results, api_key=api_key, model_name=name)
     where = f"Ray Serve, {min_replicas}-{workers} replica(s)" if ray else f"{workers} worker(s)"
     kept = f"the newest {keep} kept" if keep else "all kept"
     print(f"ldm3d serve: model {name}, {where}, queue {queue_size}, results in {Path(results).resolve()} ({kept})"
           f"\n  viewer  http://{host}:{port}/\n  API     http://{host}:{port}/docs", flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning"), manager, drain_seconds).run()
     finally:
         manager.close()
         if ray:
@@ -74,8 +113,6 @@ def view(result: str | Path, host: str = "127.0.0.1", port: int = 8765, open_bro
          explore: bool = False) -> None:
     """Serve the folder of one 'ldm3d generate' result and open the viewer on it (no model, no generation);
     explore: on the fused scene 'ldm3d explore RESULT' wrote beside it (<prefix>_explore.glb)."""
-    import uvicorn
-
     from ..runtime.result import read_rgbd_files, result_prefix
 
     files = read_rgbd_files(result)     # checks that the result is there, with its depth

@@ -1,0 +1,134 @@
+"""A kiosk that survives its workers (issue 22): `ldm3d serve` in a child process on the embedded model, each model
+replica in a supervised worker process. A worker killed mid-job (SIGKILL, SIGSEGV) or past its deadline fails
+that job with a message and leaves none of its files; /v1/health answers throughout, /v1/ready recovers, and the
+next job succeeds on a new worker pid."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+PROMPT = "a red sphere in front of a blue cube on a grey floor"
+
+
+def _wait(predicate, timeout: float, what: str, every: float = 0.05):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _job(url: str, job_id: str) -> dict:
+    return httpx.get(f"{url}/v1/jobs/{job_id}").json()
+
+
+def _final(url: str, job_id: str, timeout: float = 120) -> dict:
+    return _wait(lambda: (s := _job(url, job_id))["status"] in ("done", "failed", "cancelled") and s, timeout,
+                 f"job {job_id} to end")
+
+
+def _ready_pid(url: str, timeout: float = 60) -> int:
+    def ready():
+        r = httpx.get(url + "/v1/ready")
+        return r.status_code == 200 and r.json()["workers"][0]["state"] == "idle" and r.json()["workers"][0]["pid"]
+    return _wait(ready, timeout, "a ready worker", every=0.1)
+
+
+def _running(url: str, job_id: str) -> None:
+    _wait(lambda: _job(url, job_id)["progress"]["step"] >= 2, 60, "the job's second step")
+
+
+def _files_of(results, job_id: str) -> list[str]:
+    return sorted(p.name for p in results.iterdir() if p.name.startswith(job_id))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_a_worker_killed_mid_job_fails_it_and_is_replaced(embedded, tmp_path, sig):
+    from benchmarks.serve_load import Server
+
+    results = tmp_path / "results"
+    with Server(results, queue_size=2) as server:
+        url = server.url
+        pid = _ready_pid(url)
+        assert pid != server.proc.pid                                    # the model is not in the HTTP process
+        job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 900, "seed": 1}).json()["id"]
+        _running(url, job)
+        os.kill(pid, sig)
+        health = []
+        status = _wait(lambda: (health.append(httpx.get(url + "/v1/health").status_code) or True)
+                       and (s := _job(url, job))["status"] != "running" and s, 30, "the job to fail")
+        assert status["status"] == "failed"
+        assert "worker process died" in status["error"] and signal.Signals(sig).name in status["error"]
+        new_pid = _ready_pid(url)
+        assert new_pid != pid and set(health) == {200}
+        assert _files_of(results, job) == []
+        nxt = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 4, "seed": 2,
+                                                     "outputs": ["rgb", "json"]}).json()["id"]
+        assert _final(url, nxt)["status"] == "done"
+        assert {f"{nxt}.json", f"{nxt}_rgb.png"} <= set(_files_of(results, nxt))
+        ready = httpx.get(url + "/v1/ready").json()["workers"][0]
+        assert ready["pid"] == new_pid and ready["restarts"] == 1
+        metrics = httpx.get(url + "/v1/metrics").text
+        assert 'ldm3d_worker_events_total{event="deaths"} 1.0' in metrics
+        assert 'ldm3d_worker_events_total{event="restarts"} 1.0' in metrics
+        assert 'ldm3d_jobs_total{outcome="failed"} 1.0' in metrics
+
+
+def test_a_job_past_its_deadline_is_killed_and_the_worker_restarted(embedded, tmp_path):
+    from benchmarks.serve_load import Server
+
+    results = tmp_path / "results"
+    with Server(results, queue_size=2, extra=["--job-timeout", "3"]) as server:
+        url = server.url
+        pid = _ready_pid(url)
+        job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 900, "seed": 1}).json()["id"]
+        status = _final(url, job, timeout=60)
+        assert status["status"] == "failed" and "deadline of 3 s" in status["error"], status
+        assert _ready_pid(url) != pid and _files_of(results, job) == []
+        nxt = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 4, "seed": 2}).json()["id"]
+        assert _final(url, nxt)["status"] == "done"
+        assert 'ldm3d_worker_events_total{event="deadline_kills"} 1.0' in httpx.get(url + "/v1/metrics").text
+
+
+def test_sigterm_drains_the_running_job_and_exits_0(embedded, tmp_path):
+    from benchmarks.serve_load import Server
+
+    results = tmp_path / "results"
+    with Server(results, queue_size=2) as server:
+        url = server.url
+        _ready_pid(url)
+        job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 120, "seed": 1,
+                                                     "outputs": ["rgb", "json"]}).json()["id"]
+        _running(url, job)
+        t0 = time.time()
+        server.proc.send_signal(signal.SIGTERM)
+        refused = _wait(lambda: (r := httpx.post(url + "/v1/generate", json={"prompt": PROMPT})).status_code == 503
+                        and r, 10, "new jobs to be refused")
+        assert int(refused.headers["Retry-After"]) > 0 and "shutting down" in refused.json()["error"]
+        assert httpx.get(url + "/v1/health").status_code == 200          # still answering while it drains
+        assert server.proc.wait(60) == 0 and time.time() - t0 < 30
+    assert {f"{job}.json", f"{job}_rgb.png"} <= set(_files_of(results, job))   # the job finished, whole
+
+
+def test_sigterm_past_the_drain_time_cancels_the_job_and_removes_its_files(embedded, tmp_path):
+    from benchmarks.serve_load import Server
+
+    results = tmp_path / "results"
+    with Server(results, queue_size=2, extra=["--drain-seconds", "1"]) as server:
+        url = server.url
+        _ready_pid(url)
+        job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 900, "seed": 1}).json()["id"]
+        _running(url, job)
+        t0 = time.time()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(30) == 0 and time.time() - t0 < 15
+    assert _files_of(results, job) == []
