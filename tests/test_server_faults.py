@@ -132,3 +132,46 @@ def test_sigterm_past_the_drain_time_cancels_the_job_and_removes_its_files(embed
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(30) == 0 and time.time() - t0 < 15
     assert _files_of(results, job) == []
+
+
+def test_a_server_killed_mid_job_leaves_nothing_partial_after_a_restart(embedded, tmp_path):
+    """SIGKILL to the service mid-job (its job's files are staged, not in the folder), plus what a power cut would
+    leave (an atomic write's temporary file, a result moved in without its sidecar); the next start removes
+    all of it, keeps the finished result and the user's own file, and lists only the finished result."""
+    from PIL import Image
+
+    from benchmarks.serve_load import Server
+
+    results = tmp_path / "results"
+    with Server(results, queue_size=2) as server:
+        url = server.url
+        pid = _ready_pid(url)
+        done = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 4, "seed": 2}).json()["id"]
+        assert _final(url, done)["status"] == "done"
+        job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 900, "seed": 1}).json()["id"]
+        _running(url, job)
+        assert (results / f".job-{job}").is_dir()                    # its files are staged, not in the folder
+        os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait(10)
+        _wait(lambda: not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z",
+              30, "the orphaned worker to stop")
+    # the orphaned worker saw its service gone and cancelled, removing its staging folder; a power cut kills
+    # both: plant what that leaves
+    orphan = "0123456789abcdef0123456789abcdef"
+    (results / f".job-{orphan}").mkdir()
+    Image.fromarray(_png()).save(results / f".job-{orphan}" / f"{orphan}_rgb.png")   # staged, never moved
+    Image.fromarray(_png()).save(results / f"{orphan}_rgb.png")            # moved in, its sidecar never was
+    (results / f".{done}_rgb.k2j4h5g6.png").write_bytes(b"\x89PNG half")     # an interrupted atomic write
+    (results / "notes.txt").write_text("the kiosk owner's file")
+    with Server(results, queue_size=2) as server:
+        names = [it["name"] for it in httpx.get(server.url + "/v1/results").json()]
+    assert names == [done]
+    left = sorted(p.name for p in results.iterdir())
+    assert "notes.txt" in left and f"{done}.json" in left and f"{done}_rgb.png" in left
+    assert not [n for n in left if n.startswith(".") or n.startswith(orphan) or n.startswith(job)], left
+
+
+def _png():
+    import numpy as np
+
+    return np.zeros((8, 8, 3), np.uint8)

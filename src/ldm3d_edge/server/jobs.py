@@ -32,7 +32,7 @@ from ..runtime import constants as C
 from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled
 from ..runtime.result import slug
-from .retention import check_free_space, prune
+from .retention import STAGING_PREFIX, check_free_space, prune, publish, sweep_partial
 from .schema import GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,25 @@ class Runner:
 def generate_job(models: Models, job_id: str, request: GenerateRequest, results_dir: Path,
                  on_step: Callable[[int], bool] = lambda i: True,
                  cancelled: Callable[[], bool] = lambda: False) -> tuple[dict[str, str], int]:
-    """Generate one request with these models and write its files as <job_id><suffix> (OUTPUT_FILES)."""
+    """Generate one request with these models and write its files as <job_id><suffix> (OUTPUT_FILES): into a
+    staging folder first, then moved into `results_dir` one by one, the sidecar last, so a result in the folder
+    with its sidecar is whole; a crash leaves the staging folder or files without a sidecar, which the next
+    start removes (retention.sweep_partial)."""
+    results_dir = Path(results_dir)
+    staging = results_dir / f"{STAGING_PREFIX}{job_id}"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        steps = _generate_into(models, job_id, request, staging, on_step, cancelled)
+        files = {kind: job_id + suffix for kind, suffix in OUTPUT_FILES.items()
+                 if (staging / (job_id + suffix)).is_file()}
+        publish(staging, results_dir, job_id + C.SIDECAR_SUFFIX)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return files, steps
+
+
+def _generate_into(models: Models, job_id: str, request: GenerateRequest, results_dir: Path,
+                   on_step: Callable[[int], bool], cancelled: Callable[[], bool]) -> int:
     r = request
     pipe = models.pick(r.pano)
     done = generate_files(pipe, results_dir, r.prompt, name=job_id, pano=r.pano,
@@ -110,9 +128,7 @@ def generate_job(models: Models, job_id: str, request: GenerateRequest, results_
                                frames=EXPLORE_FRAMES, seed=done.result.seed or 0, cancel=cancelled,
                                num_inference_steps=min(r.steps, EXPLORE_MAX_STEPS), guidance_scale=r.guidance)
         write_walk(walk, images, Path(results_dir) / (job_id + "_explore"), info={"job": job_id})
-    files = {kind: job_id + suffix for kind, suffix in OUTPUT_FILES.items()
-             if (Path(results_dir) / (job_id + suffix)).is_file()}
-    return files, len(done.result.metrics.unet_step_s)
+    return len(done.result.metrics.unet_step_s)
 
 
 def batch_result(models: Models, index: int, prompt: str, settings: dict, out: Path) -> dict:
@@ -176,6 +192,9 @@ class JobManager:
         self.runners: list[Runner | None] = [None] * workers
         self.worker_events = {"restarts": 0, "deaths": 0, "deadline_kills": 0}
         self.results_dir.mkdir(parents=True, exist_ok=True)
+        swept = sweep_partial(self.results_dir)    # what a killed predecessor left half-written
+        if swept:
+            log.warning("removed %d partial file(s) left in %s by an interrupted run", len(swept), self.results_dir)
         self.queue: queue.Queue[Job] = queue.Queue(maxsize=queue_size)
         self.jobs: OrderedDict[str, Job] = OrderedDict()
         self.lock = threading.Lock()
@@ -379,6 +398,7 @@ class JobManager:
             self.pruned += len(gone)
 
     def _cleanup(self, job: Job) -> None:
+        shutil.rmtree(self.results_dir / f"{STAGING_PREFIX}{job.id}", ignore_errors=True)
         for p in self.results_dir.glob(job.id + "*"):
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)

@@ -7,6 +7,7 @@ A result goes whole (every file of it) or not at all; files that belong to no re
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,9 @@ RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, C.DEPTH_F32_S
                    "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png", "_explore.glb",
                    "_explore.ply", "_explore.mp4", "_explore.gif", "_explore_strip.png", "_explore.json")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
+STAGING_PREFIX = ".job-"          # <results>/.job-<id>/: a job's files while it writes them
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}")          # the server's job ids (uuid4 hex), the names of its results
+TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+$")   # runtime.result.atomic_write's temporary files
 # `ldm3d serve` defaults. A 128² result of the embedded model with every server output is 0.85 MB (GLB 0.71);
 # at 512² 12.4 MB (GLB 11.5: the mesh grows with the pixels), so 200 such results take about 2.5 GB
 SERVE_KEEP = 200
@@ -63,3 +67,36 @@ def check_free_space(folder: str | Path, min_free_mb: int) -> None:
     if free_mb < min_free_mb:
         raise DiskFull(f"the results disk has {free_mb} MB free, below this server's minimum of {min_free_mb} MB "
                        "(--min-free-mb): free some space, or start the server with a smaller --keep")
+
+
+def publish(staging: Path, folder: Path, sidecar: str) -> None:
+    """Move a job's finished files from its staging folder into the results folder, the sidecar last (until it
+    is there the result is not listed, and a crash in between leaves files that sweep_partial removes)."""
+    for p in sorted(staging.iterdir(), key=lambda p: p.name == sidecar):
+        os.replace(p, folder / p.name)
+
+
+def sweep_partial(folder: str | Path) -> list[str]:
+    """At start: remove what a killed server left half-written in its results folder: staging folders, the
+    temporary files of interrupted writes, and files of a server job (named by its id) that has no sidecar or no
+    RGB (never listed, never finished). Other files are not touched. Returns the names removed."""
+    folder = Path(folder)
+    gone = []
+    for p in folder.iterdir():
+        name = p.name
+        if p.is_dir():
+            if name.startswith(STAGING_PREFIX):
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(name)
+            continue
+        if TEMP_RE.match(name):
+            partial = True
+        elif JOB_ID_RE.match(name) and name.endswith(RESULT_SUFFIXES):
+            job = name[:32]
+            partial = not ((folder / (job + C.SIDECAR_SUFFIX)).is_file() and (folder / (job + C.RGB_SUFFIX)).is_file())
+        else:
+            continue
+        if partial:
+            p.unlink(missing_ok=True)
+            gone.append(name)
+    return gone
