@@ -52,6 +52,13 @@ def register(sub: Subparsers) -> None:
     sv.add_argument("--drain-seconds", type=float, default=30.0,
                     help="on SIGTERM / Ctrl-C: take no new jobs (503) and give the running one this long to finish "
                          "before it is cancelled and its files removed; then exit 0 (default 30)")
+    sv.add_argument("--key-for-local", action="store_true",
+                    help="ask the API key of clients on this machine too (needed behind a local reverse proxy, "
+                         "which makes every client look local)")
+    sv.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                    help="a web origin allowed to call the API from a browser (repeatable; default: none)")
+    sv.add_argument("--max-body-kb", type=int_arg, default=1024,
+                    help="larger request bodies get 413 before they are read (default 1024)")
     add_no_verify(sv)
     sv.set_defaults(run=run_serve)
 
@@ -93,7 +100,9 @@ def run_serve(a: argparse.Namespace) -> int:
     _server().serve(a.model, a.host, a.port, a.results, workers=a.workers, queue_size=a.queue_size,
                     api_key=a.api_key, device=a.device, ray=a.ray, ray_address=a.ray_address,
                     min_replicas=a.min_replicas, keep=a.keep, min_free_mb=a.min_free_mb, verify=not a.no_verify,
-                    isolation=a.isolation, job_timeout=a.job_timeout, drain_seconds=a.drain_seconds)
+                    isolation=a.isolation, job_timeout=a.job_timeout, drain_seconds=a.drain_seconds,
+                    key_for_local=a.key_for_local, cors_origins=tuple(a.cors_origin),
+                    max_body_bytes=a.max_body_kb * 1024)
     return 0
 
 

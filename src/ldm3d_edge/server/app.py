@@ -33,27 +33,43 @@ from .jobs import JobManager, QueueFull, ShuttingDown
 from .metrics import prometheus_text
 from .retention import NAME_RE, RESULT_SUFFIXES, DiskFull, result_names
 from .schema import GenerateRequest, JobCreated, JobStatus
+from .security import (
+    API_KEY_HEADER,
+    MAX_BODY_BYTES,
+    ApiKey,
+    BodyLimit,
+    SecurityHeaders,
+    content_security_policy,
+    security_headers,
+)
 
 VIEWER_DIR = static_dir()
-API_KEY_HEADER = "x-api-key"
 
 
 def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str | None = None,
-               model_name: str = "") -> FastAPI:
-    """manager None: viewer only (`ldm3d view`), generation answers 503."""
+               model_name: str = "", key_for_local: bool = False, cors_origins: tuple[str, ...] = (),
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """manager None: viewer only (`ldm3d view`), generation answers 503. api_key: asked of clients off this
+    machine, and of local ones too with key_for_local (a reverse proxy on this machine makes every client local).
+    cors_origins: origins allowed to call the API from a browser (none by default). max_body_bytes: larger
+    request bodies get 413 before they are read."""
     results = Path(results_dir).resolve()
     results.mkdir(parents=True, exist_ok=True)
     app = FastAPI(title="ldm3d-edge", version=__version__,
                   description="LDM3D text -> RGB + depth, 3D outputs and a 360-degree viewer, offline.")
     app.state.manager, app.state.results = manager, results
+    # pure ASGI middlewares (BaseHTTPMiddleware wraps what the body's reading raises, which turned the body
+    # limit's 413 into a 400); the last added runs first: body limit, security headers, CORS (its preflights
+    # carry no key), the API key
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key, for_local=key_for_local, is_local=is_loopback)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
 
-    @app.middleware("http")
-    async def require_key_off_loopback(request: Request, call_next):
-        if api_key and not is_loopback(request.client.host if request.client else "") \
-                and request.headers.get(API_KEY_HEADER) != api_key:
-            return JSONResponse({"error": f"a request from off this machine needs the {API_KEY_HEADER} header"},
-                                status_code=401)
-        return await call_next(request)
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["content-type", API_KEY_HEADER])
+    app.add_middleware(SecurityHeaders, headers=security_headers(content_security_policy(VIEWER_DIR / "index.html")))
+    app.add_middleware(BodyLimit, limit=max_body_bytes)   # the outermost: before anything reads
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):

@@ -12,8 +12,13 @@ import uvicorn
 from ..runtime.errors import InvalidArgumentError
 from .app import create_app, is_loopback
 from .jobs import JobManager, Models
+from .security import MAX_BODY_BYTES
 
 DRAIN_SECONDS = 30.0
+# against slow or greedy clients (uvicorn's own limits): at most 64 connections at once (more get 503), an idle
+# keep-alive connection closed after 5 s, request line + headers at most 16 KB
+CLIENT_LIMITS: dict[str, Any] = {"limit_concurrency": 64, "timeout_keep_alive": 5,
+                                 "h11_max_incomplete_event_size": 16 * 1024}
 
 
 def model_folders(model: str | None, device: str = "auto") -> tuple[Path, Path | None, str]:
@@ -86,7 +91,8 @@ class DrainingServer(uvicorn.Server):
 def serve(model: str | None, host: str, port: int, results: str | Path, workers: int = 1, queue_size: int = 4,
           api_key: str | None = None, device: str = "auto", ray: bool = False, ray_address: str | None = None,
           min_replicas: int = 1, keep: int = 0, min_free_mb: int = 0, verify: bool = True, isolation: str = "process",
-          job_timeout: float = 0, drain_seconds: float = DRAIN_SECONDS) -> None:
+          job_timeout: float = 0, drain_seconds: float = DRAIN_SECONDS, key_for_local: bool = False,
+          cors_origins: tuple[str, ...] = (), max_body_bytes: int = MAX_BODY_BYTES) -> None:
     if drain_seconds < 0:
         raise InvalidArgumentError(f"--drain-seconds must be >= 0, got {drain_seconds}")
     if not is_loopback(host) and not api_key:
@@ -94,13 +100,15 @@ def serve(model: str | None, host: str, port: int, results: str | Path, workers:
               "(set --api-key or LDM3D_API_KEY)", flush=True)
     manager, name = build_manager(model, results, workers, queue_size, device, ray, ray_address, min_replicas,
                                   keep, min_free_mb, verify, isolation, job_timeout)
-    app = create_app(manager, results, api_key=api_key, model_name=name)
+    app = create_app(manager, results, api_key=api_key, model_name=name, key_for_local=key_for_local,
+                     cors_origins=cors_origins, max_body_bytes=max_body_bytes)
     where = f"Ray Serve, {min_replicas}-{workers} replica(s)" if ray else f"{workers} worker(s)"
     kept = f"the newest {keep} kept" if keep else "all kept"
     print(f"ldm3d serve: model {name}, {where}, queue {queue_size}, results in {Path(results).resolve()} ({kept})"
           f"\n  viewer  http://{host}:{port}/\n  API     http://{host}:{port}/docs", flush=True)
     try:
-        DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning"), manager, drain_seconds).run()
+        DrainingServer(uvicorn.Config(app, host=host, port=port, log_level="warning", **CLIENT_LIMITS), manager,
+                       drain_seconds).run()
     finally:
         manager.close()
         if ray:
