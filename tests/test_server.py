@@ -14,8 +14,10 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
+from ldm3d_edge.runtime.errors import Ldm3dError  # noqa: E402
 from ldm3d_edge.server.app import create_app  # noqa: E402
 from ldm3d_edge.server.jobs import JobManager, Models, Runner, generate_job  # noqa: E402
+from ldm3d_edge.server.schema import GenerateRequest  # noqa: E402
 
 PROMPT = "a red sphere on the left in front of a blue cube on a grey floor before a white wall"
 
@@ -137,13 +139,22 @@ def test_bad_input_is_a_4xx_naming_the_field_and_writes_nothing(service, body, f
     assert sorted(p.name for p in results.iterdir()) == before and len(manager.jobs) == jobs_before
 
 
-@pytest.mark.parametrize("name", ["../secret.json", "..%2F..%2Fetc%2Fpasswd", "..json", "x.py", "a/b_rgb.png",
-                                  "%2e%2e%2fmanifest.json"])
+@pytest.mark.parametrize("name", ["../secret.json", "..%2Fsecret.json", "..%2F..%2Fetc%2Fpasswd", "..json",
+                                  "x.py", "a/b_rgb.png", "%2e%2e%2fsecret.json", "%2E%2E/secret.json",
+                                  "..%5Csecret.json", "%2e%2e%5csecret.json", ".%2e/secret.json",
+                                  "secret.json%00_rgb.png", "..%252Fsecret.json", "%2Ftmp%2Fsecret.json"])
 def test_result_names_cannot_leave_the_results_folder(service, name):
-    client, *_ = service
-    r = client.get(f"/v1/results/{name}")
-    assert r.status_code in (400, 404), (name, r.status_code)
-    assert "error" in r.json()
+    """A secret file right beside the results folder, readable by the service: no name reaches it, however it is
+    spelled (a 404 alone would not show that: the content is checked)."""
+    client, *_, results = service
+    secret = results.parent / "secret.json"
+    secret.write_text('{"the": "kiosk owner\'s secret"}')
+    try:
+        r = client.get(f"/v1/results/{name}")
+        assert r.status_code in (400, 404), (name, r.status_code)
+        assert "kiosk owner" not in r.text and "error" in r.json()
+    finally:
+        secret.unlink()
 
 
 def test_full_queue_answers_429_with_retry_after_and_cancel_works(service, wait_job):
@@ -156,8 +167,12 @@ def test_full_queue_answers_429_with_retry_after_and_cancel_works(service, wait_
         assert all(r.status_code == 200 for r in queued)
         refused = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4})
         assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+        rejected_before = manager.counts["rejected"]
         metrics = client.get("/v1/metrics").text
-        assert "ldm3d_queue_depth 2.0" in metrics and 'ldm3d_jobs_total{outcome="rejected"}' in metrics
+        assert "ldm3d_queue_depth 2.0" in metrics
+        assert f'ldm3d_jobs_total{{outcome="rejected"}} {float(rejected_before)}' in metrics and rejected_before >= 1
+        assert client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4}).status_code == 429
+        assert f'ldm3d_jobs_total{{outcome="rejected"}} {rejected_before + 1.0}' in client.get("/v1/metrics").text
         # cancel one waiting job and the running one
         c1 = client.delete(f"/v1/jobs/{queued[0].json()['id']}").json()
         assert c1["status"] == "cancelled"
@@ -179,6 +194,62 @@ def test_a_failing_job_reports_why_and_the_service_keeps_going(service, wait_job
     assert wait_job(client, ok["id"])["status"] == "done"
     assert client.get("/v1/health").json()["status"] == "ok"
     assert 'ldm3d_jobs_total{outcome="failed"} 1.0' in client.get("/v1/metrics").text
+
+
+def test_a_job_failing_after_its_pngs_and_sidecar_leaves_no_file(service, wait_job, monkeypatch):
+    """The GLB writer fails after the RGB, depth, sidecar and f32 files exist: none of them may remain."""
+    import ldm3d_edge.generate as generate_module
+
+    client, manager, models, results = service
+    seen = []
+
+    def broken_write_3d(rgbd, prefix, **kw):
+        seen.extend(p.name for p in prefix.parent.iterdir())
+        raise OSError("disk gone while writing the GLB")
+
+    monkeypatch.setattr(generate_module, "write_3d", broken_write_3d)
+    job = client.post("/v1/generate", json={"prompt": PROMPT, "steps": 3, "outputs": ["rgb", "glb"]}).json()["id"]
+    s = wait_job(client, job)
+    assert s["status"] == "failed" and "disk gone while writing the GLB" in s["error"]
+    assert {f"{job}_rgb.png", f"{job}.json", f"{job}_depth.f32"} <= set(seen)    # they had been written
+    assert not [p.name for p in results.iterdir() if job in p.name]
+
+
+class _Raising(Runner):
+    """A runner whose first job raises what is not an Exception (SystemExit), then runs jobs normally."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def run(self, job_id, request, results_dir, on_step, cancelled):
+        self.calls += 1
+        if self.calls == 1:
+            raise SystemExit("a library called sys.exit")
+        return self.inner.run(job_id, request, results_dir, on_step, cancelled)
+
+
+def test_a_runner_raising_a_base_exception_fails_the_job_and_the_worker_goes_on(tiny4, tmp_path):
+    manager = JobManager(lambda: _Raising(Models(tiny4[1], None, "openvino:CPU")), tmp_path, workers=1)
+    try:
+        first = manager.submit(GenerateRequest(prompt=PROMPT, steps=2))
+        second = manager.submit(GenerateRequest(prompt=PROMPT, steps=2))
+        t0 = time.time()
+        while second.status not in ("done", "failed") and time.time() - t0 < 60:
+            time.sleep(0.05)
+        assert first.status == "failed" and "SystemExit: a library called sys.exit" in first.error
+        assert second.status == "done" and manager.running == 0
+    finally:
+        manager.close()
+
+
+def test_a_model_that_fails_to_load_stops_the_start_with_its_reason(tmp_path):
+    from ldm3d_edge.server.workers import ProcessRunner
+
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    for load in (lambda: Models(folder, None, "openvino:CPU"), lambda: ProcessRunner(folder, None, "openvino:CPU")):
+        with pytest.raises(Ldm3dError, match="could not load the model: .*manifest.json"):
+            JobManager(load, tmp_path / "results", workers=1)
 
 
 def test_openapi_schema_and_viewer_are_served(service):
