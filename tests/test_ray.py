@@ -91,7 +91,7 @@ def test_ray_jobs_report_progress_and_cancel_mid_run(ray_service, wait_job):
         step = client.get(f"/v1/jobs/{job['id']}").json()["progress"]["step"]
         time.sleep(0.1)
     assert 20 <= step < 500                                   # steps arrive while it runs
-    assert client.delete(f"/v1/jobs/{job['id']}").status_code == 200
+    assert client.post(f"/v1/jobs/{job['id']}/cancel").status_code == 200
     s = wait_job(client, job["id"])
     assert s["status"] == "cancelled" and s["progress"]["step"] < 500, s
     assert not list(results.glob(job["id"] + "*"))

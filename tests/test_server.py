@@ -151,7 +151,7 @@ def test_result_names_cannot_leave_the_results_folder(service, name):
     secret.write_text('{"the": "kiosk owner\'s secret"}')
     try:
         r = client.get(f"/v1/results/{name}")
-        assert r.status_code in (400, 404), (name, r.status_code)
+        assert r.status_code in (400, 404, 422), (name, r.status_code)
         assert "kiosk owner" not in r.text and "error" in r.json()
     finally:
         secret.unlink()
@@ -174,15 +174,19 @@ def test_full_queue_answers_429_with_retry_after_and_cancel_works(service, wait_
         assert client.post("/v1/generate", json={"prompt": PROMPT, "steps": 4}).status_code == 429
         assert f'ldm3d_jobs_total{{outcome="rejected"}} {rejected_before + 1.0}' in client.get("/v1/metrics").text
         # cancel one waiting job and the running one
-        c1 = client.delete(f"/v1/jobs/{queued[0].json()['id']}").json()
+        c1 = client.post(f"/v1/jobs/{queued[0].json()['id']}/cancel").json()
         assert c1["status"] == "cancelled"
-        client.delete(f"/v1/jobs/{running['id']}")
+        client.post(f"/v1/jobs/{running['id']}/cancel")
     finally:
         models.gate.set()
     assert wait_job(client, running["id"])["status"] == "cancelled"
     assert wait_job(client, queued[1].json()["id"])["status"] == "done"
     assert not list(results.glob(running["id"] + "*"))  # a cancelled job leaves no files
-    assert client.delete("/v1/jobs/nope").status_code == 404
+    assert client.post("/v1/jobs/nope/cancel").status_code == 404
+    # DELETE forgets a job: 404 from then on
+    assert client.delete(f"/v1/jobs/{queued[1].json()['id']}").json()["status"] == "done"
+    assert client.get(f"/v1/jobs/{queued[1].json()['id']}").status_code == 404
+    assert client.delete(f"/v1/jobs/{queued[1].json()['id']}").status_code == 404
 
 
 def test_a_failing_job_reports_why_and_the_service_keeps_going(service, wait_job):
@@ -255,8 +259,23 @@ def test_a_model_that_fails_to_load_stops_the_start_with_its_reason(tmp_path):
 def test_openapi_schema_and_viewer_are_served(service):
     client, *_ = service
     schema = client.get("/openapi.json").json()
-    assert {"/v1/generate", "/v1/jobs/{job_id}", "/v1/results/{name}", "/v1/health", "/v1/metrics"} <= set(
-        schema["paths"])
+    paths = schema["paths"]
+    assert set(paths) == {"/v1/generate", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel", "/v1/results",
+                          "/v1/results/{file}", "/v1/health", "/v1/ready", "/v1/metrics"}
+    for path, ops in paths.items():          # the statuses any route can answer, each with its error body
+        for op in ops.values():
+            assert {"200", "401", "413"} <= set(op["responses"]), path
+            for code, answer in op["responses"].items():
+                if code.startswith(("4", "5")) and path != "/v1/ready":
+                    assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert set(paths["/v1/generate"]["post"]["responses"]) == {"200", "400", "401", "413", "422", "429", "503", "507"}
+    assert {"404", "422"} <= set(paths["/v1/results/{file}"]["get"]["responses"])
+    # the rules the server enforces are in the schema
+    body = schema["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert body["height"]["anyOf"][0] == {"type": "integer", "minimum": 8, "maximum": 2048, "multipleOf": 8}
+    assert body["steps"]["maximum"] == 999 and body["prompt"]["pattern"] and body["prompt"]["maxLength"] == 10000
+    (param,) = paths["/v1/results/{file}"]["get"]["parameters"]
+    assert param["schema"]["pattern"].endswith("_explore\\.json)$") and param["schema"]["maxLength"] == 240
     page = client.get("/").text
     assert "/static/vendor/three/three.module.js" in page and "http" not in page.replace("http-equiv", "")
     assert client.get("/static/vendor/three/three.module.js").status_code == 200

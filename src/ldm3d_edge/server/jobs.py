@@ -247,6 +247,15 @@ class JobManager:
                 self._finish(job, CANCELLED, "cancelled while waiting")
         return job
 
+    def forget(self, job_id: str) -> Job | None:
+        """Cancel the job if it has not ended and drop its record (a running one still stops at its next step
+        and removes its files)."""
+        job = self.cancel(job_id)
+        if job is not None:
+            with self.lock:
+                self.jobs.pop(job_id, None)
+        return job
+
     def retry_after(self) -> int:
         """Seconds until a slot is likely free: waiting + running jobs x the mean job time / workers."""
         mean = statistics.fmean(self.job_seconds) if self.job_seconds else 5.0

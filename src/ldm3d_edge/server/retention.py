@@ -19,6 +19,11 @@ RESULT_SUFFIXES = (C.RGB_SUFFIX, C.DEPTH_SUFFIX, C.SIDECAR_SUFFIX, C.DEPTH_F32_S
                    "_strip.png", "_points.ply", ".ply", ".obj", ".mtl", "_texture.png", "_explore.glb",
                    "_explore.ply", "_explore.mp4", "_explore.gif", "_explore_strip.png", "_explore.json")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,200}$")
+# a result file's name as GET /v1/results/{name} takes it (the OpenAPI schema states it): a result name (no "..",
+# no path) and one of its suffixes
+RESULT_FILE_PATTERN = (r"^[A-Za-z0-9][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*("
+                       + "|".join(re.escape(x) for x in RESULT_SUFFIXES) + ")$")
+RESULT_FILE_MAX = 240
 STAGING_PREFIX = ".job-"          # <results>/.job-<id>/: a job's files while it writes them
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}")          # the server's job ids (uuid4 hex), the names of its results
 TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.[A-Za-z0-9]+$")   # runtime.result.atomic_write's temporary files
