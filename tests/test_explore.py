@@ -41,7 +41,9 @@ def test_every_keyframe_ends_with_nothing_unseen(tiny4, panorama):
         assert k.unseen_after == 0 and (k.added_points > 0) == (k.unseen > 0)
     n_source = rgbd.depth.size * 16                                # 4x4 points per source pixel
     assert len(walk.points) == n_source + sum(k.added_points for k in walk.keyframes)
-    assert all(im.dtype == np.uint8 and im.std() > 5 for im in images)
+    # content, not a blank: a frame may face a plain wall and floor (std 2.8 here), so no stronger bound
+    assert all(im.dtype == np.uint8 and im.std() > 1 for im in images)
+    assert np.abs(images[0].astype(int) - images[2]).mean() > 2        # the camera moved
     assert np.array_equal(images[0], images[-1])                   # out and back
 
 

@@ -26,7 +26,7 @@ from ldm3d_edge.scene3d import (
     write_video,
 )
 from ldm3d_edge.scene3d.geometry import discontinuity_mask, grid_faces
-from ldm3d_edge.scene3d.render import fill_holes
+from ldm3d_edge.scene3d.render import background_fill, fill_holes
 
 H, W = 48, 64
 MAP = DepthMapping(near=1.0, far=10.0)
@@ -196,6 +196,28 @@ def test_fill_holes_takes_the_farther_side():
     holes = np.array([[False, True, True, False]])
     out, d = fill_holes(image, dist, holes)
     assert (out[0, 1:3] == 200).all() and (d[0, 1:3] == 5.0).all()
+
+
+def test_background_fill_follows_the_background_not_the_occluder():
+    # a wall whose inverse depth falls to the right and rises downwards, an occluder (near) right of the hole
+    v, u = np.mgrid[0:40, 0:60].astype(np.float32)
+    wall = 0.2 + 0.004 * u + 0.003 * v
+    inv = wall.copy()
+    inv[5:35, 26:34] = 0.9
+    holes = np.zeros(inv.shape, bool)
+    holes[10:30, 20:26] = True
+    filled = background_fill(inv, holes)
+    _, rows = fill_holes(np.zeros((40, 60, 3), np.uint8), -np.where(holes, 0, inv), holes)
+    row_error = np.abs(-rows - wall)[holes].mean()
+    error = np.abs(filled - wall)[holes].mean()
+    assert row_error > 0.01 and error < 0.8 * row_error            # the row fill repeats one value per row
+    assert filled[holes].max() < 0.9 and np.array_equal(filled[~holes], inv[~holes])
+    # a panorama's hole on its seam is filled from both sides when the columns wrap
+    seam = np.zeros(inv.shape, bool)
+    seam[:, :2] = True
+    flat = np.where(seam, 0, np.full(inv.shape, 0.3, np.float32))
+    flat[:, -1] = 0.1                                                # farther: background across the seam
+    assert background_fill(flat, seam, wrap=True)[:, 0].mean() < background_fill(flat, seam)[:, 0].mean() - 0.05
 
 
 @pytest.mark.parametrize("ext", [".mp4", ".gif"])

@@ -2,11 +2,12 @@
 
 A moved camera sees what the one generated view never saw. Instead of smearing the background over those holes
 (render.fill_holes), each keyframe of the walk is completed by the model itself: the fused scene is rendered from
-the keyframe's pose (render.splat), the pixels no point reached are row-filled, grown by a few pixels and
+the keyframe's pose (render.splat); the depth of the pixels no point reached is filled smoothly from the hole's
+background side (render.background_fill), their colour row-filled; then the hole, grown by a few pixels, is
 inpainted from that fill (strength 0.6: SDEdit inside the hole) with the result's prompt (Pipeline.inpaint: colour
-and depth together, the new depth fitted to what surrounds the hole),
-and the new pixels are lifted to 3D with the source's depth mapping and added to the scene, so the next pose sees
-them. The frames of the flight are then rendered from the fused scene.
+and depth together). The model's depth, fitted to the fill by scale and shift, and its colour take over from the
+fill one latent cell into the hole (interior); the new pixels are lifted to 3D with the source's depth mapping and
+added to the scene, so the next pose sees them. The frames of the flight are then rendered from the fused scene.
 
 Poses are in the source camera's frame (scene3d.camera: X right, Y up, looking along -Z); `distance` is how far
 the walk goes, as a fraction of the nearest content's distance (the 5th percentile of the source's distances).
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..runtime.errors import InvalidArgumentError
-from ..runtime.inpaint import dilate
-from .camera import Camera, Pose
+from ..runtime.inpaint import dilate, fit_depth
+from .camera import EQUIRECTANGULAR, Camera, DepthMapping, Pose
 from .geometry import RGBD, pixel_grid, unproject
-from .render import fill_holes, snap_depth_edges, splat
+from .render import EDGE_SNAP, background_fill, fill_holes, snap_depth_edges, splat
 
 EXPLORE_PATHS = ("walk", "orbit", "dolly", "pano-walk")
 DEFAULT_DISTANCE = 0.5     # of the nearest content's distance
@@ -36,6 +37,7 @@ GROW_PX = 2                # the hole is grown by this much before inpainting: i
 # 4-row strip, row fill 0.003), 0.6 kept them near the row fill's colours (0.016) and beat its depth in 4 of 4
 # (AbsRel-like error 0.012-0.035 vs 0.022-0.050).
 DEFAULT_STRENGTH = 0.6
+NEARER_TOL = 0.05          # relative inverse depth: how far in front of the background fill the model may paint
 
 
 @dataclass
@@ -103,6 +105,12 @@ def _lift(camera: Camera, pose: Pose, pixels: tuple[np.ndarray, ...], distance: 
     return (rays.reshape(-1, 3) @ pose.rotation.T + pose.position).astype(np.float32)
 
 
+def _window_max(x: np.ndarray) -> np.ndarray:
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    return sliding_window_view(np.pad(x, 1, mode="edge"), (3, 3)).max(axis=(2, 3))
+
+
 def cracks(holes: np.ndarray) -> np.ndarray:
     """Unseen pixels that are sampling gaps, not hidden surfaces: seen above and below, or left and right (a
     magnified surface splatted from too few points leaves such one-pixel lines). The row fill closes them
@@ -111,6 +119,26 @@ def cracks(holes: np.ndarray) -> np.ndarray:
     vertical = seen[:-2, 1:-1] & seen[2:, 1:-1]
     horizontal = seen[1:-1, :-2] & seen[1:-1, 2:]
     return holes & (vertical | horizontal)
+
+
+def unclipped_distance(mapping: DepthMapping, rel: np.ndarray) -> np.ndarray:
+    """DepthMapping.to_distance without its clip to [0, 1] (near and far of the source view), kept within 4 x
+    far: seen from a moved camera, content can lie nearer than the source's nearest."""
+    return (1.0 / np.maximum(mapping.scale * rel.astype(np.float64) + mapping.shift, 0.25 * mapping.shift)).astype(
+        np.float32)
+
+
+def interior(hidden: np.ndarray, cell: int) -> np.ndarray:
+    """Per pixel of the hidden region, 0 at its rim rising to 1 one latent cell (`cell` image pixels) inside, 0
+    outside: how far the model's own colour and depth are trusted. A latent pixel covers a cell; where the hole
+    is thinner than that, the decoded cell mixes in what lies beside the hole (the occluder's depth), and on the
+    held-out scenes the model's depth there was worse than the background fill's (benchmarks/explore_quality.py)."""
+    depth = np.zeros(hidden.shape, np.float32)
+    inner = hidden.copy()
+    for _ in range(cell):
+        inner &= ~dilate(~inner, 1)
+        depth += inner
+    return (depth / cell).astype(np.float32)
 
 
 class Explorer:
@@ -123,7 +151,16 @@ class Explorer:
         self.supersample, self.grow, self.inpaint_kw = supersample, grow, {"strength": strength, **inpaint_kw}
         # depth-edge pixels snapped to a side first, as SceneRenderer does: left floating between an object and
         # the background they smear its colour over what the walk uncovers
-        snapped = RGBD(rgbd.rgb, rgbd.mapping.to_relative(snap_depth_edges(rgbd.distance)), rgbd.camera, rgbd.mapping)
+        # ... and those moved back onto the background get the background's colour (the row fill's farther
+        # side): their colour is the decoder's blend of object and background, and left so it draws a halo of
+        # the object on the background that the walk then uncovers and the row fill repeats along the rows
+        distance = snap_depth_edges(rgbd.distance)
+        moved_back = distance > rgbd.distance * 1.0001
+        # the decoder's colour blur reaches a pixel further than its depth blur: the background pixels beside
+        # them too
+        halo = dilate(moved_back, 1) & (distance >= _window_max(distance) / (1 + EDGE_SNAP))
+        rgb = fill_holes(rgbd.rgb, distance, halo)[0] if halo.any() else rgbd.rgb
+        snapped = RGBD(rgb, rgbd.mapping.to_relative(distance), rgbd.camera, rgbd.mapping)
         points, colors = unproject(snapped, supersample)
         self.walk = Walk(points, colors)
 
@@ -145,14 +182,26 @@ class Explorer:
             self.walk.keyframes.append(k)
             return k
         mapping = self.rgbd.mapping
-        rgb, new_dist = image, dist          # cracks keep the row fill
+        # not clipped to [0, 1]: a moved camera sees content nearer than the source's near plane (and farther than
+        # its far one), and clipping it made the fill step away from it
+        rel = mapping.to_relative(np.where(dist > 0, dist, mapping.far))
+        prior = background_fill(rel, holes, wrap=self.camera.projection == EQUIRECTANGULAR)
+        rgb, new_rel = image, prior          # cracks keep the row fill's colour and the background fill's depth
         hidden = holes & ~cracks(holes)
         if hidden.any():
-            depth = mapping.to_relative(np.where(dist > 0, dist, mapping.far)).clip(0, 1).astype(np.float32)
-            out = self.pipe.inpaint(image, depth, dilate(hidden, self.grow), self.prompt, seed=seed,
-                                    **self.inpaint_kw)
-            rgb = np.where(hidden[..., None], out.rgb, image)
-            new_dist = np.where(hidden, mapping.to_distance(out.depth), dist)
+            out = self.pipe.inpaint(image, prior.clip(0, 1), dilate(hidden, self.grow), self.prompt, seed=seed,
+                                    **{**self.inpaint_kw, "align_depth": False})
+            a, b = fit_depth(out.depth, prior, hidden)
+            model_rel = a * out.depth + b
+            # what a moved camera uncovers was hidden from the source view, so it lies behind what hid it: where
+            # the model puts new content in front of the background fill (it tends to paint the prompt's object
+            # again into the hole), the fill is kept, colour and depth
+            behind = np.clip(1 - (model_rel - prior - NEARER_TOL) / NEARER_TOL, 0, 1)
+            w = interior(hidden, getattr(self.pipe.manifest, "vae_scale_factor", 8)) * behind
+            new_rel = np.where(hidden, prior + w * (model_rel - prior), prior)
+            blended = image + w[..., None] * (out.rgb.astype(np.float32) - image)
+            rgb = np.where(hidden[..., None], blended.round().clip(0, 255), image).astype(np.uint8)
+        new_dist = unclipped_distance(mapping, new_rel)
         # only the unseen pixels become new points; the grown rim was inpainted for a seamless context, and what
         # the scene already has there stays (no doubled surfaces)
         pixels = np.nonzero(holes)
