@@ -48,14 +48,14 @@ class Server:
     """`ldm3d serve` in a child process on a free loopback port; stopped on exit."""
 
     def __init__(self, results: Path, queue_size: int, workers: int = 1, model: str | None = None,
-                 extra: list[str] | None = None):
+                 extra: list[str] | None = None, preexec_fn=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, "-m", "ldm3d_edge.cli", "serve", "--port", str(self.port), "--results", str(results),
                "--queue-size", str(queue_size), "--workers", str(workers)] + (["--model", model] if model else []) \
             + (extra or [])
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
 
     def __enter__(self) -> Server:
         import httpx
@@ -173,14 +173,45 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def one_job(http, url: str, body: dict) -> float:
+    """Seconds from POST to the job seen done (polled every 10 ms)."""
+    t0 = time.perf_counter()
+    job = http.post(url + "/v1/generate", json=body).json()["id"]
+    while http.get(f"{url}/v1/jobs/{job}").json()["status"] != "done":
+        time.sleep(0.01)
+    return time.perf_counter() - t0
+
+
+def boundary_cost(steps: int, model: str | None, jobs: int = 20) -> dict:
+    """The per-job cost of the worker process: a process-isolated and a thread service side by side, one job at a
+    time, alternating between them (so both see the same machine), `jobs` each after one warm-up job."""
+    import httpx
+
+    body = {"prompt": PROMPT, "steps": steps, "outputs": ["rgb", "depth", "json"]}
+    with tempfile.TemporaryDirectory() as tmp, \
+            Server(Path(tmp) / "p", 2, model=model, extra=["--isolation", "process"]) as proc, \
+            Server(Path(tmp) / "t", 2, model=model, extra=["--isolation", "thread"]) as thread, \
+            httpx.Client(timeout=60) as http:
+        times: dict[str, list[float]] = {"process": [], "thread": []}
+        for k in range(jobs + 1):
+            for name, server in (("process", proc), ("thread", thread)) if k % 2 else (("thread", thread),
+                                                                                      ("process", proc)):
+                t = one_job(http, server.url, body)
+                if k:
+                    times[name].append(t)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    return {"jobs": jobs, "steps": steps, "median_s": med, "process_over_thread": med["process"] / med["thread"],
+            "seconds": times}
+
+
 def measure(requests: int = 50, clients: int = 10, queue_size: int = 2, steps: int = 10, model: str | None = None,
-            results: Path | None = None) -> dict:
+            results: Path | None = None, isolation: str = "process") -> dict:
     import httpx
 
     body = {"prompt": PROMPT, "steps": steps, "outputs": ["rgb", "depth", "json"]}
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(results or tmp)
-        with Server(results, queue_size, model=model) as server:
+        with Server(results, queue_size, model=model, extra=["--isolation", isolation]) as server:
             # one job first, so compile caches and allocator pools are warm before "before"
             job = httpx.post(server.url + "/v1/generate", json=body).json()["id"]
             for _ in range(600):
@@ -198,7 +229,7 @@ def measure(requests: int = 50, clients: int = 10, queue_size: int = 2, steps: i
             health = httpx.get(server.url + "/v1/health").json()
     return {"requests": requests, "clients": clients, "scenarios": scenarios, "queue_size": queue_size,
             "workers": 1, "body": body, "model": model or "embedded", "files_on_disk": len(on_disk),
-            "health_after": health, "machine": machine()}
+            "health_after": health, "isolation": isolation, "machine": machine()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,9 +241,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="artifact folder (default: the embedded model)")
     ap.add_argument("--out", default="benchmarks/results/serve-load")
     a = ap.parse_args(argv)
-    r = measure(a.requests, a.clients, a.queue_size, a.steps, a.model)
-    write_results(Path(a.out), r, markdown(r))
-    return 0 if all(s["server_errors"] == 0 and not s["exceptions"] for s in r["scenarios"].values()) else 1
+    runs = {iso: measure(a.requests, a.clients, a.queue_size, a.steps, a.model, isolation=iso)
+            for iso in ("process", "thread")}
+    cost = boundary_cost(a.steps, a.model)
+    text = "\n".join(f"## Model workers: {iso}\n\n" + markdown(r) for iso, r in runs.items())
+    text += (f"\n## The worker process's cost per job\n\nOne job at a time, alternating between a process-isolated "
+             f"and a thread service ({cost['jobs']} jobs each, {cost['steps']} steps, polled every 10 ms): median "
+             f"{cost['median_s']['process']:.3f} s vs {cost['median_s']['thread']:.3f} s, ratio "
+             f"{cost['process_over_thread']:.3f}. {runs['process']['machine']['cpu']}.\n")
+    write_results(Path(a.out), {"runs": runs, "boundary_cost": cost}, text)
+    return 0 if all(s["server_errors"] == 0 and not s["exceptions"] for r in runs.values()
+                    for s in r["scenarios"].values()) else 1
 
 
 if __name__ == "__main__":

@@ -175,3 +175,28 @@ def _png():
     import numpy as np
 
     return np.zeros((8, 8, 3), np.uint8)
+
+
+def test_a_results_disk_that_fills_up_fails_the_job_cleanly_and_the_service_goes_on(embedded, tmp_path):
+    """RLIMIT_FSIZE stands in for a full disk (Python ignores SIGXFSZ, so a write past it fails with EFBIG): a
+    job whose GLB does not fit fails with that error and leaves no file; a small job after it succeeds."""
+    import resource
+
+    from benchmarks.serve_load import Server
+
+    limit = 300 * 1024                  # the 128^2 RGB, depth and f32 fit; the GLB (0.7 MB) does not
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    results = tmp_path / "results"
+    with Server(results, queue_size=2, preexec_fn=small_files) as server:
+        url = server.url
+        _ready_pid(url)
+        big = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3, "outputs": ["rgb", "glb"]}).json()
+        status = _final(url, big["id"])
+        assert status["status"] == "failed" and "File too large" in status["error"], status
+        assert _files_of(results, big["id"]) == [] and not list(results.glob(".job-*"))
+        assert httpx.get(url + "/v1/health").status_code == 200
+        small = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3, "outputs": ["rgb", "json"]})
+        assert _final(url, small.json()["id"])["status"] == "done"
