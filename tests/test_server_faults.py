@@ -200,3 +200,16 @@ def test_a_results_disk_that_fills_up_fails_the_job_cleanly_and_the_service_goes
         assert httpx.get(url + "/v1/health").status_code == 200
         small = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3, "outputs": ["rgb", "json"]})
         assert _final(url, small.json()["id"])["status"] == "done"
+
+
+def test_a_worker_that_dies_between_jobs_is_replaced_before_the_next_one(embedded, tmp_path):
+    from benchmarks.serve_load import Server
+
+    with Server(tmp_path / "results", queue_size=2) as server:
+        url = server.url
+        pid = _ready_pid(url)
+        os.kill(pid, signal.SIGKILL)                    # idle: no job to fail
+        _wait(lambda: _ready_pid(url) != pid, 60, "a new worker")    # noticed between jobs, replaced
+        job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3}).json()["id"]
+        assert _final(url, job)["status"] == "done"
+        assert 'ldm3d_worker_events_total{event="deaths"} 1.0' in httpx.get(url + "/v1/metrics").text

@@ -337,6 +337,9 @@ class JobManager:
             try:
                 job = self.queue.get(timeout=0.2)
             except queue.Empty:
+                alive = getattr(runner, "alive", None)
+                if alive is not None and not alive():     # its worker process died between jobs
+                    self._recover(runner, index, "died")
                 continue
             with self.lock:
                 if job.status != QUEUED:       # cancelled while waiting
