@@ -2,7 +2,9 @@
 load /, generate on the embedded model, wait for the result, check that the WebGL canvas shows a picture and that
 the depth slider changes it; then a 360-degree panorama, turned by a one-finger touch drag and walked in with
 the keyboard and a (scripted) gamepad, never past the safe radius. Every request outside 127.0.0.1 is blocked
-and recorded: none may happen. Screenshots go to test-artifacts/viewer/ (or $LDM3D_TEST_ARTIFACTS)."""
+and recorded: none may happen. The pages run under the server's Content-Security-Policy (no 'unsafe-eval'), so
+the waits are functions: Playwright evals a bare expression string, which that policy blocks. Screenshots go to
+test-artifacts/viewer/ (or $LDM3D_TEST_ARTIFACTS)."""
 
 import io
 import os
@@ -58,10 +60,10 @@ def test_viewer_generates_shows_and_reacts_to_the_depth_slider_offline(embedded,
         page = context.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(server.url + "/")
-        page.wait_for_function("document.body.dataset.state === 'ready'")
+        page.wait_for_function("() => document.body.dataset.state === 'ready'")
         page.fill("#prompt", "a red sphere on the left in front of a blue cube on a grey floor before a white wall")
         page.click("#go")
-        page.wait_for_function("['loaded', 'error'].includes(document.body.dataset.state)", timeout=90_000)
+        page.wait_for_function("() => ['loaded', 'error'].includes(document.body.dataset.state)", timeout=90_000)
         assert page.evaluate("document.body.dataset.state") == "loaded", page.inner_text("#status")
         settle(page)
         first = canvas_shot(page, "perspective")
@@ -79,8 +81,8 @@ def test_viewer_generates_shows_and_reacts_to_the_depth_slider_offline(embedded,
         page.check("#pano")
         page.fill("#prompt", "a room with a green cone and a purple cylinder on a dark floor")
         page.click("#go")
-        page.wait_for_function("document.body.dataset.state === 'generating'")
-        page.wait_for_function("['loaded', 'error'].includes(document.body.dataset.state)", timeout=90_000)
+        page.wait_for_function("() => document.body.dataset.state === 'generating'")
+        page.wait_for_function("() => ['loaded', 'error'].includes(document.body.dataset.state)", timeout=90_000)
         assert page.evaluate("document.body.dataset.state") == "loaded", page.inner_text("#status")
         settle(page)
         pano = canvas_shot(page, "panorama")
@@ -165,7 +167,7 @@ def test_viewer_opens_the_fused_scene_of_an_explore_output(embedded, tmp_path):
         page = browser.new_page(viewport={"width": 800, "height": 500})
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{server.url}/?result={job['id']}&scene=explore")
-        page.wait_for_function("['loaded', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+        page.wait_for_function("() => ['loaded', 'error'].includes(document.body.dataset.state)", timeout=60_000)
         assert page.evaluate("document.body.dataset.state") == "loaded", page.inner_text("#status")
         v = "window.ldm3dViewer.state"
         assert page.evaluate(f"{v}.scene") == "explore" and page.evaluate(f"{v}.mesh.isPoints") is True
@@ -179,7 +181,7 @@ def test_viewer_opens_the_fused_scene_of_an_explore_output(embedded, tmp_path):
         assert reach == pytest.approx(max(farthest, relief_reach), rel=1e-5)
         assert "walk" in page.inner_text("#gallery") and page.is_visible("#scene-kind")
         page.click("#scene-kind")                                   # back to the relief: a textured mesh
-        page.wait_for_function(f"{v}.loaded && {v}.scene === 'relief'", timeout=30_000)
+        page.wait_for_function(f"() => {v}.loaded && {v}.scene === 'relief'", timeout=30_000)
         assert page.evaluate(f"{v}.mesh.isMesh") is True
         assert page.evaluate(f"{v}.reach") == pytest.approx(relief_reach, rel=1e-5)
         browser.close()
