@@ -52,7 +52,8 @@ def bounded_service(tiny4, tmp_path_factory):
     from fastapi.testclient import TestClient
 
     from ldm3d_edge.server.app import create_app
-    from ldm3d_edge.server.jobs import JobManager, Models
+    from ldm3d_edge.server.generation import Models
+    from ldm3d_edge.server.jobs import JobManager
 
     results = tmp_path_factory.mktemp("bounded-results")
     manager = JobManager(lambda: Models(tiny4[1], None, "openvino:CPU"), results, workers=1, queue_size=4, keep=2)

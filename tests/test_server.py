@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from ldm3d_edge.runtime.errors import Ldm3dError  # noqa: E402
 from ldm3d_edge.server.app import create_app  # noqa: E402
-from ldm3d_edge.server.jobs import JobManager, Models, Runner, generate_job  # noqa: E402
+from ldm3d_edge.server.generation import Models, Runner, generate_job  # noqa: E402
+from ldm3d_edge.server.jobs import JobManager  # noqa: E402
 from ldm3d_edge.server.schema import GenerateRequest  # noqa: E402
 
 PROMPT = "a red sphere on the left in front of a blue cube on a grey floor before a white wall"

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..extras import need_extra
 from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled
-from .jobs import Models, Runner, batch_result, generate_job
+from .generation import Models, Runner, batch_result, generate_job
 from .schema import GenerateRequest
 
 APP_NAME = "ldm3d"

@@ -11,7 +11,8 @@ import uvicorn
 
 from ..runtime.errors import InvalidArgumentError
 from .app import create_app, is_loopback
-from .jobs import JobManager, Models
+from .generation import Models
+from .jobs import JobManager
 from .security import MAX_BODY_BYTES
 
 DRAIN_SECONDS = 30.0
@@ -143,7 +144,7 @@ def batch(prompts: list[str], out: Path, model: str | None, steps: int = 30, see
     import json
 
     from ..runtime.result import atomic_write
-    from .jobs import batch_result
+    from .generation import batch_result
 
     if not prompts:
         raise InvalidArgumentError("the prompts file has no prompts")

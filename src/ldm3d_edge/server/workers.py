@@ -21,7 +21,7 @@ from typing import Any
 
 from ..runtime.errors import Ldm3dError
 from ..runtime.pipeline import GenerationCancelled
-from .jobs import Models, Runner, trim_heap
+from .generation import Models, Runner, trim_heap
 from .schema import GenerateRequest
 
 log = logging.getLogger(__name__)
