@@ -37,7 +37,8 @@ def test_schemathesis_finds_nothing_and_memory_stays_flat(embedded, tmp_path):
         run = subprocess.run([cli, "run", server.url + "/openapi.json", "--checks", "all",
                               "--phases", "examples,fuzzing,stateful", "-n", examples, "--seed", "22",
                               "--no-color", "--request-timeout", "30", "--generation-database", "none"],
-                             capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"})
+                             capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"},
+                             cwd=tmp_path)     # it keeps a crash cache in .schemathesis/ of its working folder
         after = rss_kb(server.proc.pid)
         log = server.output()
     report = run.stdout[-4000:]
