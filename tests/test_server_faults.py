@@ -6,6 +6,7 @@ next job succeeds on a new worker pid."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 
@@ -213,3 +214,28 @@ def test_a_worker_that_dies_between_jobs_is_replaced_before_the_next_one(embedde
         job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3}).json()["id"]
         assert _final(url, job)["status"] == "done"
         assert 'ldm3d_worker_events_total{event="deaths"} 1.0' in httpx.get(url + "/v1/metrics").text
+
+
+def test_a_failing_restart_is_retried_without_counting_more_deaths(embedded, tmp_path):
+    """The worker dies while idle and its model folder is gone, so restarts fail: /v1/ready-style state reads
+    "down", the death is counted once (not once per retry), and once the folder is back a retry brings the
+    worker up again."""
+    from ldm3d_edge.server.jobs import JobManager
+    from ldm3d_edge.server.workers import ProcessRunner
+
+    folder = tmp_path / "model"
+    shutil.copytree(embedded[0], folder)
+    manager = JobManager(lambda: ProcessRunner(folder, None, "openvino:CPU", verify=False), tmp_path / "results")
+    try:
+        pid = manager.readiness()["workers"][0]["pid"]
+        folder.rename(tmp_path / "away")
+        os.kill(pid, signal.SIGKILL)
+        _wait(lambda: manager.readiness()["workers"][0]["state"] == "down", 30, "the failed restart")
+        time.sleep(4)                                    # back-off 1, 2 s: more retries fail meanwhile
+        assert manager.worker_events == {"restarts": 0, "deaths": 1, "deadline_kills": 0}
+        (tmp_path / "away").rename(folder)
+        _wait(lambda: manager.readiness()["ready"], 60, "a worker again")
+        assert manager.readiness()["workers"][0]["pid"] not in (None, pid)
+        assert manager.worker_events == {"restarts": 1, "deaths": 1, "deadline_kills": 0}
+    finally:
+        manager.close()

@@ -228,8 +228,9 @@ class JobManager:
                 job = self.queue.get(timeout=0.2)
             except queue.Empty:
                 alive = getattr(runner, "alive", None)
-                if alive is not None and not alive():     # its worker process died between jobs
-                    self._recover(runner, index, "died")
+                if alive is not None and not alive():     # its worker process died between jobs (counted once),
+                    # or a restart failed: try again (recover's back-off paces it), counting no new death
+                    self._recover(runner, index, "died" if self.states[index] == "idle" else None)
                 continue
             with self.lock:
                 if job.status != QUEUED:       # cancelled while waiting
@@ -259,10 +260,12 @@ class JobManager:
                         self.states[index] = "idle"
                 trim_heap()
 
-    def _recover(self, runner: Runner, index: int, reason: str) -> None:
-        """A worker process died or was killed at a deadline: count it and start a new one (back-off inside)."""
+    def _recover(self, runner: Runner, index: int, reason: str | None) -> None:
+        """A worker process died or was killed at a deadline (reason "died" / "deadline": counted), or its last
+        restart failed (None): start a new one (back-off inside)."""
         with self.lock:
-            self.worker_events["deaths" if reason == "died" else "deadline_kills"] += 1
+            if reason is not None:
+                self.worker_events["deaths" if reason == "died" else "deadline_kills"] += 1
             self.states[index] = "restarting"
         try:
             runner.recover()   # type: ignore[attr-defined]
