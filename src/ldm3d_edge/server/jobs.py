@@ -187,18 +187,20 @@ class JobManager:
         for job in waiting:
             job.cancel_event.set()
             self._finish(job, CANCELLED, "the service shut down before the job started")
-        end = time.monotonic() + seconds
-        while self.running and time.monotonic() < end:
-            time.sleep(0.05)
-        if self.running:
+        if not self._wait_idle(seconds):
             with self.lock:
                 running = [j for j in self.jobs.values() if j.status == RUNNING]
             log.warning("drain: %d job(s) still running after %.0f s: cancelling", len(running), seconds)
             for job in running:
                 job.cancel_event.set()
-            end = time.monotonic() + 30
-            while self.running and time.monotonic() < end:
-                time.sleep(0.05)
+            self._wait_idle(30)
+
+    def _wait_idle(self, seconds: float) -> bool:
+        """Wait up to `seconds` for no job to be running; whether none is."""
+        end = time.monotonic() + seconds
+        while self.running and time.monotonic() < end:
+            time.sleep(0.05)
+        return not self.running
 
     def close(self) -> None:
         self._stop.set()
