@@ -26,7 +26,7 @@ from ..runtime.errors import InvalidArgumentError
 from ..runtime.inpaint import dilate, fit_depth
 from .camera import EQUIRECTANGULAR, Camera, DepthMapping, Pose
 from .geometry import RGBD, pixel_grid, unproject
-from .render import EDGE_SNAP, background_fill, fill_holes, snap_depth_edges, splat
+from .render import EDGE_SNAP, background_fill, fill_holes, snap_depth_edges, splat, window_extremes
 
 EXPLORE_PATHS = ("walk", "orbit", "dolly", "pano-walk")
 DEFAULT_DISTANCE = 0.5     # of the nearest content's distance
@@ -105,12 +105,6 @@ def _lift(camera: Camera, pose: Pose, pixels: tuple[np.ndarray, ...], distance: 
     return (rays.reshape(-1, 3) @ pose.rotation.T + pose.position).astype(np.float32)
 
 
-def _window_max(x: np.ndarray) -> np.ndarray:
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    return sliding_window_view(np.pad(x, 1, mode="edge"), (3, 3)).max(axis=(2, 3))
-
-
 def cracks(holes: np.ndarray) -> np.ndarray:
     """Unseen pixels that are sampling gaps, not hidden surfaces: seen above and below, or left and right (a
     magnified surface splatted from too few points leaves such one-pixel lines). The row fill closes them
@@ -158,7 +152,7 @@ class Explorer:
         moved_back = distance > rgbd.distance * 1.0001
         # the decoder's colour blur reaches a pixel further than its depth blur: the background pixels beside
         # them too
-        halo = dilate(moved_back, 1) & (distance >= _window_max(distance) / (1 + EDGE_SNAP))
+        halo = dilate(moved_back, 1) & (distance >= window_extremes(distance)[1] / (1 + EDGE_SNAP))
         rgb = fill_holes(rgbd.rgb, distance, halo)[0] if halo.any() else rgbd.rgb
         snapped = RGBD(rgb, rgbd.mapping.to_relative(distance), rgbd.camera, rgbd.mapping)
         points, colors = unproject(snapped, supersample)

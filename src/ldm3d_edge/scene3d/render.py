@@ -52,17 +52,21 @@ class SceneRenderer:
         return View(image, dist, holes)
 
 
+def window_extremes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(minimum, maximum) of each pixel's 3x3 window, the image's edge extended."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    win = sliding_window_view(np.pad(x, 1, mode="edge"), (3, 3))
+    return win.min(axis=(2, 3)), win.max(axis=(2, 3))
+
+
 def snap_depth_edges(distance: np.ndarray, threshold: float = EDGE_SNAP) -> np.ndarray:
     """Move 'flying pixels' onto a surface: where the distances in a pixel's 3x3 window spread by more than
     `threshold` (relative), the pixel takes the window's minimum or maximum, whichever its own distance is nearer
     to (in log distance). The decoder blurs depth across object edges; left alone, those in-between pixels float
     between object and background and, once the viewer moves, smear the object's colour over the uncovered
     background. A pixel stays on its own ray, so the source view itself renders unchanged."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
-    padded = np.pad(distance, 1, mode="edge")
-    win = sliding_window_view(padded, (3, 3))
-    lo, hi = win.min(axis=(2, 3)), win.max(axis=(2, 3))
+    lo, hi = window_extremes(distance)
     edge = hi > (1.0 + threshold) * lo
     log_d, log_lo, log_hi = np.log(distance), np.log(lo), np.log(hi)
     snapped = np.where(log_d - log_lo <= log_hi - log_d, lo, hi)
