@@ -86,6 +86,7 @@ def sweep_partial(folder: str | Path) -> list[str]:
     temporary files of interrupted writes, and files of a server job (named by its id) that has no sidecar or no
     RGB (never listed, never finished). Other files are not touched. Returns the names removed."""
     folder = Path(folder)
+    listed = set(result_names(folder))       # whole results: the gallery's own test
     gone = []
     for p in folder.iterdir():
         name = p.name
@@ -97,8 +98,7 @@ def sweep_partial(folder: str | Path) -> list[str]:
         if TEMP_RE.match(name):
             partial = True
         elif JOB_ID_RE.match(name) and name.endswith(RESULT_SUFFIXES):
-            job = name[:32]
-            partial = not ((folder / (job + C.SIDECAR_SUFFIX)).is_file() and (folder / (job + C.RGB_SUFFIX)).is_file())
+            partial = name[:32] not in listed
         else:
             continue
         if partial:
