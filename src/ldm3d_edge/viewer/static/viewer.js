@@ -26,7 +26,7 @@ rig.add(camera);
 scene.add(rig);
 const controls = new OrbitControls(camera, renderer.domElement);
 const state = { name: null, info: null, depth: null, texture: null, mesh: null, grid: null, loaded: false,
-                scene: 'relief', explore: null, reach: 0 };
+                scene: 'relief', reach: 0 };
 window.ldm3dViewer = { state, loadResult, renderer, rig, camera, SAFE_RADIUS };   // for tests and embedding
 
 function resize() {
@@ -168,7 +168,7 @@ async function loadResult(name, sceneKind = 'relief') {
   const grid = buildGrid(info, depth);
   // walking: within SAFE_RADIUS x the nearest content of the relief; in a fused scene as far as the walk went
   const farthest = walk ? Math.max(...walk.keyframes.map((k) => Math.hypot(...k.position))) : 0;
-  Object.assign(state, { name, info, depth, texture, grid, scene: sceneKind, explore: walk,
+  Object.assign(state, { name, info, depth, texture, grid, scene: sceneKind,
                          reach: walk ? Math.max(farthest, SAFE_RADIUS * grid.nearest) : SAFE_RADIUS * grid.nearest });
   show(points);
   markCurrent();
