@@ -20,7 +20,8 @@ def register(sub: Subparsers) -> None:
                                     "worker; jobs wait in a bounded queue (429 + Retry-After when full), report their "
                                     "step, can be cancelled, and a failing job never takes the server down: each "
                                     "model replica runs in a supervised child process, restarted when it dies.\n"
-                                    "API: POST /v1/generate, GET|DELETE /v1/jobs/{id}, GET /v1/results[/{name}], "
+                                    "API: POST /v1/generate, GET|DELETE /v1/jobs/{id}, POST /v1/jobs/{id}/cancel, "
+                                    "GET /v1/results[/{file}], "
                                     "GET /v1/health, GET /v1/ready, GET /v1/metrics (Prometheus), /docs (OpenAPI). "
                                     "Needs the [serve] extra.")
     sv.add_argument("--model", help="artifact folder (default: the embedded model, perspective and 360 exports)")
