@@ -19,13 +19,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("schemathesis")
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 def test_schemathesis_finds_nothing_and_memory_stays_flat(embedded, tmp_path):
-    from benchmarks.serve_load import Server
+    from benchmarks.serve_load import Server, rss_mb
 
     examples = os.environ.get("LDM3D_FUZZ_EXAMPLES", "25")
     cli = shutil.which("schemathesis") or os.path.join(os.path.dirname(sys.executable), "schemathesis")
@@ -33,13 +28,13 @@ def test_schemathesis_finds_nothing_and_memory_stays_flat(embedded, tmp_path):
         for _ in range(20):               # warm: the first answers import and cache what every later one uses
             httpx.get(server.url + "/openapi.json")
             httpx.get(server.url + "/v1/results")
-        before = rss_kb(server.proc.pid)
+        before = rss_mb(server.proc.pid)
         run = subprocess.run([cli, "run", server.url + "/openapi.json", "--checks", "all",
                               "--phases", "examples,fuzzing,stateful", "-n", examples, "--seed", "22",
                               "--no-color", "--request-timeout", "30", "--generation-database", "none"],
                              capture_output=True, text=True, timeout=900, env={**os.environ, "NO_COLOR": "1"},
                              cwd=tmp_path)     # it keeps a crash cache in .schemathesis/ of its working folder
-        after = rss_kb(server.proc.pid)
+        after = rss_mb(server.proc.pid)
         log = server.output()
     report = run.stdout[-4000:]
     # (its one warning: random file names mostly miss, so GET /v1/results/{file} mostly answers 404)
