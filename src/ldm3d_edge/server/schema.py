@@ -65,7 +65,6 @@ class GenerateRequest(BaseModel):
                     "each): the fused scene as GLB points, its flight as MP4, a JSON record")
 
 
-
 class JobCreated(BaseModel):
     id: str
     status: str
