@@ -149,15 +149,14 @@ def create_app(manager: JobManager | None, results_dir: str | Path, api_key: str
         **errors(404, 422)})
     def result_file(file: Annotated[str, FastAPIPath(pattern=RESULT_FILE_PATTERN, max_length=RESULT_FILE_MAX,
                                                      description="a result's file: its name and a suffix")]):
-        name = file
-        path = _result_path(results, name)
+        path = _result_path(results, file)
         if path.is_file():
-            return FileResponse(path, media_type=media_type(name))
-        if name.endswith(C.DEPTH_F32_SUFFIX):   # results of 'ldm3d generate': full precision from the 16-bit PNG
-            png = results / (name[: -len(C.DEPTH_F32_SUFFIX)] + C.DEPTH_SUFFIX)
+            return FileResponse(path, media_type=media_type(file))
+        if file.endswith(C.DEPTH_F32_SUFFIX):   # results of 'ldm3d generate': full precision from the 16-bit PNG
+            png = results / (file[: -len(C.DEPTH_F32_SUFFIX)] + C.DEPTH_SUFFIX)
             if png.is_file():
                 return Response(load_depth_png(png).astype("<f4").tobytes(), media_type="application/octet-stream")
-        raise HTTPException(404, f"no result file {name!r}")
+        raise HTTPException(404, f"no result file {file!r}")
 
     @app.get("/v1/health", response_model=Health, responses=errors())
     def health() -> dict:

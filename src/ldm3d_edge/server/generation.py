@@ -58,11 +58,12 @@ def generate_job(models: Models, job_id: str, request: GenerateRequest, results_
     return files, steps
 
 
-def _generate_into(models: Models, job_id: str, request: GenerateRequest, results_dir: Path,
+def _generate_into(models: Models, job_id: str, request: GenerateRequest, folder: Path,
                    on_step: Callable[[int], bool], cancelled: Callable[[], bool]) -> int:
+    """Write the request's files into `folder` (the job's staging folder); the UNet steps run."""
     r = request
     pipe = models.pick(r.pano)
-    done = generate_files(pipe, results_dir, r.prompt, name=job_id, pano=r.pano,
+    done = generate_files(pipe, folder, r.prompt, name=job_id, pano=r.pano,
                           negative_prompt=r.negative_prompt, num_inference_steps=r.steps, guidance_scale=r.guidance,
                           height=r.height, width=r.width, seed=r.seed, callback=lambda i, _t, _l: on_step(i),
                           extra={"job": job_id}, depth_f32=True,
@@ -74,7 +75,7 @@ def _generate_into(models: Models, job_id: str, request: GenerateRequest, result
         walk, images = explore(pipe, done.rgbd, done.result.prompt, keyframes=EXPLORE_KEYFRAMES,
                                frames=EXPLORE_FRAMES, seed=done.result.seed or 0, cancel=cancelled,
                                num_inference_steps=min(r.steps, EXPLORE_MAX_STEPS), guidance_scale=r.guidance)
-        write_walk(walk, images, Path(results_dir) / (job_id + "_explore"), info={"job": job_id})
+        write_walk(walk, images, folder / (job_id + "_explore"), info={"job": job_id})
     return len(done.result.metrics.unet_step_s)
 
 
