@@ -32,11 +32,6 @@ def _job(url: str, job_id: str) -> dict:
     return httpx.get(f"{url}/v1/jobs/{job_id}").json()
 
 
-def _final(url: str, job_id: str, timeout: float = 120) -> dict:
-    return _wait(lambda: (s := _job(url, job_id))["status"] in ("done", "failed", "cancelled") and s, timeout,
-                 f"job {job_id} to end")
-
-
 def _ready_pid(url: str, timeout: float = 60) -> int:
     def ready():
         r = httpx.get(url + "/v1/ready")
@@ -53,11 +48,11 @@ def _files_of(results, job_id: str) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
-def test_a_worker_killed_mid_job_fails_it_and_is_replaced(embedded, tmp_path, sig):
+def test_a_worker_killed_mid_job_fails_it_and_is_replaced(embedded, tmp_path, sig, wait_job):
     from benchmarks.serve_load import Server
 
     results = tmp_path / "results"
-    with Server(results, queue_size=2) as server:
+    with Server(results, queue_size=2) as server, httpx.Client(base_url=server.url) as http:
         url = server.url
         pid = _ready_pid(url)
         assert pid != server.proc.pid                                    # the model is not in the HTTP process
@@ -74,7 +69,7 @@ def test_a_worker_killed_mid_job_fails_it_and_is_replaced(embedded, tmp_path, si
         assert _files_of(results, job) == []
         nxt = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 4, "seed": 2,
                                                      "outputs": ["rgb", "json"]}).json()["id"]
-        assert _final(url, nxt)["status"] == "done"
+        assert wait_job(http, nxt)["status"] == "done"
         assert {f"{nxt}.json", f"{nxt}_rgb.png"} <= set(_files_of(results, nxt))
         ready = httpx.get(url + "/v1/ready").json()["workers"][0]
         assert ready["pid"] == new_pid and ready["restarts"] == 1
@@ -84,19 +79,20 @@ def test_a_worker_killed_mid_job_fails_it_and_is_replaced(embedded, tmp_path, si
         assert 'ldm3d_jobs_total{outcome="failed"} 1.0' in metrics
 
 
-def test_a_job_past_its_deadline_is_killed_and_the_worker_restarted(embedded, tmp_path):
+def test_a_job_past_its_deadline_is_killed_and_the_worker_restarted(embedded, tmp_path, wait_job):
     from benchmarks.serve_load import Server
 
     results = tmp_path / "results"
-    with Server(results, queue_size=2, extra=["--job-timeout", "3"]) as server:
+    with Server(results, queue_size=2, extra=["--job-timeout", "3"]) as server, \
+            httpx.Client(base_url=server.url) as http:
         url = server.url
         pid = _ready_pid(url)
         job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 900, "seed": 1}).json()["id"]
-        status = _final(url, job, timeout=60)
+        status = wait_job(http, job, timeout=60)
         assert status["status"] == "failed" and "deadline of 3 s" in status["error"], status
         assert _ready_pid(url) != pid and _files_of(results, job) == []
         nxt = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 4, "seed": 2}).json()["id"]
-        assert _final(url, nxt)["status"] == "done"
+        assert wait_job(http, nxt)["status"] == "done"
         assert 'ldm3d_worker_events_total{event="deadline_kills"} 1.0' in httpx.get(url + "/v1/metrics").text
 
 
@@ -135,7 +131,7 @@ def test_sigterm_past_the_drain_time_cancels_the_job_and_removes_its_files(embed
     assert _files_of(results, job) == []
 
 
-def test_a_server_killed_mid_job_leaves_nothing_partial_after_a_restart(embedded, tmp_path):
+def test_a_server_killed_mid_job_leaves_nothing_partial_after_a_restart(embedded, tmp_path, wait_job):
     """SIGKILL to the service mid-job (its job's files are staged, not in the folder), plus what a power cut would
     leave (an atomic write's temporary file, a result moved in without its sidecar); the next start removes
     all of it, keeps the finished result and the user's own file, and lists only the finished result."""
@@ -144,11 +140,11 @@ def test_a_server_killed_mid_job_leaves_nothing_partial_after_a_restart(embedded
     from benchmarks.serve_load import Server
 
     results = tmp_path / "results"
-    with Server(results, queue_size=2) as server:
+    with Server(results, queue_size=2) as server, httpx.Client(base_url=server.url) as http:
         url = server.url
         pid = _ready_pid(url)
         done = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 4, "seed": 2}).json()["id"]
-        assert _final(url, done)["status"] == "done"
+        assert wait_job(http, done)["status"] == "done"
         job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 900, "seed": 1}).json()["id"]
         _running(url, job)
         assert (results / f".job-{job}").is_dir()                    # its files are staged, not in the folder
@@ -178,7 +174,7 @@ def _png():
     return np.zeros((8, 8, 3), np.uint8)
 
 
-def test_a_results_disk_that_fills_up_fails_the_job_cleanly_and_the_service_goes_on(embedded, tmp_path):
+def test_a_results_disk_that_fills_up_fails_the_job_cleanly_and_the_service_goes_on(embedded, tmp_path, wait_job):
     """RLIMIT_FSIZE stands in for a full disk (Python ignores SIGXFSZ, so a write past it fails with EFBIG): a
     job whose GLB does not fit fails with that error and leaves no file; a small job after it succeeds."""
     import resource
@@ -191,28 +187,28 @@ def test_a_results_disk_that_fills_up_fails_the_job_cleanly_and_the_service_goes
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     results = tmp_path / "results"
-    with Server(results, queue_size=2, preexec_fn=small_files) as server:
+    with Server(results, queue_size=2, preexec_fn=small_files) as server, httpx.Client(base_url=server.url) as http:
         url = server.url
         _ready_pid(url)
         big = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3, "outputs": ["rgb", "glb"]}).json()
-        status = _final(url, big["id"])
+        status = wait_job(http, big["id"])
         assert status["status"] == "failed" and "File too large" in status["error"], status
         assert _files_of(results, big["id"]) == [] and not list(results.glob(".job-*"))
         assert httpx.get(url + "/v1/health").status_code == 200
         small = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3, "outputs": ["rgb", "json"]})
-        assert _final(url, small.json()["id"])["status"] == "done"
+        assert wait_job(http, small.json()["id"])["status"] == "done"
 
 
-def test_a_worker_that_dies_between_jobs_is_replaced_before_the_next_one(embedded, tmp_path):
+def test_a_worker_that_dies_between_jobs_is_replaced_before_the_next_one(embedded, tmp_path, wait_job):
     from benchmarks.serve_load import Server
 
-    with Server(tmp_path / "results", queue_size=2) as server:
+    with Server(tmp_path / "results", queue_size=2) as server, httpx.Client(base_url=server.url) as http:
         url = server.url
         pid = _ready_pid(url)
         os.kill(pid, signal.SIGKILL)                    # idle: no job to fail
         _wait(lambda: _ready_pid(url) != pid, 60, "a new worker")    # noticed between jobs, replaced
         job = httpx.post(url + "/v1/generate", json={"prompt": PROMPT, "steps": 3}).json()["id"]
-        assert _final(url, job)["status"] == "done"
+        assert wait_job(http, job)["status"] == "done"
         assert 'ldm3d_worker_events_total{event="deaths"} 1.0' in httpx.get(url + "/v1/metrics").text
 
 
