@@ -109,7 +109,9 @@ def test_speed_presets_run_as_rows(quick):
         assert v["speed"] == speed and v["rounds_ok"] == 2
         assert all(run["steps"] == PRESETS[speed].steps == len(run["unet_steps_s"]) for run in r["runs"][name])
     assert all(run["steps"] == 2 for run in r["runs"]["ov-fp32"])
-    assert r["ratio_reference"] == max(r["variants"], key=lambda k: r["variants"][k]["e2e_s"]["median"])
+    # no PyTorch row: ratios are taken against the slowest row by UNet step (bench/trust.ratio_reference), not by
+    # end to end (a 20-step preset row runs longer end to end however fast its steps)
+    assert r["ratio_reference"] == max(r["variants"], key=lambda k: r["variants"][k]["unet_step_s"]["median"])
     f = r["flops"]["flops"]
     share = work_share("fast", f)
     expect = (2 * f["text_encoder"] + 17.5 * f["unet"] + f["vae_decoder"]) / (
