@@ -162,6 +162,9 @@ def main(argv=None) -> int:
     ap.add_argument("--short-captions", type=float, default=0.0,
                     help="share of captions replaced by a shorter true variant (training/captions.py); needs data "
                          "rendered with scene records")
+    ap.add_argument("--short-captions-pano", type=float, default=None,
+                    help="the share for panorama batches (default: --short-captions); a smaller one keeps more of "
+                         "the long panorama captions the model was trained on")
     ap.add_argument("--unit-latents", action=argparse.BooleanOptionalAction, default=True,
                     help="fold a per-channel shift and scale into the VAE so latents have zero mean, unit std")
     # measured on the 2-core AMX VM: this small UNet trains faster in fp32 (1.47 s) than bf16 autocast (1.65 s)
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
         for model, key in ((text, "ema_text"), (unet, "ema_unet"), (ema_text, "ema_text"), (ema_unet, "ema_unet")):
             model.load_state_dict(init[key])
         print(f"initialised from {a.init} (step {init['step']})")
-    if a.short_captions > 0 and any(s.get("scene") is None for s in sets):
+    if max(a.short_captions, a.short_captions_pano or 0.0) > 0 and any(s.get("scene") is None for s in sets):
         raise SystemExit(f"--short-captions needs scene records: render {a.data} again with training.dataset")
     ck = load_checkpoint(run / "checkpoint.pt")
     if ck:
@@ -239,10 +242,11 @@ def main(argv=None) -> int:
         s = sets[1] if step % a.pano_every == a.pano_every - 1 else sets[0]
         idx = torch.randint(0, len(s["mean"]), (a.batch,), generator=gen)
         z = (s["mean"][idx] + s["std"][idx] * torch.randn(s["mean"][idx].shape, generator=gen)) * scale
-        if a.short_captions > 0:      # a fresh true variant per item, reproducible from (seed, step)
+        share = a.short_captions if s is sets[0] or a.short_captions_pano is None else a.short_captions_pano
+        if share > 0:      # a fresh true variant per item, reproducible from (seed, step)
             vrng = np.random.default_rng([a.seed, step])
             n_img = len(s["scene"])
-            caps = [variant(s["scene"][i % n_img], s["caption"][i], vrng, a.short_captions, mirrored=i >= n_img)
+            caps = [variant(s["scene"][i % n_img], s["caption"][i], vrng, share, mirrored=i >= n_img)
                     for i in idx.tolist()]
             ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         else:
