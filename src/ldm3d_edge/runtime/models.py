@@ -52,6 +52,12 @@ class ModelPart:
     def unload(self) -> None:
         self._compiled.clear()
 
+    def use(self, compiled: CompiledModel, height: int, width: int) -> None:
+        """Run `compiled` instead of this folder's graph at this size and the exported batch: the quantization
+        tools judge candidate graphs through the whole pipeline without writing each to disk."""
+        self._compiled.clear()
+        self._compiled[(height, width) if self.spatial_inputs else ()] = compiled
+
     def run(self, height: int, width: int, inputs: dict[str, np.ndarray],
             batch: int | None = None) -> dict[str, np.ndarray]:
         shapes = self.input_shapes(height, width, batch)

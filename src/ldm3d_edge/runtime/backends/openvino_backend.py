@@ -108,6 +108,11 @@ class OpenVINOBackend(Backend):
         return _OVModel(compiled)
 
 
+def compile_in_memory(model: Any, device: str = "CPU") -> CompiledModel:
+    """Compile an ov.Model held in memory (no cache: a candidate graph is compiled once and thrown away)."""
+    return _OVModel(core().compile_model(model, device))
+
+
 def ir_cache_folder(cache: Path, xml: Path) -> Path:
     """The compile-cache folder of one IR file pair, named by the files' path, sizes and modification times.
     OpenVINO 2026.4's own cache key missed new weights in an unchanged .xml: after a .bin was rewritten in place (a
