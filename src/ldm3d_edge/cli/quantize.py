@@ -13,15 +13,22 @@ QUANTIZE_EXTRA = ("quantize", "ldm3d_edge.quantization", "ldm3d_edge.quantizatio
 
 def register(sub: Subparsers) -> None:
     from ..quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
-    from ..quantization.quantize import MODES, VAE_CHOICES
+    from ..quantization.quantize import CHECK_PROMPTS, MODES, VAE_CHOICES
+    from ..quantization.sensitivity import GROUPINGS
+    from ..runtime.presets import SPEEDS
 
     q = sub.add_parser("quantize", help="float artifact folder -> INT8 artifact folder (NNCF / ONNX Runtime)",
                        description="Make an INT8 variant of an exported artifact folder; the result loads like any "
                                    "artifact folder. Modes: weights = INT8 weights, float activations (every part); "
                                    "hybrid = UNet MatMuls and attention in INT8 (weights and activations), its "
                                    "convolutions with INT8 weights, conv_in/conv_out float; full = the whole UNet in "
-                                   "INT8, calibrated. Text encoder and VAE get INT8 weights (ONNX: the VAE stays "
-                                   "float). Calibration runs the float model over prompts and records UNet inputs. "
+                                   "INT8, calibrated; auto = the fastest of full, full with the most depth-sensitive "
+                                   "UNet blocks float (as few as it takes), NNCF's accuracy control, hybrid and "
+                                   "weights that keeps the mean depth AbsRel vs the float model within "
+                                   "--max-depth-error (judged through the pipeline on the first --check-prompts "
+                                   "calibration prompts; no labels needed). Text encoder and VAE get INT8 weights "
+                                   "(ONNX: the VAE stays float). Calibration runs the float model over prompts and "
+                                   "records UNet inputs. --sensitivity writes a ranked report instead of a folder. "
                                    "Needs the [quantize] extra.")
     q.add_argument("artifacts", help="float artifact folder made by 'ldm3d export'")
     q.add_argument("out", help="INT8 artifact folder to create")
@@ -36,6 +43,23 @@ def register(sub: Subparsers) -> None:
                    help="which formats to quantize (default: every format the folder has)")
     q.add_argument("--vae", default="int8", choices=VAE_CHOICES,
                    help="OpenVINO VAE weights: int8 (default) or float")
+    q.add_argument("--max-depth-error", type=float_arg, default=0.03,
+                   help="auto: the largest mean depth AbsRel vs the float model allowed (default 0.03)")
+    q.add_argument("--speed", choices=SPEEDS,
+                   help="calibrate (and judge) with this speed preset's sampler and steps, the timesteps the UNet "
+                        "will see (default: the folder's scheduler at --steps)")
+    q.add_argument("--check-prompts", type=int_arg, default=CHECK_PROMPTS,
+                   help=f"auto and --sensitivity: prompts the depth check runs (default {CHECK_PROMPTS})")
+    q.add_argument("--check-steps", type=int_arg,
+                   help="auto and --sensitivity: denoising steps of the depth check (default: as calibration)")
+    q.add_argument("--accuracy-control", action="store_true",
+                   help="auto: also try NNCF's accuracy-controlled quantization (slow: it ranks every quantizer "
+                        "by pipeline runs)")
+    q.add_argument("--sensitivity", action="store_true",
+                   help="write OUT/sensitivity.json and .md: each UNet group quantized alone, ranked by the depth "
+                        "error it causes (OpenVINO folders)")
+    q.add_argument("--by", choices=GROUPINGS, default="block",
+                   help="--sensitivity: group layers by UNet block (default) or by kind of layer")
     q.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     q.set_defaults(run=run_quantize)
 
@@ -62,13 +86,27 @@ def register(sub: Subparsers) -> None:
 def run_quantize(a: argparse.Namespace) -> int:
     quantization, *_ = need_extra("'ldm3d quantize'", *QUANTIZE_EXTRA)
     formats = None if a.format is None else (["openvino", "onnx"] if a.format == "both" else [a.format])
+    if a.sensitivity:
+        r = quantization.sensitivity_report(a.artifacts, a.out, prompts_file=a.calibration_prompts,
+                                            samples=a.samples, steps=a.steps, speed=a.speed,
+                                            check_prompts=a.check_prompts, check_steps=a.check_steps, by=a.by)
+        print(f"wrote {a.out}/sensitivity.json and sensitivity.md; most sensitive: " +
+              ", ".join(f"{g['group']} ({g['depth_absrel']:.4f})" for g in r["groups"][:3]))
+        return 0
     m = quantization.quantize_artifacts(a.artifacts, a.out, mode=a.mode, formats=formats,
                                         prompts_file=a.calibration_prompts, samples=a.samples, steps=a.steps,
-                                        vae=a.vae, overwrite=a.overwrite)
+                                        vae=a.vae, overwrite=a.overwrite, speed=a.speed,
+                                        max_depth_error=a.max_depth_error, check_prompts=a.check_prompts,
+                                        check_steps=a.check_steps, accuracy_control=a.accuracy_control)
     q = m["quantization"]
     print(f"quantized {a.artifacts} -> {a.out} ({m['precision']}, {', '.join(m['formats'])}) in {q['seconds']:.0f}s")
     for comp, fmts in q["parts"].items():
         print(f"  {comp:13s} " + ", ".join(f"{f}: {p}" for f, p in fmts.items()))
+    if q.get("auto"):
+        au = q["auto"]
+        print(f"  auto chose {au['chosen']}: depth AbsRel {au['depth_absrel']:.4f} <= {au['max_depth_error']:g}, "
+              f"{100 * au['int8_flop_share']:.1f} % of UNet FLOPs in INT8"
+              + (f"; float: {', '.join(au['float_groups'])}" if au["float_groups"] else ""))
     return 0
 
 

@@ -4,6 +4,6 @@ artifact folder -> quantize_artifacts -> INT8 artifact folder (same layout) -> P
 puts any two folders (or one folder at two inference precisions) side by side.
 """
 
-from .quantize import MODES, quantize_artifacts
+from .quantize import MODES, quantize_artifacts, sensitivity_report
 
-__all__ = ["MODES", "quantize_artifacts"]
+__all__ = ["MODES", "quantize_artifacts", "sensitivity_report"]

@@ -37,7 +37,9 @@ class _Recorder:
         self.unet, self.records, self.limit = unet, records, limit
 
     def __call__(self, sample, timestep, hidden, height, width, class_labels=None):
-        if len(self.records) < self.limit:
+        # the exported (CFG) batch only: a speed preset's unguided steps run batch 1, which a static graph's
+        # calibration cannot take; their timesteps are those of the guided steps before them
+        if len(self.records) < self.limit and (not self.records or len(sample) == len(self.records[0][C.UNET_SAMPLE])):
             record = {C.UNET_SAMPLE: sample.copy(), C.UNET_TIMESTEP: timestep.copy(),
                       C.UNET_ENCODER_HIDDEN_STATES: hidden.copy()}
             if class_labels is not None:
@@ -48,11 +50,18 @@ class _Recorder:
     def compiled(self, height, width):
         return self.unet.compiled(height, width)
 
+    def runs_batch(self, batch, height, width):
+        return self.unet.runs_batch(batch, height, width)
+
 
 def collect_unet_inputs(pipe, prompts: list[str], samples: int = DEFAULT_SAMPLES, steps: int = DEFAULT_STEPS,
-                        guidance_scale: float = 7.5, seed: int = 0, progress: bool = True) -> list[dict]:
+                        guidance_scale: float = 7.5, seed: int = 0, progress: bool = True,
+                        call: dict | None = None) -> list[dict]:
     """Run as many prompts (cycling) as it takes to record `samples` UNet calls; returns their input dicts,
-    keyed by the UNet's input names."""
+    keyed by the UNet's input names. `call`: further Pipeline.__call__ arguments (a speed preset's sampler, steps
+    and cut-off), so the UNet is calibrated on the timesteps it will see."""
+    call = dict(call or {})
+    steps = int(call.pop("num_inference_steps", steps))
     if samples < 1 or steps < 1:
         raise InvalidArgumentError("calibration needs at least one sample and one step")
     records: list[dict] = []
@@ -60,8 +69,14 @@ def collect_unet_inputs(pipe, prompts: list[str], samples: int = DEFAULT_SAMPLES
     pipe.unet = _Recorder(real, records, samples)
     try:
         runs = math.ceil(samples / steps)
-        for k in tqdm(range(runs), desc="calibration", unit="prompt", disable=not progress):
-            pipe(prompts[k % len(prompts)], num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed + k)
+        bar = tqdm(total=samples, desc="calibration", unit="call", disable=not progress)
+        k = 0
+        while len(records) < samples and k < 4 * runs:   # unguided steps record nothing: a few more prompts
+            pipe(prompts[k % len(prompts)], num_inference_steps=steps, guidance_scale=guidance_scale, seed=seed + k,
+                 **call)
+            bar.update(len(records) - bar.n)
+            k += 1
+        bar.close()
     finally:
         pipe.unet = real
     return records

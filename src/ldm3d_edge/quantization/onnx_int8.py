@@ -26,19 +26,27 @@ def _big(path: Path) -> bool:
     return (path.parent / "model.onnx_data").is_file() or path.stat().st_size > 1_500_000_000
 
 
-def unet_static(src: Path, dst: Path, records: list[dict], mode: str) -> None:
+def unet_static(src: Path, dst: Path, records: list[dict], mode: str, float_groups: list[str] | tuple = ()) -> None:
     """hybrid: MatMuls (projections, attention, feed-forward) in INT8, convolutions float.
-    full: every Conv and MatMul in INT8. Both S8S8 QDQ, per-channel weights, MinMax calibration."""
+    full: every Conv and MatMul in INT8. Both S8S8 QDQ, per-channel weights, MinMax calibration. The nodes of
+    `float_groups` (sensitivity.py's groups, read off the node names) are excluded from QDQ."""
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    from .sensitivity import group_of
+
     ops = ["MatMul"] if mode == "hybrid" else ["Conv", "MatMul"]
+    wanted = set(float_groups)
+    exclude = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node
+               if wanted and n.op_type in ops and group_of(n.name) in wanted]
     with tempfile.TemporaryDirectory(prefix="ldm3d-ort-calib-", dir=dst.parent) as tmp:
         cache = Path(tmp) / "ranges.json"
         _calibrate(src, ops, records, Path(tmp), cache)
         quantize_static(str(src), str(dst), None, quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=ops,
                         use_external_data_format=_big(src), calibration_cache_path=str(cache),
-                        calibrate_method=CalibrationMethod.MinMax, extra_options={"ActivationSymmetric": True})
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+                        extra_options={"ActivationSymmetric": True})
 
 
 def _calibrate(src: Path, ops: list[str], records: list[dict], tmp: Path, cache: Path) -> None:

@@ -44,12 +44,22 @@ def unet_hybrid(model, dataset: list[dict], subset_size: int):
                          ignored_scope=nncf.IgnoredScope(types=["Convolution"], validate=False))
 
 
-def unet_full(model, dataset: list[dict], subset_size: int):
-    """INT8 weights and activations wherever NNCF can place them (convolutions, MatMuls, attention)."""
-    nncf = _nncf()
+def unet_full(model, dataset: list[dict], subset_size: int, float_groups: list[str] | tuple = (), by: str = "block",
+              smooth_quant: float | None = None):
+    """INT8 weights and activations wherever NNCF can place them (convolutions, MatMuls, attention), except the
+    layers of `float_groups` (sensitivity.py's groups), which NNCF's ignored scope keeps float. smooth_quant:
+    SmoothQuant's alpha for the MatMuls (-1 off; None NNCF's default for transformers, 0.95)."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
 
+    from .sensitivity import layers
+
+    nncf = _nncf()
+    ignored = nncf.IgnoredScope(names=layers(model, float_groups, by), validate=False) if float_groups else None
+    advanced = None if smooth_quant is None else AdvancedQuantizationParameters(
+        smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=smooth_quant))
     return nncf.quantize(model, nncf.Dataset(dataset), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=min(subset_size, len(dataset)))
+                         subset_size=min(subset_size, len(dataset)), ignored_scope=ignored,
+                         advanced_parameters=advanced)
 
 
 def int8_summary(model) -> dict:

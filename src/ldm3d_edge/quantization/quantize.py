@@ -6,6 +6,9 @@ Modes (OpenVINO through NNCF; ONNX through ONNX Runtime's tools):
              activations; text encoder and VAE INT8 weights.       ONNX: UNet MatMuls static QDQ S8S8.
     full     OV: UNet fully INT8 (activations and weights, calibrated); text encoder and VAE INT8 weights.
              ONNX: UNet Conv + MatMul static QDQ S8S8.
+    auto     OV: the fastest UNet that keeps the depth within max_depth_error of the float model's (auto.py: full,
+             else the sensitivity report's worst groups float, or NNCF's accuracy control; measured through the
+             pipeline); the rest as full. ONNX: full with the same groups' nodes excluded from QDQ.
 ONNX keeps the VAE in float in every mode, and so does OpenVINO with vae="float". DeepCache's two UNet graphs,
 where the folder has them, are quantized as the UNet is.
 """
@@ -27,7 +30,8 @@ from ..runtime.manifest import read_manifest
 from ..runtime.result import atomic_folder
 from . import calibration as cal
 
-MODES = ("weights", "hybrid", "full")
+MODES = ("weights", "hybrid", "full", "auto")
+CHECK_PROMPTS = 8            # validation prompts (the calibration list's first) that auto mode judges by
 VAE_CHOICES = ("int8", "float")
 VAE_PARTS = (C.VAE_DECODER, C.VAE_ENCODER)
 
@@ -45,7 +49,7 @@ def _versions() -> dict:
 
 
 def _plan(component: str, fmt: str, mode: str, vae: str) -> str:
-    """What happens to one part in one format: 'float', 'weights', 'hybrid', 'full' or 'dynamic'."""
+    """What happens to one part in one format: 'float', 'weights', 'hybrid', 'full', 'auto' or 'dynamic'."""
     if component in VAE_PARTS and (vae == "float" or fmt == C.FORMAT_ONNX):
         return "float"
     if component in (C.UNET, *C.CACHE_COMPONENTS) and mode != "weights":
@@ -58,11 +62,18 @@ def _plan(component: str, fmt: str, mode: str, vae: str) -> str:
 def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", formats: list[str] | None = None,
                        prompts_file: str | Path | None = None, samples: int = cal.DEFAULT_SAMPLES,
                        steps: int = cal.DEFAULT_STEPS, vae: str = "int8", overwrite: bool = False,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, speed: str | None = None, max_depth_error: float = 0.03,
+                       check_prompts: int = CHECK_PROMPTS, check_steps: int | None = None,
+                       accuracy_control: bool = False, float_groups: list[str] | None = None,
+                       smooth_quant: float | None = None) -> dict:
     """Write the INT8 variant of the artifact folder `src` to `out`; returns its manifest.
 
-    Calibration (hybrid, full) runs the float pipeline over the prompts through the runtime and records `samples`
-    UNet calls. `out` is written to a temporary sibling and renamed at the end: complete or absent.
+    Calibration (hybrid, full, auto) runs the float pipeline over the prompts through the runtime and records
+    `samples` UNet calls, with speed preset `speed`'s sampler and steps when given. auto judges candidates on the
+    first `check_prompts` prompts at `check_steps` (default: the calibration's), trying NNCF's accuracy control
+    too with `accuracy_control`. full mode: `float_groups` (sensitivity.py's UNet blocks) stay float, and
+    `smooth_quant` sets NNCF's SmoothQuant alpha for MatMuls (-1: off; default NNCF's 0.95). `out` is written
+    to a temporary sibling and renamed at the end: complete or absent.
     """
     if mode not in MODES:
         raise InvalidArgumentError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -80,17 +91,27 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
         raise InvalidArgumentError(f"output folder {out} exists and is not empty (pass overwrite=True / --overwrite)")
     if out.resolve() == manifest.root.resolve():
         raise InvalidArgumentError("the output folder must differ from the input folder")
+    if mode == "auto" and C.FORMAT_OPENVINO not in formats:
+        raise InvalidArgumentError("--mode auto judges candidates through OpenVINO: quantize a folder with the "
+                                   "OpenVINO IR (ONNX then gets the same float layers)")
     prompts = cal.read_prompts(prompts_file)
+    call = _preset_call(speed, manifest)
     t0 = time.perf_counter()
 
     records: list[dict] = []
     shallow_records: list[dict] = []
+    auto_record: dict | None = None
+    unet_model = None
     if mode != "weights":
         from ..runtime import Pipeline
 
         device = "openvino:CPU" if C.FORMAT_OPENVINO in manifest.formats else "onnx:CPU"
         pipe = Pipeline.load(manifest.root, device=device, precision="f32" if device.startswith("openvino") else None)
-        records = cal.collect_unet_inputs(pipe, prompts, samples, steps, progress=progress)
+        records = cal.collect_unet_inputs(pipe, prompts, samples, steps, progress=progress, call=call)
+        if mode == "auto":
+            unet_model, auto_record = _auto_unet(pipe, records, prompts, call, max_depth_error, check_prompts,
+                                                 check_steps or int(call.get("num_inference_steps", steps)), progress,
+                                                 accuracy_control)
         if pipe.unet_cache is not None:
             # DeepCache's graphs calibrate on the same UNet inputs; the shallow one also on the float full graph's
             # feature for each of them, what it is given at run time
@@ -113,8 +134,11 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
             bar.set_postfix_str(f"{comp} {fmt} {plan}")
             (tmp / comp).mkdir(exist_ok=True)
             writer = _write_openvino if fmt == C.FORMAT_OPENVINO else _write_onnx
-            summaries.setdefault(comp, {})[fmt] = writer(manifest.model_path(comp, fmt), tmp / comp, plan,
-                                                         shallow_records if comp == C.UNET_CACHE_SHALLOW else records)
+            summaries.setdefault(comp, {})[fmt] = writer(
+                manifest.model_path(comp, fmt), tmp / comp, plan,
+                shallow_records if comp == C.UNET_CACHE_SHALLOW else records,
+                float_groups=auto_record["float_groups"] if auto_record else list(float_groups or []),
+                chosen=unet_model if comp == C.UNET else None, smooth_quant=smooth_quant)
             plans.setdefault(comp, {})[fmt] = plan
         raw = dict(manifest.raw)
         raw["precision"] = f"int8-{mode}"
@@ -123,12 +147,16 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
                              for c in plans}
         prompts_bytes = "\n".join(prompts).encode()
         raw["quantization"] = {
-            "mode": mode, "vae": vae, "parts": plans, "int8": summaries, "source": str(manifest.root.resolve()),
+            "mode": mode, "vae": vae, "parts": plans, "float_groups": list(float_groups or []),
+            "smooth_quant_alpha": smooth_quant, "int8": summaries, "source": str(manifest.root.resolve()),
             "source_precision": manifest.precision,
             "calibration": None if mode == "weights" else {
                 "prompts_file": str(Path(prompts_file) if prompts_file else cal.DEFAULT_PROMPTS_FILE.name),
                 "prompts": len(prompts), "prompts_sha256": hashlib.sha256(prompts_bytes).hexdigest(),
-                "unet_calls": len(records), "steps_per_prompt": steps},
+                "unet_calls": len(records), "steps_per_prompt": int(call.get("num_inference_steps", steps)),
+                "speed": speed, "sampler": call.get("scheduler") or "the folder's",
+                "timesteps": sorted({int(r[C.UNET_TIMESTEP].ravel()[0]) for r in records})},
+            "auto": auto_record,
             "versions": _versions(), "seconds": round(time.perf_counter() - t0, 1)}
         from ..export.manifest import file_table
 
@@ -137,7 +165,53 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
     return raw
 
 
-def _write_openvino(src_xml: Path, folder: Path, plan: str, records: list[dict]) -> dict:
+def sensitivity_report(src: str | Path, out: str | Path, prompts_file: str | Path | None = None,
+                       samples: int = cal.DEFAULT_SAMPLES, steps: int = cal.DEFAULT_STEPS, speed: str | None = None,
+                       check_prompts: int = CHECK_PROMPTS, check_steps: int | None = None, check_seeds: int = 1,
+                       by: str = "block", progress: bool = True) -> dict:
+    """Rank the UNet's groups by the depth error each causes quantized alone (sensitivity.py); writes
+    OUT/sensitivity.json and .md."""
+    from .sensitivity import report_folder
+
+    manifest = read_manifest(src)
+    if C.FORMAT_OPENVINO not in manifest.formats:
+        raise InvalidArgumentError(f"{src} has no OpenVINO IR: the sensitivity report quantizes through NNCF's "
+                                   "OpenVINO backend")
+    if manifest.precision.startswith("int8"):
+        raise InvalidArgumentError(f"{src} is already quantized ({manifest.precision}); use the float export")
+    call = _preset_call(speed, manifest)
+    n_steps = check_steps or int(call.get("num_inference_steps", steps))
+    return report_folder(manifest.root, out, cal.read_prompts(prompts_file), samples, steps, call, check_prompts,
+                         check_seeds, n_steps, by, progress)
+
+
+def _preset_call(speed: str | None, manifest) -> dict:
+    """A speed preset's sampler and steps for calibration (None: the plain call)."""
+    if speed is None:
+        return {}
+    from ..runtime.presets import speed_settings
+
+    call, _ = speed_settings(speed, manifest)
+    return {k: v for k, v in call.items() if v is not None}
+
+
+def _auto_unet(pipe, records: list[dict], prompts: list[str], call: dict, max_depth_error: float,
+               check_prompts: int, check_steps: int, progress: bool, accuracy_control: bool):
+    """auto mode's UNet: the search in auto.py over the depth check on the first prompts."""
+    import openvino as ov
+
+    from . import auto
+    from .sensitivity import check_for
+
+    check = check_for(pipe, prompts[:check_prompts], 1, check_steps, call, progress)
+    model = ov.Core().read_model(str(pipe.unet.path))
+    chosen, record = auto.search(model, records, check, max_depth_error, use_accuracy_control=accuracy_control,
+                                 progress=progress)
+    return chosen.model, record
+
+
+def _write_openvino(src_xml: Path, folder: Path, plan: str, records: list[dict], float_groups: list[str],
+                    chosen=None, smooth_quant: float | None = None) -> dict:
     import openvino as ov
 
     from . import openvino_int8 as Q
@@ -148,17 +222,20 @@ def _write_openvino(src_xml: Path, folder: Path, plan: str, records: list[dict])
         shutil.copy2(src_xml.with_suffix(".bin"), dst.with_suffix(".bin"))
         return {"fake_quantize": 0, "int8_constants": 0, "int8_weight_values": 0}
     model = ov.Core().read_model(str(src_xml))
-    if plan == "weights":
+    if chosen is not None:
+        model = chosen
+    elif plan == "weights":
         model = Q.weights_only(model)
     elif plan == "hybrid":
         model = Q.unet_hybrid(model, records, len(records))
-    else:
-        model = Q.unet_full(model, records, len(records))
+    else:     # full; and auto's DeepCache graphs: the chosen groups float, the rest full
+        model = Q.unet_full(model, records, len(records), float_groups, smooth_quant=smooth_quant)
     ov.save_model(model, str(dst), compress_to_fp16=False)
     return Q.int8_summary(model)
 
 
-def _write_onnx(src_onnx: Path, folder: Path, plan: str, records: list[dict]) -> dict:
+def _write_onnx(src_onnx: Path, folder: Path, plan: str, records: list[dict], float_groups: list[str],
+                chosen=None, smooth_quant: float | None = None) -> dict:
     from . import onnx_int8 as Q
 
     dst = folder / C.ONNX_FILE
@@ -169,5 +246,5 @@ def _write_onnx(src_onnx: Path, folder: Path, plan: str, records: list[dict]) ->
     elif plan == "dynamic":
         Q.dynamic(src_onnx, dst)
     else:
-        Q.unet_static(src_onnx, dst, records, plan)
+        Q.unet_static(src_onnx, dst, records, "full" if plan == "auto" else plan, float_groups)
     return Q.int8_summary(dst)
