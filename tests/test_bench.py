@@ -123,6 +123,24 @@ def test_speed_presets_run_as_rows(quick):
     assert f"{100 * share:.0f} %" in md and "so they do not apply" in md     # tiny 64x64: no verdict
 
 
+def test_mixed_row_keeps_the_named_blocks_float(quick):
+    """ov-int8-mixed: the full INT8 UNet with --float-groups' blocks float (issue 23's row beside full and hybrid);
+    its folder is named by the blocks and records them, and fewer of its FLOPs run in INT8."""
+    _, first = quick
+    out, work = first.parent / "mixed", first.parent / "work"
+    rc = main(["bench", "--quick", "--variants", "ov-int8-full,ov-int8-mixed", "--float-groups",
+               "conv_in,time_embedding,down_blocks.0/attentions.0", "--out", str(out), "--work", str(work)])
+    assert rc == 0
+    r = json.loads((out / "bench.json").read_text())
+    assert r["variants"]["ov-int8-mixed"]["rounds_ok"] == 2
+    (manifest,) = work.glob("*-int8-mixed-*/manifest.json")
+    q = json.loads(manifest.read_text())["quantization"]
+    assert q["mode"] == "full" and q["float_groups"] == ["conv_in", "time_embedding", "down_blocks.0/attentions.0"]
+    fq = {name: q["int8"]["unet"]["openvino"]["fake_quantize"] for name, q in
+          (("mixed", q), ("full", json.loads(next(work.glob("*-int8-full/manifest.json")).read_text())["quantization"]))}
+    assert 0 < fq["mixed"] < fq["full"]
+
+
 def test_preset_rows_are_checked():
     names = [v.name for v in parse_variants("ov-fp32,torch", "CPU", "quality,fast")]
     assert names == ["ov-fp32", "torch", "ov-fp32:quality", "ov-fp32:fast"]   # PyTorch runs diffusers' defaults
@@ -182,6 +200,7 @@ def test_roofline_uses_the_time_weighted_peak():
     (dict(height=500), "--height must be a multiple of 8"),
     (dict(steps=0), "--steps"),
     (dict(repeat=0), "--repeat"),
+    (dict(variants="ov-int8-mixed"), "needs --float-groups"),
 ])
 def test_bad_options_are_named(kw, msg):
     with pytest.raises(InvalidArgumentError, match=msg):

@@ -15,6 +15,7 @@ Steps:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -56,6 +57,7 @@ class BenchOptions:
     checkpoint: str | None = None       # diffusers folder for the PyTorch rows when `config` is an artifact folder
     quick: bool = False
     calibration_samples: int = 8        # UNet calls recorded to calibrate the INT8 folders (latency ignores it)
+    float_groups: str | None = None     # comma-separated UNet blocks ov-int8-mixed keeps float
     timeout_s: float = 3600.0           # one variant run
 
     def validate(self) -> list[Variant]:
@@ -69,6 +71,9 @@ class BenchOptions:
         except ValueError as e:
             raise InvalidArgumentError(str(e)) from None
         _check_device_present(self.device, variants)
+        if any(v.artifacts == "int8-mixed" for v in variants) and not self.float_groups:
+            raise InvalidArgumentError("ov-int8-mixed needs --float-groups: the UNet blocks to keep float (an auto "
+                                       "folder's manifest or 'ldm3d quantize --sensitivity' names them)")
         if self.config not in RELEASE_SIZES and not Path(self.config).is_dir():
             raise InvalidArgumentError(f"--config must be one of {', '.join(RELEASE_SIZES)} or a folder (diffusers "
                                        f"checkpoint or artifact folder); {self.config!r} is neither")
@@ -175,11 +180,15 @@ def prepare(o: BenchOptions, variants: list[Variant]) -> tuple[dict[str, Path | 
         mode = v.artifacts.split("-", 1)[1]
         fmt = C.FORMAT_OPENVINO if v.engine == "openvino" else C.FORMAT_ONNX
         assert art is not None   # INT8 variants are made from the float export
-        q = work / f"{art.name}-{v.artifacts_key}"
+        groups = [g for g in (o.float_groups or "").split(",") if g] if mode == "mixed" else []
+        # a mixed folder is named by its float blocks, so another choice is not served a stale folder
+        suffix = "-" + hashlib.sha256(",".join(groups).encode()).hexdigest()[:8] if groups else ""
+        q = work / f"{art.name}-{v.artifacts_key}{suffix}"
         if not (q / C.MANIFEST_FILE).is_file():
             t0 = time.perf_counter()
-            quantize_artifacts(art, q, mode=mode, formats=[fmt], samples=o.calibration_samples,
-                               steps=min(o.calibration_samples, 8), overwrite=True)
+            quantize_artifacts(art, q, mode="full" if mode == "mixed" else mode, formats=[fmt],
+                               samples=o.calibration_samples, steps=min(o.calibration_samples, 8), overwrite=True,
+                               float_groups=groups)
             times[f"quantize_{fmt}_{mode}_s"] = time.perf_counter() - t0
         paths[v.artifacts_key] = q
     return paths, times

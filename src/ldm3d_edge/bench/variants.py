@@ -18,7 +18,7 @@ MALLOC_TUNED = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000
 class Variant:
     name: str
     engine: str                 # "torch" (diffusers), "openvino", "onnx"
-    artifacts: str              # "checkpoint", "fp32", "fp16", "int8-hybrid", "int8-full"
+    artifacts: str              # "checkpoint", "fp32", "fp16", "int8-hybrid", "int8-full", "int8-mixed"
     precision: str | None       # OpenVINO inference precision hint; torch: "f32" or "bf16" (autocast)
     float_kind: str             # arithmetic of the float layers: "fp32", "bf16" or "fp16"
     label: str
@@ -47,6 +47,8 @@ VARIANTS = {v.name: v for v in (
     Variant("ov-fp16", "openvino", "fp32", "f16", "fp16", "OpenVINO FP16", devices=("GPU",)),
     Variant("ov-int8-hybrid", "openvino", "int8-hybrid", "bf16", "bf16", "OpenVINO INT8 hybrid (rest bf16)"),
     Variant("ov-int8-full", "openvino", "int8-full", "bf16", "bf16", "OpenVINO INT8 full (rest bf16)"),
+    Variant("ov-int8-mixed", "openvino", "int8-mixed", "bf16", "bf16",
+            "OpenVINO INT8 full, sensitive blocks float (rest bf16)"),
     Variant("ov-int8-hybrid-gpu", "openvino", "int8-hybrid", "f16", "fp16", "OpenVINO INT8 hybrid (rest f16)",
             devices=("GPU",)),
     Variant("ort-fp32", "onnx", "fp32", None, "fp32", "ONNX Runtime FP32", devices=("CPU", "CUDA")),

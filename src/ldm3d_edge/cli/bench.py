@@ -44,6 +44,9 @@ def register(sub: Subparsers) -> None:
                    help="comma-separated speed presets (quality, balanced, fast): each runtime variant also runs "
                         "end to end with each, as rows '<variant>:<preset>' (their steps are the preset's); or name "
                         "such rows in --variants, e.g. ov-int8-full:fast")
+    b.add_argument("--float-groups", metavar="BLOCKS",
+                   help="comma-separated UNet blocks the ov-int8-mixed row keeps float, e.g. the 'float_groups' an "
+                        "'ldm3d quantize --mode auto' folder's manifest records, or a sensitivity report's worst")
     b.add_argument("--device", default="CPU", choices=list(DEVICES), help="default: CPU")
     b.add_argument("--repeat", type=int_arg, default=BenchOptions.repeat,
                    help=f"rounds; every variant runs once per round (default {BenchOptions.repeat})")
@@ -63,7 +66,8 @@ def run(a: argparse.Namespace) -> int:
     from ..bench.report import markdown, write_report
 
     o = BenchOptions(config=a.config, checkpoint=a.checkpoint, height=a.height, width=a.width, steps=a.steps,
-                     variants=a.variants, speeds=a.speed, device=a.device, repeat=a.repeat, quick=a.quick)
+                     variants=a.variants, speeds=a.speed, device=a.device, repeat=a.repeat, quick=a.quick,
+                     float_groups=a.float_groups)
     if a.threads:
         o.threads = a.threads
     if a.work:
