@@ -13,7 +13,7 @@ QUANTIZE_EXTRA = ("quantize", "ldm3d_edge.quantization", "ldm3d_edge.quantizatio
 
 def register(sub: Subparsers) -> None:
     from ..quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
-    from ..quantization.quantize import CHECK_PROMPTS, MODES, VAE_CHOICES
+    from ..quantization.quantize import CHECK_PROMPTS, CHECK_SEEDS, MODES, VAE_CHOICES
     from ..quantization.sensitivity import GROUPINGS
     from ..runtime.presets import SPEEDS
 
@@ -50,6 +50,8 @@ def register(sub: Subparsers) -> None:
                         "will see (default: the folder's scheduler at --steps)")
     q.add_argument("--check-prompts", type=int_arg, default=CHECK_PROMPTS,
                    help=f"auto and --sensitivity: prompts the depth check runs (default {CHECK_PROMPTS})")
+    q.add_argument("--check-seeds", type=int_arg, default=CHECK_SEEDS,
+                   help=f"auto and --sensitivity: seeds per check prompt (default {CHECK_SEEDS})")
     q.add_argument("--check-steps", type=int_arg,
                    help="auto and --sensitivity: denoising steps of the depth check (default: as calibration)")
     q.add_argument("--accuracy-control", action="store_true",
@@ -89,7 +91,8 @@ def run_quantize(a: argparse.Namespace) -> int:
     if a.sensitivity:
         r = quantization.sensitivity_report(a.artifacts, a.out, prompts_file=a.calibration_prompts,
                                             samples=a.samples, steps=a.steps, speed=a.speed,
-                                            check_prompts=a.check_prompts, check_steps=a.check_steps, by=a.by)
+                                            check_prompts=a.check_prompts, check_steps=a.check_steps,
+                                            check_seeds=a.check_seeds, by=a.by)
         print(f"wrote {a.out}/sensitivity.json and sensitivity.md; most sensitive: " +
               ", ".join(f"{g['group']} ({g['depth_absrel']:.4f})" for g in r["groups"][:3]))
         return 0
@@ -97,7 +100,8 @@ def run_quantize(a: argparse.Namespace) -> int:
                                         prompts_file=a.calibration_prompts, samples=a.samples, steps=a.steps,
                                         vae=a.vae, overwrite=a.overwrite, speed=a.speed,
                                         max_depth_error=a.max_depth_error, check_prompts=a.check_prompts,
-                                        check_steps=a.check_steps, accuracy_control=a.accuracy_control)
+                                        check_steps=a.check_steps, check_seeds=a.check_seeds,
+                                        accuracy_control=a.accuracy_control)
     q = m["quantization"]
     print(f"quantized {a.artifacts} -> {a.out} ({m['precision']}, {', '.join(m['formats'])}) in {q['seconds']:.0f}s")
     for comp, fmts in q["parts"].items():
