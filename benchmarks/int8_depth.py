@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from ldm3d_edge.bench.common import write_results
@@ -62,6 +63,18 @@ def int8_share(folder: Path) -> float | None:
     return kernel_precisions(pipe.unet.compiled(m.height, m.width).native)["int8_flop_share"]
 
 
+def _cpu() -> str:
+    """The CPU's model name and whether it has the instructions INT8 and BF16 speed depend on."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    have = [f for f in ("avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{name}, {os.cpu_count()} logical cores, " + (", ".join(have) if have else "no VNNI / BF16 / AMX")
+
+
 def markdown(rows: dict, report: dict, samples: int, steps: int) -> str:
     lines = ["# INT8 that keeps the depth: configurations on the embedded model (128x128)", "",
              f"Each configuration vs FP32 on the same backend: {samples} samples (16 held-out quality prompts x "
@@ -82,10 +95,12 @@ def markdown(rows: dict, report: dict, samples: int, steps: int) -> str:
         met = a["depth_absrel"] <= BOUND and a["adherence_drop_points"] <= 1.0
         lines += ["", f"Bar (issue 23, {a['label']}, >= 64 samples): depth AbsRel <= {BOUND} and adherence drop "
                       f"<= 1 point: {'met' if met else 'NOT met'} (AbsRel {a['depth_absrel']:.4f}, adherence "
-                      f"{-a['adherence_drop_points']:+.1f} points). It chose {a['auto']['chosen']!r}"
+                      f"{0.0 - a['adherence_drop_points'] + 0.0:+.1f} points). It chose {a['auto']['chosen']!r}"
                       + (f", float: {', '.join(a['auto']['float_groups'])}" if a["auto"]["float_groups"] else "")
                       + f"; its own check ({a['auto']['validation']['prompts']} prompts x "
                         f"{a['auto']['validation']['seeds']} seeds) read {a['auto']['depth_absrel']:.4f}."]
+    lines += ["", f"Machine: {_cpu()}. No BF16 row: quality, not speed, is measured here, and on a CPU without "
+                  "BF16 OpenVINO runs the bf16 hint in f32 (docs/quantization.md has BF16's cost, 0.017)."]
     lines += ["", "Sensitivity (each UNet block quantized alone, the rest float; calibration prompts), worst first: "
                   + ", ".join(f"{g['group']} {g['depth_absrel']:.4f}" for g in report["groups"][:8]) + "."]
     return "\n".join(lines) + "\n"
