@@ -104,6 +104,7 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
     shallow_records: list[dict] = []
     auto_record: dict | None = None
     unet_model = None
+    kept_float = list(float_groups or [])
     if mode != "weights":
         from ..runtime import Pipeline
 
@@ -114,6 +115,7 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
             n_steps = check_steps or int(call.get("num_inference_steps", steps))
             unet_model, auto_record = _auto_unet(pipe, records, prompts, call, max_depth_error, check_prompts,
                                                  check_seeds, n_steps, progress, accuracy_control)
+            kept_float = auto_record["float_groups"]
         if pipe.unet_cache is not None:
             # DeepCache's graphs calibrate on the same UNet inputs; the shallow one also on the float full graph's
             # feature for each of them, what it is given at run time
@@ -139,7 +141,7 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
             summaries.setdefault(comp, {})[fmt] = writer(
                 manifest.model_path(comp, fmt), tmp / comp, plan,
                 shallow_records if comp == C.UNET_CACHE_SHALLOW else records,
-                float_groups=auto_record["float_groups"] if auto_record else list(float_groups or []),
+                float_groups=kept_float,
                 chosen=unet_model if comp == C.UNET else None, smooth_quant=smooth_quant)
             plans.setdefault(comp, {})[fmt] = plan
         raw = dict(manifest.raw)
@@ -149,7 +151,7 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
                              for c in plans}
         prompts_bytes = "\n".join(prompts).encode()
         raw["quantization"] = {
-            "mode": mode, "vae": vae, "parts": plans, "float_groups": list(float_groups or []),
+            "mode": mode, "vae": vae, "parts": plans, "float_groups": kept_float,
             "smooth_quant_alpha": smooth_quant, "int8": summaries, "source": str(manifest.root.resolve()),
             "source_precision": manifest.precision,
             "calibration": None if mode == "weights" else {
