@@ -73,7 +73,7 @@ def test_sensitivity_ranks_a_broken_layer_first(float_pipe):
 def test_sensitivity_cli_writes_a_ranked_report(tiny4, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["quantize", str(tiny4[1]), str(out), "--sensitivity", "--by", "type", "--samples", "8",
-                 "--steps", "4", "--check-prompts", "2"]) == 0
+                 "--steps", "4", "--check-prompts", "2", "--check-seeds", "1"]) == 0
     r = json.loads((out / "sensitivity.json").read_text())
     values = [g["depth_absrel"] for g in r["groups"]]
     assert r["by"] == "type" and values == sorted(values, reverse=True) and len(values) >= 5
@@ -88,7 +88,7 @@ def test_auto_meets_a_loose_bound_and_records_its_choice(tiny4, tmp_path):
 
     out = tmp_path / "auto"
     quantize_artifacts(tiny4[1], out, mode="auto", max_depth_error=0.5, samples=8, steps=4, check_prompts=2,
-                       speed="balanced", progress=False)
+                       check_seeds=1, speed="balanced", progress=False)
     m = read_manifest(out)
     q = m.raw["quantization"]
     au = q["auto"]
@@ -108,7 +108,8 @@ def test_auto_meets_a_loose_bound_and_records_its_choice(tiny4, tmp_path):
 def test_auto_refuses_a_bound_it_cannot_meet(tiny4, tmp_path, capsys):
     out = tmp_path / "never"
     code = main(["quantize", str(tiny4[1]), str(out), "--mode", "auto", "--max-depth-error", "1e-9",
-                 "--samples", "8", "--steps", "2", "--check-prompts", "1", "--format", "openvino"])
+                 "--samples", "8", "--steps", "2", "--check-prompts", "1", "--check-seeds", "1",
+                 "--format", "openvino"])
     err = capsys.readouterr().err
     assert code == 2 and "no INT8 configuration keeps the mean depth AbsRel within 1e-09" in err
     assert "Traceback" not in err and not out.exists()
