@@ -104,6 +104,7 @@ def search(model: Any, records: list[dict], check: S.DepthCheck, max_depth_error
         rest = order[k:]
         trial = S.keep_only(full.model, rest, by)
         quick = judge(f"full with the top {k} groups' quantizers bypassed", trial, check, order[:k])
+        record.setdefault("probes", []).append(quick.row())
         if quick.depth_absrel > max_depth_error:
             continue
         mixed = Q.unet_full(model, records, len(records), order[:k], by)
@@ -117,8 +118,9 @@ def search(model: Any, records: list[dict], check: S.DepthCheck, max_depth_error
             met.append(c)
     if met:
         return done(max(met, key=lambda c: c.int8_flop_share))
-    for name, build in (("hybrid", lambda: Q.unet_hybrid(model, records, len(records))),
-                        ("weights", lambda: Q.weights_only(model))):
+    # on copies: NNCF's weight compression may change the model it is given, which the next candidate reads
+    for name, build in (("hybrid", lambda: Q.unet_hybrid(model.clone(), records, len(records))),
+                        ("weights", lambda: Q.weights_only(model.clone()))):
         c = attempt(judge(name, build(), check))
         if c.depth_absrel <= max_depth_error:
             return done(c)
