@@ -58,7 +58,7 @@ def test_sensitivity_ranks_a_broken_layer_first(float_pipe):
     quantized = Q.unet_full(ov.Core().read_model(str(float_pipe.unet.path)), records, len(records))
     groups = S.quantizers(quantized)
     assert {"conv_in", "conv_out"} <= set(groups) and len(groups) >= 6
-    check = S.DepthCheck(float_pipe, PROMPTS, 1, 4, progress=False)
+    check = S.DepthCheck(float_pipe, PROMPTS, 1, 4)
     honest = S.rank(quantized, check, progress=False)
     victim = honest["groups"][-1]["group"]            # the least sensitive group, broken on purpose
     report = S.rank(_break(quantized, victim), check, progress=False)

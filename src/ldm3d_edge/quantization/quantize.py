@@ -97,7 +97,7 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
         raise InvalidArgumentError("--mode auto judges candidates through OpenVINO: quantize a folder with the "
                                    "OpenVINO IR (ONNX then gets the same float layers)")
     prompts = cal.read_prompts(prompts_file)
-    call = _preset_call(speed, manifest)
+    call, steps = _preset_call(speed, manifest, steps)
     t0 = time.perf_counter()
 
     records: list[dict] = []
@@ -112,9 +112,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
         pipe = Pipeline.load(manifest.root, device=device, precision="f32" if device.startswith("openvino") else None)
         records = cal.collect_unet_inputs(pipe, prompts, samples, steps, progress=progress, call=call)
         if mode == "auto":
-            n_steps = check_steps or int(call.get("num_inference_steps", steps))
             unet_model, auto_record = _auto_unet(pipe, records, prompts, call, max_depth_error, check_prompts,
-                                                 check_seeds, n_steps, progress, accuracy_control)
+                                                 check_seeds, check_steps or steps, progress, accuracy_control)
             kept_float = auto_record["float_groups"]
         if pipe.unet_cache is not None:
             # DeepCache's graphs calibrate on the same UNet inputs; the shallow one also on the float full graph's
@@ -157,7 +156,7 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
             "calibration": None if mode == "weights" else {
                 "prompts_file": str(Path(prompts_file) if prompts_file else cal.DEFAULT_PROMPTS_FILE.name),
                 "prompts": len(prompts), "prompts_sha256": hashlib.sha256(prompts_bytes).hexdigest(),
-                "unet_calls": len(records), "steps_per_prompt": int(call.get("num_inference_steps", steps)),
+                "unet_calls": len(records), "steps_per_prompt": steps,
                 "speed": speed, "sampler": call.get("scheduler") or "the folder's",
                 "timesteps": sorted({int(r[C.UNET_TIMESTEP].ravel()[0]) for r in records})},
             "auto": auto_record,
@@ -183,20 +182,21 @@ def sensitivity_report(src: str | Path, out: str | Path, prompts_file: str | Pat
                                    "OpenVINO backend")
     if manifest.precision.startswith("int8"):
         raise InvalidArgumentError(f"{src} is already quantized ({manifest.precision}); use the float export")
-    call = _preset_call(speed, manifest)
-    n_steps = check_steps or int(call.get("num_inference_steps", steps))
+    call, steps = _preset_call(speed, manifest, steps)
     return report_folder(manifest.root, out, cal.read_prompts(prompts_file), samples, steps, call, check_prompts,
-                         check_seeds, n_steps, by, progress)
+                         check_seeds, check_steps or steps, by, progress)
 
 
-def _preset_call(speed: str | None, manifest) -> dict:
-    """A speed preset's sampler and steps for calibration (None: the plain call)."""
+def _preset_call(speed: str | None, manifest, steps: int) -> tuple[dict, int]:
+    """A speed preset's Pipeline.__call__ arguments for calibration, and the steps per prompt: the preset's
+    (None: the plain call at `steps`)."""
     if speed is None:
-        return {}
+        return {}, steps
     from ..runtime.presets import speed_settings
 
     call, _ = speed_settings(speed, manifest)
-    return {k: v for k, v in call.items() if v is not None}
+    call = {k: v for k, v in call.items() if v is not None}
+    return call, int(call.get("num_inference_steps", steps))
 
 
 def _auto_unet(pipe, records: list[dict], prompts: list[str], call: dict, max_depth_error: float,
@@ -207,7 +207,7 @@ def _auto_unet(pipe, records: list[dict], prompts: list[str], call: dict, max_de
     from . import auto
     from .sensitivity import check_for
 
-    check = check_for(pipe, prompts[:check_prompts], check_seeds, check_steps, call, progress)
+    check = check_for(pipe, prompts[:check_prompts], check_seeds, check_steps, call)
     model = ov.Core().read_model(str(pipe.unet.path))
     chosen, record = auto.search(model, records, check, max_depth_error, use_accuracy_control=accuracy_control,
                                  progress=progress)

@@ -14,7 +14,7 @@ set of prompts x seeds with the same initial latents as the float reference.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,7 +124,6 @@ class DepthCheck:
     steps: int = 20
     guidance: float = 5.0
     call: dict = field(default_factory=dict)       # further Pipeline.__call__ arguments (a speed preset's)
-    progress: bool = True
 
     def __post_init__(self) -> None:
         if not self.prompts or self.seeds < 1:
@@ -154,29 +153,27 @@ class DepthCheck:
                 "per_sample": [float(a) for a in absrel]}
 
 
-def check_for(pipe: Any, prompts: list[str], seeds: int, steps: int, call: dict, progress: bool = True) -> DepthCheck:
+def check_for(pipe: Any, prompts: list[str], seeds: int, steps: int, call: dict) -> DepthCheck:
     """The depth check for a speed preset's call: its sampler, at `steps`. Its guidance cut-off is left out: the
     candidate is swapped in at the CFG batch, and the cut-off's batch-1 steps would run the float graph."""
     judged = {k: v for k, v in call.items() if k not in ("guidance_cutoff", "num_inference_steps")}
-    return DepthCheck(pipe, prompts, seeds, steps, call=judged, progress=progress)
+    return DepthCheck(pipe, prompts, seeds, steps, call=judged)
 
 
-def rank(quantized: Any, check: DepthCheck, by: str = "block", progress: bool = True,
-         compile_fn: Callable[[Any], Any] | None = None) -> dict:
+def rank(quantized: Any, check: DepthCheck, by: str = "block", progress: bool = True) -> dict:
     """Quantize one group at a time (the others float) and measure each; groups ranked by depth AbsRel, worst
     first. Also the all-quantized model's errors, for scale."""
     from ..runtime.backends.openvino_backend import compile_in_memory
 
-    compile_fn = compile_fn or compile_in_memory
     t0 = time.perf_counter()
     groups = quantizers(quantized, by)
     rows = []
     for group in tqdm(sorted(groups), desc="sensitivity", unit="group", disable=not progress):
-        r = check.score(compile_fn(keep_only(quantized, [group], by)))
+        r = check.score(compile_in_memory(keep_only(quantized, [group], by)))
         rows.append({"group": group, "quantizers": len(groups[group]),
                      "layers": len(layers(quantized, [group], by)), **{k: r[k] for k in r if k != "per_sample"}})
     rows.sort(key=lambda r: -r["depth_absrel"])
-    everything = check.score(compile_fn(quantized))
+    everything = check.score(compile_in_memory(quantized))
     return {"by": by, "groups": rows, "all_quantized": {k: everything[k] for k in everything if k != "per_sample"},
             "samples": len(check.jobs), "steps": check.steps, "guidance": check.guidance,
             "seconds": time.perf_counter() - t0}
@@ -213,7 +210,7 @@ def report_folder(src, out, prompts: list[str], samples: int, steps: int, call: 
 
     pipe = Pipeline.load(src, device="openvino:CPU", precision="f32")
     records = cal.collect_unet_inputs(pipe, prompts, samples, steps, progress=progress, call=call)
-    check = check_for(pipe, prompts[:check_prompts], check_seeds, check_steps, call, progress)
+    check = check_for(pipe, prompts[:check_prompts], check_seeds, check_steps, call)
     quantized = Q.unet_full(ov.Core().read_model(str(pipe.unet.path)), records, len(records))
     report = {"source": str(Path(src).resolve()), "calibration": {"unet_calls": len(records), "call": call},
               **rank(quantized, check, by, progress=progress)}
