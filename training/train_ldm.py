@@ -167,6 +167,9 @@ def main(argv=None) -> int:
                          "the long panorama captions the model was trained on")
     ap.add_argument("--unit-latents", action=argparse.BooleanOptionalAction, default=True,
                     help="fold a per-channel shift and scale into the VAE so latents have zero mean, unit std")
+    ap.add_argument("--freeze-unet", action="store_true",
+                    help="train the text encoder alone: the UNet (and so what the long captions it was trained on "
+                         "draw) stays as it is, and only how the prompts are read can change")
     # measured on the 2-core AMX VM: this small UNet trains faster in fp32 (1.47 s) than bf16 autocast (1.65 s)
     # per batch of 64
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False)
@@ -207,7 +210,8 @@ def main(argv=None) -> int:
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     unet = UNet2DConditionModel(**UNET_CONFIG)
-    params = list(text.parameters()) + list(unet.parameters())
+    params = list(text.parameters()) + ([] if a.freeze_unet else list(unet.parameters()))
+    unet.requires_grad_(not a.freeze_unet)
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-2)
     ema_text, ema_unet = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG)
     ema_text.load_state_dict(text.state_dict())
@@ -230,7 +234,7 @@ def main(argv=None) -> int:
         step = ck["step"]
         gen.set_state(ck["gen"])
         print(f"resumed at step {step}")
-    ema_params = list(ema_text.parameters()) + list(ema_unet.parameters())
+    ema_params = list(ema_text.parameters()) + ([] if a.freeze_unet else list(ema_unet.parameters()))
     timer = Timer()
     bar = tqdm(total=a.steps, initial=step, desc="ldm", unit="step")
     text.train()
