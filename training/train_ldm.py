@@ -170,6 +170,10 @@ def main(argv=None) -> int:
     ap.add_argument("--freeze-unet", action="store_true",
                     help="train the text encoder alone: the UNet (and so what the long captions it was trained on "
                          "draw) stays as it is, and only how the prompts are read can change")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="weight of a second target: the --init model's own noise prediction for the image's long "
+                         "caption (short captions learn to mean what the long one means to it, long captions keep "
+                         "it); 0: the true noise alone")
     # measured on the 2-core AMX VM: this small UNet trains faster in fp32 (1.47 s) than bf16 autocast (1.65 s)
     # per batch of 64
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False)
@@ -222,6 +226,15 @@ def main(argv=None) -> int:
         for model, key in ((text, "ema_text"), (unet, "ema_unet"), (ema_text, "ema_text"), (ema_unet, "ema_unet")):
             model.load_state_dict(init[key])
         print(f"initialised from {a.init} (step {init['step']})")
+    teacher = None
+    if a.distill > 0:
+        if not a.init:
+            raise SystemExit("--distill needs --init: the model whose predictions are the target")
+        init = init_state(Path(a.init))
+        teacher = (CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG))
+        for model, key in zip(teacher, ("ema_text", "ema_unet")):
+            model.load_state_dict(init[key])
+            model.requires_grad_(False).eval()
     if max(a.short_captions, a.short_captions_pano or 0.0) > 0 and any(s.get("scene") is None for s in sets):
         raise SystemExit(f"--short-captions needs scene records: render {a.data} again with training.dataset")
     ck = load_checkpoint(run / "checkpoint.pt")
@@ -257,6 +270,8 @@ def main(argv=None) -> int:
             ids = s["ids"][idx].clone()
         drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
         ids[drop] = empty_ids
+        long_ids = s["ids"][idx].clone()
+        long_ids[drop] = empty_ids
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (a.batch,), generator=gen)
         zt = noise_sched.add_noise(z, noise, t)
@@ -264,6 +279,10 @@ def main(argv=None) -> int:
             hidden = text(ids)[0]
             pred = unet(zt, t, encoder_hidden_states=hidden).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        if teacher is not None:
+            with torch.no_grad():
+                target = teacher[1](zt, t, encoder_hidden_states=teacher[0](long_ids)[0]).sample
+            loss = (1 - a.distill) * loss + a.distill * torch.nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
