@@ -178,6 +178,8 @@ def main(argv=None) -> int:
     # per batch of 64
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False)
     a = ap.parse_args(argv)
+    if not 0.0 <= a.distill <= 1.0:
+        ap.error(f"--distill is a weight from 0 to 1, got {a.distill}")
     run = Path(a.run)
     seed_everything(a.seed)
     tokenizer = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
