@@ -272,8 +272,6 @@ def main(argv=None) -> int:
             ids = s["ids"][idx].clone()
         drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
         ids[drop] = empty_ids
-        long_ids = s["ids"][idx].clone()
-        long_ids[drop] = empty_ids
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (a.batch,), generator=gen)
         zt = noise_sched.add_noise(z, noise, t)
@@ -282,6 +280,8 @@ def main(argv=None) -> int:
             pred = unet(zt, t, encoder_hidden_states=hidden).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise)
         if teacher is not None:
+            long_ids = s["ids"][idx].clone()
+            long_ids[drop] = empty_ids
             with torch.no_grad():
                 target = teacher[1](zt, t, encoder_hidden_states=teacher[0](long_ids)[0]).sample
             loss = (1 - a.distill) * loss + a.distill * torch.nn.functional.mse_loss(pred.float(), target)
