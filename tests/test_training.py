@@ -147,3 +147,18 @@ def test_ldm_fine_tune_from_a_pipeline_with_short_captions_keeps_the_vae(data, t
     assert all(np.array_equal(a[k], b[k]) for k in a)
     a, b = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, out))
     assert any(not np.array_equal(a[k], b[k]) for k in a), "the fine-tune changed nothing"
+
+
+def test_plain_walls_leaves_out_exactly_the_coloured_walls(tmp_path):
+    """--plain-walls: every item (image, then its mirror) whose rendered scene has a coloured wall is left out, and
+    only those; checked on scenes rendered with every wall coloured."""
+    from training.train_ldm import plain_wall_items
+
+    path = tmp_path / "train-16.npz"
+    dataset.render_split(path, list(range(50, 62)), 16, False, 1, wall_colours=1.0)
+    scenes = [str(r) for r in dataset.load_split(path)["scene"]]
+    walls = [json.loads(r)["wall"] for r in scenes]
+    assert {"sky"} < set(walls) and not set(walls) & {"white", "grey"}, walls   # both kinds to tell apart
+    keep = plain_wall_items(scenes, 2 * len(scenes))
+    assert keep.tolist() == [i for i in range(2 * len(scenes)) if walls[i % len(scenes)] == "sky"]
+    assert 0 < len(keep) < 2 * len(scenes)

@@ -25,6 +25,7 @@ import numpy as np
 from .captions import variant
 from .common import Timer, load_checkpoint, rgbd_tensor, save_checkpoint, seed_everything
 from .dataset import load_split, train_paths
+from .scenes import WALLS
 
 TEXT_CONFIG = dict(vocab_size=49408, hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                    num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
@@ -39,6 +40,12 @@ UNCOND_PROB = 0.1       # caption dropped to "" this often, for classifier-free 
 
 def flip_caption(c: str) -> str:
     return c.replace(" left", " \0").replace(" right", " left").replace(" \0", " right")
+
+
+def plain_wall_items(scenes: list[str], n: int) -> np.ndarray:
+    """The items (of n: each image, then its mirror) whose scene record has a plain wall or the sky."""
+    plain = np.array([json.loads(r)["wall"] in WALLS for r in scenes])
+    return np.nonzero(plain[np.arange(n) % len(scenes)])[0]
 
 
 def cpu_has_bf16() -> bool:
@@ -174,6 +181,9 @@ def main(argv=None) -> int:
                     help="weight of a second target: the --init model's own noise prediction for the image's long "
                          "caption (short captions learn to mean what the long one means to it, long captions keep "
                          "it); 0: the true noise alone")
+    ap.add_argument("--plain-walls", action="store_true",
+                    help="leave out the images whose wall is coloured (data version 2): the VAE reconstructs coloured "
+                         "walls grey, so their latents teach the UNet a wall colour it cannot show")
     # measured on the 2-core AMX VM: this small UNet trains faster in fp32 (1.47 s) than bf16 autocast (1.65 s)
     # per batch of 64
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False)
@@ -212,6 +222,14 @@ def main(argv=None) -> int:
         sets = [dict(s, mean=gain.view(1, -1, 1, 1) * (s["mean"] - m.view(1, -1, 1, 1)),
                      std=gain.view(1, -1, 1, 1) * s["std"]) for s in sets]
         scale = vae.config.scaling_factor
+    for s in sets:      # which images a batch may draw
+        n = len(s["mean"])
+        s["pool"] = torch.arange(n)
+        if a.plain_walls:
+            if s.get("scene") is None:
+                raise SystemExit(f"--plain-walls needs scene records: render {a.data} again with training.dataset")
+            s["pool"] = torch.from_numpy(plain_wall_items(s["scene"], n))
+            print(f"--plain-walls: {len(s['pool'])} of {n} images")
     empty_ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
@@ -259,7 +277,7 @@ def main(argv=None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr
         s = sets[1] if step % a.pano_every == a.pano_every - 1 else sets[0]
-        idx = torch.randint(0, len(s["mean"]), (a.batch,), generator=gen)
+        idx = s["pool"][torch.randint(0, len(s["pool"]), (a.batch,), generator=gen)]
         z = (s["mean"][idx] + s["std"][idx] * torch.randn(s["mean"][idx].shape, generator=gen)) * scale
         share = a.short_captions if s is sets[0] or a.short_captions_pano is None else a.short_captions_pano
         if share > 0:      # a fresh true variant per item, reproducible from (seed, step)
