@@ -222,14 +222,6 @@ def main(argv=None) -> int:
         sets = [dict(s, mean=gain.view(1, -1, 1, 1) * (s["mean"] - m.view(1, -1, 1, 1)),
                      std=gain.view(1, -1, 1, 1) * s["std"]) for s in sets]
         scale = vae.config.scaling_factor
-    for s in sets:      # which images a batch may draw
-        n = len(s["mean"])
-        s["pool"] = torch.arange(n)
-        if a.plain_walls:
-            if s.get("scene") is None:
-                raise SystemExit(f"--plain-walls needs scene records: render {a.data} again with training.dataset")
-            s["pool"] = torch.from_numpy(plain_wall_items(s["scene"], n))
-            print(f"--plain-walls: {len(s['pool'])} of {n} images")
     empty_ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
@@ -241,6 +233,7 @@ def main(argv=None) -> int:
     ema_text.load_state_dict(text.state_dict())
     ema_unet.load_state_dict(unet.state_dict())
     step, gen = 0, torch.Generator().manual_seed(a.seed)
+    init = None     # the --init model's weights, read once: the start point and the distillation's teacher
     if a.init and not (run / "checkpoint.pt").is_file():
         init = init_state(Path(a.init))
         for model, key in ((text, "ema_text"), (unet, "ema_unet"), (ema_text, "ema_text"), (ema_unet, "ema_unet")):
@@ -250,13 +243,20 @@ def main(argv=None) -> int:
     if a.distill > 0:
         if not a.init:
             raise SystemExit("--distill needs --init: the model whose predictions are the target")
-        init = init_state(Path(a.init))
+        init = init or init_state(Path(a.init))
         teacher = (CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG))
         for model, key in zip(teacher, ("ema_text", "ema_unet")):
             model.load_state_dict(init[key])
             model.requires_grad_(False).eval()
-    if max(a.short_captions, a.short_captions_pano or 0.0) > 0 and any(s.get("scene") is None for s in sets):
-        raise SystemExit(f"--short-captions needs scene records: render {a.data} again with training.dataset")
+    if (max(a.short_captions, a.short_captions_pano or 0.0) > 0 or a.plain_walls) \
+            and any(s.get("scene") is None for s in sets):
+        raise SystemExit(f"--short-captions and --plain-walls need scene records: render {a.data} again with "
+                         "training.dataset")
+    for s in sets:      # which images a batch may draw
+        n = len(s["mean"])
+        s["pool"] = torch.from_numpy(plain_wall_items(s["scene"], n)) if a.plain_walls else torch.arange(n)
+        if a.plain_walls:
+            print(f"--plain-walls: {len(s['pool'])} of {n} images")
     ck = load_checkpoint(run / "checkpoint.pt")
     if ck:
         text.load_state_dict(ck["text"])
