@@ -222,6 +222,16 @@ def main(argv=None) -> int:
         sets = [dict(s, mean=gain.view(1, -1, 1, 1) * (s["mean"] - m.view(1, -1, 1, 1)),
                      std=gain.view(1, -1, 1, 1) * s["std"]) for s in sets]
         scale = vae.config.scaling_factor
+    # checked before the models are built and --init is read: bad data fails at once
+    if (max(a.short_captions, a.short_captions_pano or 0.0) > 0 or a.plain_walls) \
+            and any(s.get("scene") is None for s in sets):
+        raise SystemExit(f"--short-captions and --plain-walls need scene records: render {a.data} again with "
+                         "training.dataset")
+    for s in sets:      # which images a batch may draw
+        n = len(s["mean"])
+        s["pool"] = torch.from_numpy(plain_wall_items(s["scene"], n)) if a.plain_walls else torch.arange(n)
+        if a.plain_walls:
+            print(f"--plain-walls: {len(s['pool'])} of {n} images")
     empty_ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
@@ -248,15 +258,6 @@ def main(argv=None) -> int:
         for model, key in zip(teacher, ("ema_text", "ema_unet")):
             model.load_state_dict(init[key])
             model.requires_grad_(False).eval()
-    if (max(a.short_captions, a.short_captions_pano or 0.0) > 0 or a.plain_walls) \
-            and any(s.get("scene") is None for s in sets):
-        raise SystemExit(f"--short-captions and --plain-walls need scene records: render {a.data} again with "
-                         "training.dataset")
-    for s in sets:      # which images a batch may draw
-        n = len(s["mean"])
-        s["pool"] = torch.from_numpy(plain_wall_items(s["scene"], n)) if a.plain_walls else torch.arange(n)
-        if a.plain_walls:
-            print(f"--plain-walls: {len(s['pool'])} of {n} images")
     ck = load_checkpoint(run / "checkpoint.pt")
     if ck:
         text.load_state_dict(ck["text"])
