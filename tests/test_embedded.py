@@ -133,6 +133,8 @@ def test_the_shipped_ir_computes_what_a_fresh_fp32_export_computes(tmp_path):
             assert a.rgb.shape == b.rgb.shape == (h, w, 3)
             worst[name, sched] = (float(np.abs(a.rgb_float - b.rgb_float).max()),
                                   float(np.abs(a.depth - b.depth).max()))
-    # measured 0.0 everywhere: the weights float16 holds exactly are the checkpoint's own (writers.store_exact_fp16).
-    # OpenVINO's plain compress_to_fp16 gave up to 0.18 here (it rounds the timestep frequencies too)
-    assert max(max(v) for v in worst.values()) <= 1e-5, worst
+    # the weights float16 holds exactly are the checkpoint's own (writers.store_exact_fp16): 0.0 everywhere on the
+    # AVX2 VM; on the AVX-512/AMX VM OpenVINO picks other kernels for the float16-stored weights than for float32
+    # ones, and 12 panorama steps drift up to 1.7e-4 (2026-12-03). OpenVINO's plain compress_to_fp16 gave up to
+    # 0.18 here (it rounds the timestep frequencies too)
+    assert max(max(v) for v in worst.values()) <= 1e-3, worst
