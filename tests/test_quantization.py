@@ -187,3 +187,48 @@ def test_compiled_kernels_really_run_int8(int8, tiny4):
     assert 0.1 < hybrid["int8_flop_share"] < 0.9 and "Convolution:f32" in hybrid["layers"]
     assert full["int8_flop_share"] > 0.95
     assert sum(hybrid["gflops_by_precision"].values()) == pytest.approx(sum(full["gflops_by_precision"].values()))
+
+
+def test_a_model_calibrates_on_its_own_prompts(tiny4, tmp_path):
+    """A checkpoint's calibration_prompts.txt travels through export and quantize, which calibrates on it unless
+    told otherwise; the manifest says which prompts were used."""
+    import hashlib
+    import shutil
+
+    from ldm3d_edge.export import export_pipeline
+    from ldm3d_edge.quantization import quantize_artifacts
+    from ldm3d_edge.quantization.calibration import DEFAULT_PROMPTS_FILE, read_prompts
+
+    ckpt = tmp_path / "checkpoint"
+    shutil.copytree(tiny4[0], ckpt)
+    own = ["a red cube on a grey floor", "a blue sphere before a white wall", "a green cone"]
+    (ckpt / "calibration_prompts.txt").write_text("# this model's scenes\n" + "\n".join(own) + "\n")
+    art = export_pipeline(ckpt, tmp_path / "art", fmt="openvino", progress=False)
+    assert (tmp_path / "art" / "calibration_prompts.txt").read_text() == (ckpt / "calibration_prompts.txt").read_text()
+    assert "calibration_prompts.txt" in art["files"]
+
+    def calibration(out):
+        return read_manifest(out).raw["quantization"]["calibration"]
+
+    quantize_artifacts(tmp_path / "art", tmp_path / "own", mode="hybrid", samples=4, steps=2, progress=False)
+    c = calibration(tmp_path / "own")
+    assert c["prompts"] == 3 and c["prompts_file"].endswith("calibration_prompts.txt")
+    assert c["prompts_sha256"] == hashlib.sha256("\n".join(own).encode()).hexdigest()
+    assert (tmp_path / "own" / "calibration_prompts.txt").is_file()   # so the INT8 folder can be re-quantized alike
+
+    quantize_artifacts(tmp_path / "art", tmp_path / "general", mode="hybrid", samples=4, steps=2, progress=False,
+                       prompts_file=DEFAULT_PROMPTS_FILE)
+    general = read_prompts(DEFAULT_PROMPTS_FILE)
+    assert calibration(tmp_path / "general")["prompts"] == len(general) != 3
+
+
+def test_the_embedded_model_ships_its_scene_captions():
+    from ldm3d_edge.embedded import default_model_dir, shipped_artifacts
+    from ldm3d_edge.quantization.calibration import model_prompts_file, read_prompts
+
+    for folder in (default_model_dir(), shipped_artifacts()):
+        assert folder is not None
+        prompts = read_prompts(model_prompts_file(folder))
+        assert len(prompts) >= 10 and all(" floor " in p for p in prompts)   # its scene captions
+    checked = set(read_prompts(quality.DEFAULT_PROMPTS_FILE))
+    assert not checked & set(prompts)   # calibration and the quality check never share a prompt

@@ -34,7 +34,8 @@ def register(sub: Subparsers) -> None:
     q.add_argument("out", help="INT8 artifact folder to create")
     q.add_argument("--mode", default="hybrid", choices=MODES, help="default: hybrid")
     q.add_argument("--calibration-prompts", metavar="FILE",
-                   help="one prompt per line (default: a shipped list of 12 scene and photo prompts)")
+                   help="one prompt per line (default: the folder's own calibration_prompts.txt, which export "
+                        "copies from the checkpoint, else a shipped list of 12 scene and photo prompts)")
     q.add_argument("--samples", type=int_arg, default=DEFAULT_SAMPLES,
                    help=f"UNet calls recorded for calibration (default {DEFAULT_SAMPLES})")
     q.add_argument("--steps", type=int_arg, default=DEFAULT_STEPS,

@@ -96,6 +96,7 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
     if mode == "auto" and C.FORMAT_OPENVINO not in formats:
         raise InvalidArgumentError("--mode auto judges candidates through OpenVINO: quantize a folder with the "
                                    "OpenVINO IR (ONNX then gets the same float layers)")
+    prompts_file = prompts_file or cal.model_prompts_file(manifest.root)
     prompts = cal.read_prompts(prompts_file)
     call, steps = _preset_call(speed, manifest, steps)
     t0 = time.perf_counter()
@@ -129,6 +130,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
     with atomic_folder(out) as tmp:
         for name in (C.TOKENIZER_DIR, C.SCHEDULER_DIR):
             shutil.copytree(manifest.root / name, tmp / name)
+        if (manifest.root / C.CALIBRATION_PROMPTS_FILE).is_file():
+            shutil.copy2(manifest.root / C.CALIBRATION_PROMPTS_FILE, tmp / C.CALIBRATION_PROMPTS_FILE)
         jobs = [(comp, fmt) for comp in manifest.components for fmt in formats
                 if fmt in manifest.components[comp].formats]
         bar = tqdm(jobs, desc="quantize", unit="part", disable=not progress)
@@ -183,7 +186,8 @@ def sensitivity_report(src: str | Path, out: str | Path, prompts_file: str | Pat
     if manifest.precision.startswith("int8"):
         raise InvalidArgumentError(f"{src} is already quantized ({manifest.precision}); use the float export")
     call, steps = _preset_call(speed, manifest, steps)
-    return report_folder(manifest.root, out, cal.read_prompts(prompts_file), samples, steps, call, check_prompts,
+    prompts = cal.read_prompts(prompts_file or cal.model_prompts_file(manifest.root))
+    return report_folder(manifest.root, out, prompts, samples, steps, call, check_prompts,
                          check_seeds, check_steps or steps, by, progress)
 
 

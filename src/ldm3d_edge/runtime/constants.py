@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 
 MANIFEST_FILE = "manifest.json"
+# a model's own INT8 calibration prompts, one a line: export copies it from the checkpoint into the artifacts,
+# where `ldm3d quantize` takes it in place of its general list
+CALIBRATION_PROMPTS_FILE = "calibration_prompts.txt"
 MANIFEST_FORMAT_VERSION = 1
 
 TEXT_ENCODER = "text_encoder"
