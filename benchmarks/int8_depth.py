@@ -101,8 +101,9 @@ def markdown(rows: dict, report: dict, samples: int, steps: int) -> str:
                       + (f", float: {', '.join(a['auto']['float_groups'])}" if a["auto"]["float_groups"] else "")
                       + f"; its own check ({a['auto']['validation']['prompts']} prompts x "
                         f"{a['auto']['validation']['seeds']} seeds) read {a['auto']['depth_absrel']:.4f}."]
-    lines += ["", f"Machine: {_cpu()}. No BF16 row: quality, not speed, is measured here, and on a CPU without "
-                  "BF16 OpenVINO runs the bf16 hint in f32 (docs/quantization.md has BF16's cost, 0.017)."]
+    lines += ["", f"Machine: {_cpu()}." + ("" if "bf16" in rows else
+              " No BF16 row: quality, not speed, is measured here, and on a CPU without BF16 OpenVINO runs the "
+              "bf16 hint in f32 (docs/quantization.md has BF16's cost, 0.017).")]
     lines += ["", "Sensitivity (each UNet block quantized alone, the rest float; calibration prompts), worst first: "
                   + ", ".join(f"{g['group']} {g['depth_absrel']:.4f}" for g in report["groups"][:8]) + "."]
     return "\n".join(lines) + "\n"
@@ -122,6 +123,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--only", default="", help="comma-separated configuration keys (default: all)")
     ap.add_argument("--ort", action="store_true", help="add ONNX Runtime rows (QDQ with the same exclusions)")
+    ap.add_argument("--precision", choices=("f32", "bf16"), default=None,
+                    help="OpenVINO inference precision of the INT8 rows' float layers (default: the runtime's f32); "
+                         "bf16 is what `ldm3d bench` times its ov-int8 rows at, and on a CPU without BF16 "
+                         "OpenVINO runs it in f32")
     a = ap.parse_args(argv)
     fp32 = embedded_artifacts(device="onnx:CPU" if a.ort else "auto")[0]
     work, out = Path(a.work), Path(a.out)
@@ -145,13 +150,16 @@ def main(argv=None) -> int:
             if not (test / "manifest.json").is_file():
                 quantize_artifacts(fp32, test, mode=mode, overwrite=True, formats=c.pop("formats", ["openvino"]), **c)
         device = "onnxruntime:CPU" if key.startswith("ort-") else "openvino:CPU"
+        if mode and not key.startswith("ort-") and a.precision:
+            precision = a.precision
+            label += f", float layers {a.precision}"
         if not (out / key / "quality.json").is_file():
             compare(fp32, test, prompts, seeds=a.seeds, steps=a.steps, ref_device=device, test_device=device,
                     test_precision=precision, out=out / key)
         q = json.loads((out / key / "quality.json").read_text())
         manifest = json.loads((test / "manifest.json").read_text())
         rows[key] = {"label": label, **q["summary"], "samples": q["samples"],
-                     "int8_flop_share": None if key.startswith("ort-") or precision else int8_share(test),
+                     "int8_flop_share": None if key.startswith("ort-") or not mode else int8_share(test),
                      "quantization": {k: manifest.get("quantization", {}).get(k)
                                       for k in ("mode", "float_groups", "smooth_quant_alpha")},
                      "auto": manifest.get("quantization", {}).get("auto")}
