@@ -122,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--only", default="", help="comma-separated configuration keys (default: all)")
+    ap.add_argument("--float-groups", metavar="BLOCKS",
+                    help="comma-separated UNet blocks for one more row, 'given' (INT8 full, these kept float): e.g. "
+                         "the blocks an `ldm3d bench --float-groups` row timed, chosen on another machine")
     ap.add_argument("--ort", action="store_true", help="add ONNX Runtime rows (QDQ with the same exclusions)")
     ap.add_argument("--precision", choices=("f32", "bf16"), default=None,
                     help="OpenVINO inference precision of the INT8 rows' float layers (default: the runtime's f32); "
@@ -136,6 +139,10 @@ def main(argv=None) -> int:
     ranking = [g["group"] for g in report["groups"]]
     prompts = read_prompts(DEFAULT_PROMPTS_FILE)
     table = configs(ranking, a.ort)
+    if a.float_groups:
+        groups = a.float_groups.split(",")
+        table["given"] = {"label": f"INT8 full, {len(groups)} given blocks float", "mode": "full",
+                          "float_groups": groups}
     keys = [k for k in (a.only.split(",") if a.only else table)]
     rows = {}
     for key in keys:
