@@ -77,7 +77,7 @@ def _cpu() -> str:
     return f"{name}, {os.cpu_count()} logical cores, " + (", ".join(have) if have else "no VNNI / BF16 / AMX")
 
 
-def markdown(rows: dict, report: dict, samples: int, steps: int) -> str:
+def markdown(rows: dict, report: dict | None, samples: int, steps: int) -> str:
     lines = ["# INT8 that keeps the depth: configurations on the embedded model (128x128)", "",
              f"Each configuration vs FP32 on the same backend: {samples} samples (16 held-out quality prompts x "
              f"{samples // 16} seeds), {steps} DDIM steps, guidance 5, identical initial latents. INT8 FLOP share: "
@@ -104,8 +104,10 @@ def markdown(rows: dict, report: dict, samples: int, steps: int) -> str:
     lines += ["", f"Machine: {_cpu()}." + ("" if "bf16" in rows else
               " No BF16 row: quality, not speed, is measured here, and on a CPU without BF16 OpenVINO runs the "
               "bf16 hint in f32 (docs/quantization.md has BF16's cost, 0.017).")]
-    lines += ["", "Sensitivity (each UNet block quantized alone, the rest float; calibration prompts), worst first: "
-                  + ", ".join(f"{g['group']} {g['depth_absrel']:.4f}" for g in report["groups"][:8]) + "."]
+    if report:
+        lines += ["", "Sensitivity (each UNet block quantized alone, the rest float; calibration prompts), worst "
+                      "first: " + ", ".join(f"{g['group']} {g['depth_absrel']:.4f}" for g in report["groups"][:8])
+                  + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -133,10 +135,13 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     fp32 = embedded_artifacts(device="onnx:CPU" if a.ort else "auto")[0]
     work, out = Path(a.work), Path(a.out)
-    if not (out / "sensitivity.json").is_file():
-        sensitivity_report(fp32, out)
-    report = json.loads((out / "sensitivity.json").read_text())
-    ranking = [g["group"] for g in report["groups"]]
+    # the report (about 20 minutes) only where a row keeps its worst blocks float
+    report = None
+    if not a.only or any(k.startswith(("mixed-", "ort-mixed-")) for k in a.only.split(",")):
+        if not (out / "sensitivity.json").is_file():
+            sensitivity_report(fp32, out)
+        report = json.loads((out / "sensitivity.json").read_text())
+    ranking = [g["group"] for g in report["groups"]] if report else []
     prompts = read_prompts(DEFAULT_PROMPTS_FILE)
     table = configs(ranking, a.ort)
     if a.float_groups:
