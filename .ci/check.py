@@ -25,14 +25,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme(out: Path) -> None:
     """The strip and the GIF command 1 wrote are docs/'s within one level in a few values: OpenVINO's CPU kernels
     differ between processors and versions in the last float bits (18 of 295 k strip values moved by one level
-    between two VMs of the same kind), and Pillow's palette quantizer rounds the GIF's frames."""
+    between two VMs of the same kind, and between the AVX2 and the AMX VM). The GIF's frames go through Pillow's
+    palette quantizer, which can turn such a one-level change into the next palette colour: 6 of its 2.4 M values
+    moved by up to 8 levels between the AVX2 and the AMX VM, so a few values there may move further."""
     notes = []
-    for name, read in (("scene_strip.png", lambda p: imageio.imread(p)[None]), ("scene.gif", imageio.mimread)):
+    for name, read, far in (("scene_strip.png", lambda p: imageio.imread(p)[None], 0.0),
+                            ("scene.gif", imageio.mimread, 1e-5)):
         a, b = (np.stack(read(d / name)).astype(int) for d in (out, ROOT / "docs"))
         assert a.shape == b.shape, (name, a.shape, b.shape)
         diff = np.abs(a - b)
-        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (name, diff.max(), (diff > 0).mean())
-        notes.append(f"{name}: {(diff > 0).sum()} of {diff.size} values off by 1")
+        moved, beyond = (diff > 0).mean(), (diff > 1).mean()
+        assert moved < 1e-3 and beyond <= far and diff.max() <= 16, (name, diff.max(), moved, beyond)
+        notes.append(f"{name}: {(diff > 0).sum()} of {diff.size} values moved, {(diff > 1).sum()} by more than 1 "
+                     f"(at most {diff.max()})")
     print(f"readme: {'; '.join(notes)}")
 
 
