@@ -101,7 +101,8 @@ def markdown(rows: dict, report: dict | None, samples: int, steps: int) -> str:
                       + (f", float: {', '.join(a['auto']['float_groups'])}" if a["auto"]["float_groups"] else "")
                       + f"; its own check ({a['auto']['validation']['prompts']} prompts x "
                         f"{a['auto']['validation']['seeds']} seeds) read {a['auto']['depth_absrel']:.4f}."]
-    lines += ["", f"Machine: {_cpu()}." + ("" if "bf16" in rows else
+    cpu = _cpu()
+    lines += ["", f"Machine: {cpu}." + ("" if "bf16" in rows or "bf16" in cpu else
               " No BF16 row: quality, not speed, is measured here, and on a CPU without BF16 OpenVINO runs the "
               "bf16 hint in f32 (docs/quantization.md has BF16's cost, 0.017).")]
     if report:
