@@ -214,7 +214,7 @@ def test_a_model_calibrates_on_its_own_prompts(tiny4, tmp_path):
     c = calibration(tmp_path / "own")
     assert c["prompts"] == 3 and c["prompts_file"].endswith("calibration_prompts.txt")
     assert c["prompts_sha256"] == hashlib.sha256("\n".join(own).encode()).hexdigest()
-    assert (tmp_path / "own" / "calibration_prompts.txt").is_file()   # so the INT8 folder can be re-quantized alike
+    assert (tmp_path / "own" / "calibration_prompts.txt").is_file()   # an INT8 folder carries what it was made on
 
     quantize_artifacts(tmp_path / "art", tmp_path / "general", mode="hybrid", samples=4, steps=2, progress=False,
                        prompts_file=DEFAULT_PROMPTS_FILE)
