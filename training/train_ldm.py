@@ -74,8 +74,9 @@ def _encode_all(encode, rgb, depth, batch: int):
     return torch.cat(means), torch.cat(stds)
 
 
-def encode_latents(vae, rgb, depth, batch: int = 64):
-    """Posterior mean and std of every image (and of its mirror image) under the trained VAE."""
+def encode_latents(vae, rgb, depth, batch: int = 64, bf16: bool | None = None):
+    """Posterior mean and std of every image (and of its mirror image) under the trained VAE; bf16: autocast
+    (default: where the CPU has native bf16)."""
     import torch
 
     def encode(x):
@@ -84,7 +85,7 @@ def encode_latents(vae, rgb, depth, batch: int = 64):
 
     # bf16 autocast halves the encoding time on AVX512-BF16/AMX (the latents are stored in fp32); without native
     # bf16 it is emulated and slower, so fp32 there
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16()):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_bf16() if bf16 is None else bf16):
         return _encode_all(encode, rgb, depth, batch)
 
 
