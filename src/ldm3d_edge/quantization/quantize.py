@@ -96,7 +96,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
     if mode == "auto" and C.FORMAT_OPENVINO not in formats:
         raise InvalidArgumentError("--mode auto judges candidates through OpenVINO: quantize a folder with the "
                                    "OpenVINO IR (ONNX then gets the same float layers)")
-    prompts_file = prompts_file or cal.model_prompts_file(manifest.root)
+    own_prompts = cal.model_prompts_file(manifest.root)
+    prompts_file = prompts_file or own_prompts
     prompts = cal.read_prompts(prompts_file)
     call, steps = _preset_call(speed, manifest, steps)
     t0 = time.perf_counter()
@@ -130,8 +131,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
     with atomic_folder(out) as tmp:
         for name in (C.TOKENIZER_DIR, C.SCHEDULER_DIR):
             shutil.copytree(manifest.root / name, tmp / name)
-        if (manifest.root / C.CALIBRATION_PROMPTS_FILE).is_file():
-            shutil.copy2(manifest.root / C.CALIBRATION_PROMPTS_FILE, tmp / C.CALIBRATION_PROMPTS_FILE)
+        if own_prompts:
+            shutil.copy2(own_prompts, tmp / C.CALIBRATION_PROMPTS_FILE)
         jobs = [(comp, fmt) for comp in manifest.components for fmt in formats
                 if fmt in manifest.components[comp].formats]
         bar = tqdm(jobs, desc="quantize", unit="part", disable=not progress)
