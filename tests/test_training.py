@@ -161,3 +161,27 @@ def test_plain_walls_leaves_out_exactly_the_coloured_walls(tmp_path):
     keep = plain_wall_items(scenes, 2 * len(scenes))
     assert keep.tolist() == [i for i in range(2 * len(scenes)) if walls[i % len(scenes)] == "sky"]
     assert 0 < len(keep) < 2 * len(scenes)
+
+
+def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
+    """--preserve 1: an item that keeps its long caption (or is dropped to the empty prompt) learns the --init
+    model's own prediction, so with every caption long the first step has nothing to learn (the UNet moves only by
+    weight decay, below fp16 rounding), while the true-noise target moves it by about the learning rate."""
+    from training.train_ldm import main
+
+    train_vae(data, tmp_path / "vae", 1)
+    base = tmp_path / "base"
+    common = ["--data", str(data), "--size", str(SIZE), "--batch", "2", "--save-every", "1"]
+    assert main([*common, "--vae", str(tmp_path / "vae" / "final"), "--run", str(tmp_path / "r0"), "--steps", "1",
+                 "--out", str(base)]) == 0
+    tune = [*common, "--vae", str(base / "vae"), "--no-unit-latents", "--init", str(base), "--lr", "1e-2",
+            "--warmup", "1", "--steps", "1"]
+    assert main([*tune, "--preserve", "1", "--run", str(tmp_path / "kept"), "--out", str(tmp_path / "kept-out")]) == 0
+    assert main([*tune, "--run", str(tmp_path / "true"), "--out", str(tmp_path / "true-out")]) == 0
+    w0, kept, true = (weights(p / "unet" / "diffusion_pytorch_model.safetensors")
+                      for p in (base, tmp_path / "kept-out", tmp_path / "true-out"))
+
+    def moved(w):
+        return max(float(np.abs(w[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0)
+
+    assert moved(kept) < 1e-3 < 5e-3 < moved(true), (moved(kept), moved(true))

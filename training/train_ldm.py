@@ -183,6 +183,10 @@ def main(argv=None) -> int:
                     help="weight of a second target: the --init model's own noise prediction for the image's long "
                          "caption (short captions learn to mean what the long one means to it, long captions keep "
                          "it); 0: the true noise alone")
+    ap.add_argument("--preserve", type=float, default=None,
+                    help="the same target's weight for the items that keep their long caption or are dropped to "
+                         "the empty prompt (prior preservation: what the --init model drew for them is pinned while "
+                         "short captions learn from the true noise); default: --distill's weight")
     ap.add_argument("--plain-walls", action="store_true",
                     help="leave out the images whose wall is coloured (data version 2): the VAE reconstructs coloured "
                          "walls grey, so their latents teach the UNet a wall colour it cannot show")
@@ -190,8 +194,10 @@ def main(argv=None) -> int:
     # per batch of 64
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False)
     a = ap.parse_args(argv)
-    if not 0.0 <= a.distill <= 1.0:
-        ap.error(f"--distill is a weight from 0 to 1, got {a.distill}")
+    for name, w in (("--distill", a.distill), ("--preserve", a.preserve)):
+        if w is not None and not 0.0 <= w <= 1.0:
+            ap.error(f"{name} is a weight from 0 to 1, got {w}")
+    keep_w = a.distill if a.preserve is None else a.preserve      # teacher weight of long-caption/empty items
     run = Path(a.run)
     seed_everything(a.seed)
     tokenizer = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
@@ -252,9 +258,9 @@ def main(argv=None) -> int:
             model.load_state_dict(init[key])
         print(f"initialised from {a.init} (step {init['step']})")
     teacher = None
-    if a.distill > 0:
+    if a.distill > 0 or keep_w > 0:
         if not a.init:
-            raise SystemExit("--distill needs --init: the model whose predictions are the target")
+            raise SystemExit("--distill and --preserve need --init: the model whose predictions are the target")
         init = init or init_state(Path(a.init))
         teacher = (CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG))
         for model, key in zip(teacher, ("ema_text", "ema_unet")):
@@ -289,8 +295,10 @@ def main(argv=None) -> int:
             caps = [variant(s["scene"][i % n_img], s["caption"][i], vrng, share, mirrored=i >= n_img)
                     for i in idx.tolist()]
             ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+            kept = torch.tensor([c == s["caption"][i] for c, i in zip(caps, idx.tolist())])
         else:
             ids = s["ids"][idx].clone()
+            kept = torch.ones(a.batch, dtype=torch.bool)
         drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
         ids[drop] = empty_ids
         noise = torch.randn(z.shape, generator=gen)
@@ -299,13 +307,15 @@ def main(argv=None) -> int:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
             hidden = text(ids)[0]
             pred = unet(zt, t, encoder_hidden_states=hidden).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        per_item = (pred.float() - noise).square().mean(dim=(1, 2, 3))
         if teacher is not None:
             long_ids = s["ids"][idx].clone()
             long_ids[drop] = empty_ids
             with torch.no_grad():
                 target = teacher[1](zt, t, encoder_hidden_states=teacher[0](long_ids)[0]).sample
-            loss = (1 - a.distill) * loss + a.distill * torch.nn.functional.mse_loss(pred.float(), target)
+            w = torch.where(kept | drop, keep_w, a.distill)
+            per_item = (1 - w) * per_item + w * (pred.float() - target).square().mean(dim=(1, 2, 3))
+        loss = per_item.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
