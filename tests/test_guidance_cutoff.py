@@ -60,8 +60,14 @@ def test_the_dynamic_export_records_its_batches_and_keeps_the_ir_static(dynamic4
     assert all(p.get_partial_shape().is_static and p.get_partial_shape()[0].get_length() == 2 for p in ir.inputs)
 
 
-@pytest.mark.parametrize("ratio", [0.0, 0.4])
-def test_cutoff_matches_diffusers_callback(tiny4, dynamic4, ratio):
+@pytest.mark.parametrize("ratio,batch_range", [(0.0, False), (0.4, False), (0.4, True)])
+def test_cutoff_matches_diffusers_callback(tiny4, dynamic4, ratio, batch_range, monkeypatch):
+    """batch_range: the UNet compiled once for batches 1-2, as a full-size UNet is (not the tiny one's two static
+    compiles)."""
+    from ldm3d_edge.runtime import models
+
+    if batch_range:
+        monkeypatch.setattr(models, "RANGE_MIN_BYTES", 0)
     pipe = Pipeline.load(dynamic4, device="openvino:CPU")
     latents = _latents(pipe)
     ref_rgb, ref_depth = _reference(tiny4[0], latents, ratio)
@@ -74,6 +80,8 @@ def test_cutoff_matches_diffusers_callback(tiny4, dynamic4, ratio):
         assert rgb_diff <= ATOL and depth_diff <= ATOL, f"{device}: rgb {rgb_diff:.2e} depth {depth_diff:.2e}"
         # the unguided steps ran at batch 1: the UNet was compiled at that batch, and those steps were faster
         assert any(key[-1] == 1 for key in p.unet._compiled), device
+        if device == "openvino:CPU":   # with the range, one model serves both batches: the weights held once
+            assert len({id(m) for m in p.unet._compiled.values()}) == (1 if batch_range else 2)
         assert out.info()["guidance_cutoff"] == ratio
 
 
@@ -107,24 +115,41 @@ def test_a_bad_cutoff_is_refused(tiny4, bad):
         pipe(PROMPT, num_inference_steps=2, guidance_cutoff=bad)
 
 
-def test_an_ir_that_cannot_take_batch_1_falls_back_to_batch_2(tiny4, caplog):
+@pytest.mark.parametrize("batch_range", [False, True])
+def test_an_ir_that_cannot_take_batch_1_falls_back_to_batch_2(tiny4, caplog, batch_range, monkeypatch):
     """IRs exported before the batch was traced symbolically refuse the reshape: same image, at batch 2."""
+    from ldm3d_edge.runtime import models
+
+    if batch_range:
+        monkeypatch.setattr(models, "RANGE_MIN_BYTES", 0)
     pipe = Pipeline.load(tiny4[1], device="openvino:CPU")
     latents = _latents(pipe, seed=4)
     kw = dict(num_inference_steps=4, guidance_scale=GUIDANCE, latents=latents, guidance_cutoff=0.3)
     expected = pipe(PROMPT, **kw).rgb_float
-    compiled = pipe.unet.compiled
+    load = pipe.unet.backend.load
 
-    def refuse_batch_1(height, width, batch=None):
-        if batch == 1:
+    def refuse_batch_1(path, shapes, as_exported=False, batch_range=None):
+        if path == pipe.unet.path and (batch_range is not None or any(s[0] == 1 for s in shapes.values())):
             raise InvalidArgumentError("OpenVINO cannot reshape unet")
-        return compiled(height, width, batch)
+        return load(path, shapes, as_exported)
 
     pipe.unet._compiled.clear()
-    pipe.unet.compiled = refuse_batch_1
+    pipe.unet.backend.load = refuse_batch_1
     with caplog.at_level(logging.INFO, logger="ldm3d_edge.runtime.base"):
         got = pipe(PROMPT, **kw).rgb_float
         pipe(PROMPT, **kw)
     assert "static at batch 2" in caplog.text
     assert pipe.unet._refused and all(len(key) == 2 for key in pipe.unet._compiled)
     assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_a_candidate_graph_is_not_replaced_by_the_folders_at_batch_1(dynamic4):
+    """The quantization tools install a candidate UNet with use(): the unguided steps must run that graph (at
+    batch 2, the prompt twice), not the folder's compiled again for batch 1."""
+    pipe = Pipeline.load(dynamic4, device="openvino:CPU")
+    m = pipe.manifest
+    candidate = pipe.unet.compiled(m.height, m.width)
+    pipe.unet.use(candidate, m.height, m.width)
+    assert not pipe.unet.runs_batch(1, m.height, m.width)
+    pipe(PROMPT, num_inference_steps=3, guidance_scale=GUIDANCE, seed=2, guidance_cutoff=0.3)
+    assert list(pipe.unet._compiled.values()) == [candidate]

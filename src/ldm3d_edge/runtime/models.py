@@ -6,6 +6,8 @@ what it is given against the manifest before running.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from . import constants as C
@@ -25,6 +27,7 @@ class ModelPart:
         self.path = manifest.model_path(self.component, fmt)
         self._compiled: dict[tuple[int, ...], CompiledModel] = {}   # by size; () for size-free parts
         self._refused: set[tuple[int, ...]] = set()                 # (height, width, batch) the model cannot run
+        self._candidate = False                                     # use() installed a graph not from the folder
 
     def input_shapes(self, height: int, width: int, batch: int | None = None) -> dict[str, tuple[int, ...]]:
         """Each input's shape at this image size (and batch, for batched parts; None: the exported batch)."""
@@ -57,6 +60,7 @@ class ModelPart:
         tools judge candidate graphs through the whole pipeline without writing each to disk."""
         self._compiled.clear()
         self._compiled[(height, width) if self.spatial_inputs else ()] = compiled
+        self._candidate = True
 
     def run(self, height: int, width: int, inputs: dict[str, np.ndarray],
             batch: int | None = None) -> dict[str, np.ndarray]:
@@ -79,6 +83,15 @@ class TextEncoder(ModelPart):
         return out[C.TEXT_HIDDEN_STATES]
 
 
+RANGE_MIN_BYTES = 256 * 2**20   # UNet weights from which one batch-range compile beats two static ones
+
+
+def _weight_bytes(xml: Path) -> int:
+    """The size of an IR's weights file (0 if there is none)."""
+    bin_path = xml.with_suffix(".bin")
+    return bin_path.stat().st_size if bin_path.is_file() else 0
+
+
 class UNetPart(ModelPart):
     """What the UNet graphs share: latent inputs at the CFG batch, and a batch the runtime may change."""
 
@@ -90,18 +103,37 @@ class UNetPart(ModelPart):
         static: batch 1 (guidance cut-off, guidance <= 1) needs a folder exported with `ldm3d export
         --dynamic-batch` (the manifest's unet_batches). OpenVINO reshapes an IR whose graph computes its reshapes
         from the input shape, as exports now trace the batch symbolically; IRs exported before that have the
-        batch 2 baked into their reshapes and cannot (a reshape error, remembered)."""
+        batch 2 baked into their reshapes and cannot (a reshape error, remembered).
+
+        A large OpenVINO UNet (weights of RANGE_MIN_BYTES or more) serves the exported batch and this one from one
+        model compiled for the range between them, which replaces the exported batch's: a second static compile
+        cost a one-image run more than the unguided steps saved (~5.7 s for the full-size UNet at 512²) and held
+        the weights twice (peak RSS 2.1 -> 4.0 GB INT8; benchmarks/results/bench-ldm3d-4c-512-presets-int8-mixed),
+        while the range runs a full-size step only 5-11 % slower (benchmarks/results/unet-batch-range). A small
+        UNet compiles a second static model: for it the range's per-call overhead is most of the call (the
+        embedded UNet 1.7x slower) and a compile takes a second. A graph that use() installed runs at its own
+        batch only (the folder's graph must not stand in for it)."""
         if batch == self.manifest.unet_batch:
             return True
         if self.fmt != C.FORMAT_OPENVINO:
             return batch in self.manifest.unet_batches
-        if (height, width, batch) not in self._refused:
-            try:
+        key = (height, width, batch)
+        if self._candidate or key in self._refused:
+            return False
+        try:
+            if key in self._compiled:
+                pass
+            elif _weight_bytes(self.path) < RANGE_MIN_BYTES:
                 self.compiled(height, width, batch)
-                return True
-            except InvalidArgumentError:
-                self._refused.add((height, width, batch))
-        return False
+            else:
+                exported = self.manifest.unet_batch
+                self._compiled[key] = self._compiled[(height, width)] = self.backend.load(
+                    self.path, self.input_shapes(height, width),
+                    batch_range=(min(batch, exported), max(batch, exported)))
+        except InvalidArgumentError:
+            self._refused.add(key)
+            return False
+        return True
 
     def _batch(self, sample: np.ndarray) -> int | None:
         """The batch to compile for: None for the exported one."""

@@ -33,9 +33,11 @@ class Backend(ABC):
         self.cache_dir = cache_dir
 
     @abstractmethod
-    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]], as_exported: bool = False) -> CompiledModel:
+    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]], as_exported: bool = False,
+             batch_range: tuple[int, int] | None = None) -> CompiledModel:
         """Compile the model at `path` for `input_shapes` (name -> static shape). as_exported: those are the
-        shapes the file was exported with (the manifest's), so nothing needs reshaping."""
+        shapes the file was exported with (the manifest's), so nothing needs reshaping. batch_range (lo, hi): one
+        compiled model that runs every batch from lo to hi (the first dimension of every input)."""
 
     @property
     def label(self) -> str:

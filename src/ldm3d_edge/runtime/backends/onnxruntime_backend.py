@@ -60,7 +60,9 @@ class OnnxRuntimeBackend(Backend):
             raise DeviceError("onnx:CUDA needs the onnxruntime-gpu package and an NVIDIA GPU; "
                               "this onnxruntime has " + ", ".join(available_providers()))
 
-    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]], as_exported: bool = False) -> CompiledModel:
+    def load(self, path: Path, input_shapes: dict[str, tuple[int, ...]], as_exported: bool = False,
+             batch_range: tuple[int, int] | None = None) -> CompiledModel:
+        """batch_range is not needed here: a --dynamic-batch export's session takes any batch as it is."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
