@@ -153,3 +153,24 @@ def test_a_candidate_graph_is_not_replaced_by_the_folders_at_batch_1(dynamic4):
     assert not pipe.unet.runs_batch(1, m.height, m.width)
     pipe(PROMPT, num_inference_steps=3, guidance_scale=GUIDANCE, seed=2, guidance_cutoff=0.3)
     assert list(pipe.unet._compiled.values()) == [candidate]
+
+
+def test_a_pipeline_loaded_for_unguided_steps_compiles_the_unet_once(dynamic4, monkeypatch):
+    """Pipeline.load(unguided_steps=True) (what the bench does for a cut-off preset): a large UNet is compiled
+    once, for batches 1-2, before the first image, and the image compiles nothing more."""
+    from ldm3d_edge.runtime import models
+
+    monkeypatch.setattr(models, "RANGE_MIN_BYTES", 0)
+    loads = []
+    pipe = Pipeline.load(dynamic4, device="openvino:CPU", unguided_steps=True)
+    load = pipe.unet.backend.load
+
+    def counted(path, shapes, as_exported=False, batch_range=None):
+        loads.append((path.parent.name, batch_range))
+        return load(path, shapes, as_exported, batch_range)
+
+    pipe.unet.backend.load = counted
+    m = pipe.manifest
+    assert pipe.unet.compiled(m.height, m.width) is pipe.unet.compiled(m.height, m.width, 1)
+    pipe(PROMPT, num_inference_steps=4, guidance_scale=GUIDANCE, seed=5, guidance_cutoff=0.5)
+    assert loads == []

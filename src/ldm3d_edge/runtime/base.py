@@ -59,7 +59,7 @@ class DiffusionPipeline:
     @classmethod
     def load(cls: type[P], artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              num_threads: int | None = None, cache_dir: str | Path | None = None,
-             compile_now: bool = True, verify: bool = True) -> P:
+             compile_now: bool = True, verify: bool = True, unguided_steps: bool = False) -> P:
         """Open an artifact folder made by ``ldm3d export`` (None: the embedded model's shipped IR).
 
         device: "auto", "CPU", "GPU", "CUDA" or "openvino:DEV" / "onnx:DEV" (see runtime.backends).
@@ -69,6 +69,7 @@ class DiffusionPipeline:
         cache_dir: OpenVINO compile cache (default ~/.cache/ldm3d-edge/openvino; "" turns it off).
         verify: check every file against the manifest's sizes, and its sha256 once per file version (remembered
             in the cache folder; runtime.verify); a damaged file is a ModelFolderError naming it. False skips both.
+        unguided_steps: with compile_now, compile the UNet for the unguided steps too (see prepare).
         """
         t0 = time.perf_counter()
         if artifact_dir is None:
@@ -102,8 +103,8 @@ class DiffusionPipeline:
         pipe = cls(manifest, fmt, backend.label, tokenizer, scheduler_config, TextEncoder(manifest, backend, fmt),
                    UNet(manifest, backend, fmt), VaeDecoder(manifest, backend, fmt), vae_encoder)
         if compile_now:
-            for part in (pipe.text_encoder, pipe.unet, pipe.vae_decoder):
-                part.compiled(manifest.height, manifest.width)
+            pipe.text_encoder.compiled(manifest.height, manifest.width)
+            pipe.prepare(manifest.height, manifest.width, unguided_steps=unguided_steps)
         pipe.load_seconds = time.perf_counter() - t0
         log.info("loaded %s on %s in %.2fs", root, pipe.device, pipe.load_seconds)
         return pipe
@@ -152,9 +153,12 @@ class DiffusionPipeline:
                                        f"{cfg.cache_branch}: use branch {have} (or None), or re-export with "
                                        f"--deepcache-branch {cfg.cache_branch}")
 
-    def prepare(self, height: int, width: int, circular_padding: int = 0) -> None:
+    def prepare(self, height: int, width: int, circular_padding: int = 0, unguided_steps: bool = False) -> None:
         """Compile the UNet and VAE decoder for this image size now (OpenVINO reshapes; ONNX is static).
-        With circular padding they run 2 x padding latent columns wider."""
+        With circular padding they run 2 x padding latent columns wider. unguided_steps: the images will have
+        unguided steps (a guidance cut-off, as the fast preset's; guidance <= 1), so the UNet is compiled for
+        batch 1 too, where it runs it (UNet.runs_batch: a large OpenVINO UNet once for batches 1-2, not first
+        for batch 2 and again mid-image)."""
         m = self.manifest
         width = self._padded_width(width, circular_padding)
         if self.format == C.FORMAT_ONNX and (height, width) != (m.height, m.width):
@@ -164,6 +168,8 @@ class DiffusionPipeline:
                 if circular_padding else
                 f"ONNX artifacts serve only their export size {m.width}x{m.height}, not {width}x{height}: re-export "
                 "with --height/--width, or use an OpenVINO device, which reshapes at load time")
+        if unguided_steps:
+            self.unet.runs_batch(1, height, width)   # first: a batch-range model serves batch 2 as well
         for part in (self.unet, self.vae_decoder):
             part.compiled(height, width)
 

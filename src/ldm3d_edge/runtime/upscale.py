@@ -47,14 +47,13 @@ class UpscalePipeline(DiffusionPipeline):
     @classmethod
     def load(cls, artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              num_threads: int | None = None, cache_dir: str | Path | None = None,
-             compile_now: bool = True, verify: bool = True) -> UpscalePipeline:
-        pipe = super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now, verify)
-        if compile_now:
-            pipe._vae_encoder().compiled(pipe.manifest.height, pipe.manifest.width)
-        return pipe
+             compile_now: bool = True, verify: bool = True, unguided_steps: bool = False) -> UpscalePipeline:
+        # with compile_now, super().load runs this class's prepare: the VAE encoder is compiled there too
+        return super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now, verify,
+                            unguided_steps)
 
-    def prepare(self, height: int, width: int, circular_padding: int = 0) -> None:
-        super().prepare(height, width, circular_padding)
+    def prepare(self, height: int, width: int, circular_padding: int = 0, unguided_steps: bool = False) -> None:
+        super().prepare(height, width, circular_padding, unguided_steps)
         self._vae_encoder().compiled(height, width)
 
     def __call__(self, rgb: np.ndarray, depth: np.ndarray, prompt: str = UPSCALE_PROMPT,
