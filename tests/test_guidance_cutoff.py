@@ -174,3 +174,21 @@ def test_a_pipeline_loaded_for_unguided_steps_compiles_the_unet_once(dynamic4, m
     assert pipe.unet.compiled(m.height, m.width) is pipe.unet.compiled(m.height, m.width, 1)
     pipe(PROMPT, num_inference_steps=4, guidance_scale=GUIDANCE, seed=5, guidance_cutoff=0.5)
     assert loads == []
+
+
+def test_a_cutoff_image_from_a_cold_pipeline_compiles_the_unet_once(dynamic4, monkeypatch):
+    """`ldm3d generate --speed fast` loads without compiling: its first image compiles a large UNet once, for
+    batches 1-2, not for batch 2 and then again for the range."""
+    from ldm3d_edge.runtime import models
+
+    monkeypatch.setattr(models, "RANGE_MIN_BYTES", 0)
+    pipe = Pipeline.load(dynamic4, device="openvino:CPU", compile_now=False)
+    load, loads = pipe.unet.backend.load, []
+
+    def counted(path, shapes, as_exported=False, batch_range=None):
+        loads.append((path.parent.name, batch_range))
+        return load(path, shapes, as_exported, batch_range)
+
+    pipe.unet.backend.load = counted
+    pipe(PROMPT, num_inference_steps=4, guidance_scale=GUIDANCE, seed=5, guidance_cutoff=0.5)
+    assert [b for name, b in loads if name == "unet"] == [(1, 2)]

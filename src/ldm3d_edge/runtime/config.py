@@ -51,6 +51,11 @@ class GenerationConfig:
         step int(n * f), so steps 0..int(n * f) keep it: f = 0 guides the first step only, f = 1 every step."""
         return guided_steps(n, self.guidance_cutoff) if self.do_cfg else 0
 
+    def has_unguided_steps(self) -> bool:
+        """Whether some of the num_inference_steps run on the prompt alone (a guidance cut-off, guidance <= 1):
+        the UNet is then compiled for batch 1 as well."""
+        return self.cfg_steps(self.num_inference_steps) < self.num_inference_steps
+
     def validate(self, scale_factor: int, latent_channels: int) -> GenerationConfig:
         """Check every field; raise InvalidArgumentError naming the field, the value and what is allowed."""
         if not isinstance(self.prompt, str):

@@ -137,7 +137,7 @@ def run_inpaint(pipe: Pipeline, image: np.ndarray, hole: np.ndarray, known_depth
 
     m = pipe.manifest
     h, w = image.shape[2:]
-    pipe.prepare(h, w)
+    pipe.prepare(h, w, unguided_steps=cfg.has_unguided_steps())
     # 2. encode the image and the prompt
     t0 = time.perf_counter()
     moments = pipe._vae_encoder()(image, h, w)

@@ -56,7 +56,7 @@ class Pipeline(DiffusionPipeline):
         cfg, sched = self.make_config(prompt, negative_prompt, num_inference_steps, guidance_scale, height, width,
                                       seed, latents, scheduler, circular_padding, guidance_cutoff, cache_interval,
                                       cache_branch)
-        self.prepare(cfg.height, cfg.width, cfg.circular_padding)
+        self.prepare(cfg.height, cfg.width, cfg.circular_padding, unguided_steps=cfg.has_unguided_steps())
         # 2. encode the prompt
         hidden = self._encode_prompt(cfg, metrics)
         # 3. timesteps
@@ -107,7 +107,7 @@ class Pipeline(DiffusionPipeline):
                                       noise, scheduler, guidance_cutoff=guidance_cutoff,
                                       cache_interval=cache_interval, cache_branch=cache_branch)
         _check_strength(strength, cfg.num_inference_steps)
-        self.prepare(h, w)
+        self.prepare(h, w, unguided_steps=cfg.has_unguided_steps())
         # 2. encode the image and the prompt
         if init_latents is None:
             encoder = self._vae_encoder()

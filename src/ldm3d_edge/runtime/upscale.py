@@ -80,7 +80,7 @@ class UpscalePipeline(DiffusionPipeline):
         if depth is None or np.shape(depth) != rgb.shape[:2]:
             raise InvalidArgumentError(f"depth must be (H, W) = {list(rgb.shape[:2])} like the RGB image, got "
                                        f"{None if depth is None else list(np.shape(depth))}")
-        self.prepare(cfg.height, cfg.width)
+        self.prepare(cfg.height, cfg.width, unguided_steps=cfg.has_unguided_steps())
         # 2. resize the low-res RGBD to the target size and encode it: the UNet's extra input channels
         t0 = time.perf_counter()
         image = rgbd_to_image(*resize_rgbd(rgb, np.asarray(depth, np.float32), cfg.height, cfg.width),
