@@ -54,6 +54,7 @@ class ModelPart:
 
     def unload(self) -> None:
         self._compiled.clear()
+        self._candidate = False     # the folder's own graph is compiled again on next use
 
     def use(self, compiled: CompiledModel, height: int, width: int) -> None:
         """Run `compiled` instead of this folder's graph at this size and the exported batch: the quantization
@@ -109,7 +110,7 @@ class UNetPart(ModelPart):
         model compiled for the range between them, which replaces the exported batch's: a second static compile
         cost a one-image run more than the unguided steps saved (~5.7 s for the full-size UNet at 512²) and held
         the weights twice (peak RSS 2.1 -> 4.0 GB INT8; benchmarks/results/bench-ldm3d-4c-512-presets-int8-mixed),
-        while the range runs a full-size step only 5-11 % slower (benchmarks/results/unet-batch-range). A small
+        while the range runs a full-size step only 4-12 % slower (benchmarks/results/unet-batch-range). A small
         UNet compiles a second static model: for it the range's per-call overhead is most of the call (the
         embedded UNet 1.7x slower) and a compile takes a second. A graph that use() installed runs at its own
         batch only (the folder's graph must not stand in for it)."""
@@ -120,10 +121,10 @@ class UNetPart(ModelPart):
         key = (height, width, batch)
         if self._candidate or key in self._refused:
             return False
+        if key in self._compiled:
+            return True
         try:
-            if key in self._compiled:
-                pass
-            elif _weight_bytes(self.path) < RANGE_MIN_BYTES:
+            if _weight_bytes(self.path) < RANGE_MIN_BYTES:
                 self.compiled(height, width, batch)
             else:
                 exported = self.manifest.unet_batch
