@@ -185,3 +185,21 @@ def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
         return max(float(np.abs(w[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0)
 
     assert moved(kept) < 1e-3 < 5e-3 < moved(true), (moved(kept), moved(true))
+
+
+def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(tmp_path):
+    from safetensors.numpy import save_file
+
+    from training.wise_ft import PARTS, interpolate
+
+    for name, value in (("base", 0.0), ("tuned", 1.0)):
+        for part, file in PARTS.items():
+            (tmp_path / name / part).mkdir(parents=True)
+            save_file({"w": np.full((2, 3), value, np.float16)}, str(tmp_path / name / part / file))
+    (tmp_path / "tuned" / "eval").mkdir()
+    (tmp_path / "tuned" / "eval" / "eval.json").write_text("{}")
+    out = interpolate(tmp_path / "base", tmp_path / "tuned", tmp_path / "mix", 0.75)
+    for part, file in PARTS.items():
+        w = weights(out / part / file)["w"]
+        assert w.dtype == np.float16 and np.all(w == np.float16(0.75))
+    assert not (out / "eval").exists()

@@ -23,7 +23,8 @@ def interpolate(base: Path, tuned: Path, out: Path, alpha: float) -> Path:
 
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(tuned, out, symlinks=True)
+    # the fine-tune's own evaluation is not the mix's: a stale eval/ read as the mix's results until overwritten
+    shutil.copytree(tuned, out, symlinks=True, ignore=shutil.ignore_patterns("eval"))
     for part, name in PARTS.items():
         a, b = load_file(str(base / part / name)), load_file(str(tuned / part / name))
         if a.keys() != b.keys():
