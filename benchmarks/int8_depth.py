@@ -140,11 +140,10 @@ def main(argv=None) -> int:
     fp32 = embedded_artifacts(device="onnx:CPU" if a.ort else "auto")[0]
     work, out = Path(a.work), Path(a.out)
     # the report (about 20 minutes) only where a row keeps its worst blocks float
-    report = None
     if not a.only or any(k.startswith(("mixed-", "ort-mixed-")) for k in a.only.split(",")):
         if not (out / "sensitivity.json").is_file():
             sensitivity_report(fp32, out)
-        report = json.loads((out / "sensitivity.json").read_text())
+    report = json.loads((out / "sensitivity.json").read_text()) if (out / "sensitivity.json").is_file() else None
     ranking = [g["group"] for g in report["groups"]] if report else []
     prompts = read_prompts(DEFAULT_PROMPTS_FILE)
     table = configs(ranking, a.ort)
@@ -182,6 +181,8 @@ def main(argv=None) -> int:
         r = rows[key]
         print(f"{label}: AbsRel {r['depth_absrel']:.4f}, PSNR {r['rgb_psnr_db']:.2f} dB, "
               f"adherence drop {r.get('adherence_drop_points', 0):.1f}", flush=True)
+    if a.only and (out / "summary.json").is_file():   # a partial run adds its rows to the table, not replaces it
+        rows = {**json.loads((out / "summary.json").read_text()), **rows}
     write_results(out / "summary", rows, markdown(rows, report, q["samples"], a.steps))
     return 0
 
