@@ -46,6 +46,10 @@ def configs(ranking: list[str], ort: bool) -> dict[str, dict]:
     # the same with a 4-seed check (48 samples): a 24-sample check read 0.029 for a choice that measured 0.057
     out["auto-scenes-4seeds"] = {**out["auto-scenes"], "check_seeds": 4,
                                  "label": out["auto-scenes"]["label"] + ", checked on 4 seeds"}
+    # and with a margin: the check asked for 0.02, so that the held-out error may land under the bar's 0.03
+    out["auto-scenes-4seeds-0.02"] = {**out["auto-scenes-4seeds"], "max_depth_error": 0.02,
+                                      "label": out["auto-scenes"]["label"].replace(f"{BOUND}", "0.02")
+                                      + ", checked on 4 seeds (a margin under the 0.03 bar)"}
     out["hybrid"] = {"label": "INT8 hybrid", "mode": "hybrid"}
     out["weights"] = {"label": "INT8 weights only", "mode": "weights"}
     out["bf16"] = {"label": "BF16 (the FP32 folder)", "mode": None, "precision": "bf16"}
@@ -93,7 +97,7 @@ def markdown(rows: dict, report: dict | None, samples: int, steps: int) -> str:
         lines.append(f"| {r['label']} | {share} | {r['depth_absrel']:.4f} | {r['depth_delta1']:.4f} | "
                      f"{r['rgb_psnr_db']:.2f} | {r['rgb_ssim']:.4f} | {100 * r['ref_adherence']:.1f} % -> "
                      f"{100 * r['test_adherence']:.1f} % |")
-    for key in ("auto", "auto-scenes", "auto-scenes-4seeds"):
+    for key in ("auto", "auto-scenes", "auto-scenes-4seeds", "auto-scenes-4seeds-0.02"):
         if key not in rows:
             continue
         a = rows[key]
