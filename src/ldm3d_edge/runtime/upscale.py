@@ -11,7 +11,6 @@ it; the two differ by the encoder's small std).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -44,15 +43,8 @@ class UpscalePipeline(DiffusionPipeline):
 
     kind = C.PIPELINE_UPSCALE
 
-    @classmethod
-    def load(cls, artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
-             num_threads: int | None = None, cache_dir: str | Path | None = None,
-             compile_now: bool = True, verify: bool = True, unguided_steps: bool = False) -> UpscalePipeline:
-        # with compile_now, super().load runs this class's prepare: the VAE encoder is compiled there too
-        return super().load(artifact_dir, device, precision, num_threads, cache_dir, compile_now, verify,
-                            unguided_steps)
-
     def prepare(self, height: int, width: int, circular_padding: int = 0, unguided_steps: bool = False) -> None:
+        """As the base class's, and the VAE encoder too (load with compile_now runs this)."""
         super().prepare(height, width, circular_padding, unguided_steps)
         self._vae_encoder().compiled(height, width)
 
