@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import time
 from pathlib import Path
@@ -28,12 +29,13 @@ import numpy as np
 from ldm3d_edge.bench.common import cpu_times, machine, steal_pct, write_results
 from ldm3d_edge.runtime import constants as C
 
+from .serve_load import rss_mb
+
 RUNS = (("static 2", "static2", 2), ("range @2", "range", 2), ("static 1", "static1", 1), ("range @1", "range", 1))
 
 
 def rss_gb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**30
+    return rss_mb(os.getpid()) / 1024
 
 
 def peaks() -> dict:
