@@ -93,7 +93,9 @@ def test_auto_meets_a_loose_bound_and_records_its_choice(tiny4, tmp_path):
     q = m.raw["quantization"]
     au = q["auto"]
     assert m.precision == "int8-auto" and au["max_depth_error"] == 0.5
-    assert au["depth_absrel"] <= 0.5 and au["chosen"] == au["tried"][-1]["name"] == "full"
+    # by default the check must read under 2/3 of the bound: the chosen model's error elsewhere runs above it
+    assert au["check_margin"] == pytest.approx(2 / 3) and au["check_bound"] == pytest.approx(0.5 * 2 / 3)
+    assert au["depth_absrel"] <= au["check_bound"] and au["chosen"] == au["tried"][-1]["name"] == "full"
     assert au["int8_flop_share"] > 0.5 and au["ignored_scope"] == [] and q["float_groups"] == au["float_groups"]
     # calibrated on the preset's sampler: its first 8 of 20 DDIM timesteps
     sched = create_scheduler(json.loads((m.root / "scheduler" / "scheduler_config.json").read_text()), "ddim")
@@ -113,3 +115,12 @@ def test_auto_refuses_a_bound_it_cannot_meet(tiny4, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "no INT8 configuration keeps the mean depth AbsRel within 1e-09" in err
     assert "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--check-margin", "1.5"), ("--check-margin", "0"),
+                                         ("--max-depth-error", "2")])
+def test_auto_refuses_a_bad_bound_before_calibrating(tiny4, tmp_path, capsys, flag, value):
+    out = tmp_path / "bad"
+    code = main(["quantize", str(tiny4[1]), str(out), "--mode", "auto", flag, value, "--format", "openvino"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{flag} must be" in err and "Traceback" not in err and not out.exists()

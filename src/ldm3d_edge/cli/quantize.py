@@ -13,7 +13,7 @@ QUANTIZE_EXTRA = ("quantize", "ldm3d_edge.quantization", "ldm3d_edge.quantizatio
 
 def register(sub: Subparsers) -> None:
     from ..quantization.calibration import DEFAULT_SAMPLES, DEFAULT_STEPS
-    from ..quantization.quantize import CHECK_PROMPTS, CHECK_SEEDS, MODES, VAE_CHOICES
+    from ..quantization.quantize import CHECK_MARGIN, CHECK_PROMPTS, CHECK_SEEDS, MODES, VAE_CHOICES
     from ..quantization.sensitivity import GROUPINGS
     from ..runtime.presets import SPEEDS
 
@@ -46,6 +46,10 @@ def register(sub: Subparsers) -> None:
                    help="OpenVINO VAE weights: int8 (default) or float")
     q.add_argument("--max-depth-error", type=float_arg, default=0.03,
                    help="auto: the largest mean depth AbsRel vs the float model allowed (default 0.03)")
+    q.add_argument("--check-margin", type=float_arg, default=CHECK_MARGIN, metavar="F",
+                   help="auto: keep a configuration only if the check reads at most F x --max-depth-error "
+                        f"(default {CHECK_MARGIN:.2f}: the check is a sample of the calibration prompts, and on "
+                        "other prompts the chosen model's error measured 1.5x what the check read; 1: no margin)")
     q.add_argument("--speed", choices=SPEEDS,
                    help="calibrate (and judge) with this speed preset's sampler and steps, the timesteps the UNet "
                         "will see (default: the folder's scheduler at --steps)")
@@ -102,14 +106,15 @@ def run_quantize(a: argparse.Namespace) -> int:
                                         vae=a.vae, overwrite=a.overwrite, speed=a.speed,
                                         max_depth_error=a.max_depth_error, check_prompts=a.check_prompts,
                                         check_steps=a.check_steps, check_seeds=a.check_seeds,
-                                        accuracy_control=a.accuracy_control)
+                                        accuracy_control=a.accuracy_control, check_margin=a.check_margin)
     q = m["quantization"]
     print(f"quantized {a.artifacts} -> {a.out} ({m['precision']}, {', '.join(m['formats'])}) in {q['seconds']:.0f}s")
     for comp, fmts in q["parts"].items():
         print(f"  {comp:13s} " + ", ".join(f"{f}: {p}" for f, p in fmts.items()))
     if q.get("auto"):
         au = q["auto"]
-        print(f"  auto chose {au['chosen']}: depth AbsRel {au['depth_absrel']:.4f} <= {au['max_depth_error']:g}, "
+        print(f"  auto chose {au['chosen']}: depth AbsRel {au['depth_absrel']:.4f} on its check <= "
+              f"{au['check_bound']:.4g} ({au['check_margin']:.2f} x --max-depth-error {au['max_depth_error']:g}), "
               f"{100 * au['int8_flop_share']:.1f} % of UNet FLOPs in INT8"
               + (f"; float: {', '.join(au['float_groups'])}" if au["float_groups"] else ""))
     return 0

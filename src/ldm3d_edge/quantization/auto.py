@@ -11,6 +11,11 @@ Candidates, fastest first; each is judged by `sensitivity.DepthCheck` through th
    its validation function (metric 1 - depth AbsRel, so the allowed absolute drop is E).
 Of 2 and 3, the one with more of the UNet's FLOPs in INT8 (read from the compiled model) wins. Failing all,
 `hybrid`, then INT8 weights only; a bound that not even those meet is refused.
+
+A candidate passes when the check reads at most `check_margin` x E (default quantize.CHECK_MARGIN). The check is a
+sample (prompts x seeds from the calibration list), and the search keeps the first candidate that passes it, so
+the error of the chosen one on other prompts runs above what the check read: on the embedded model 1.5-2x
+(benchmarks/results/int8-depth-amx: a check reading 0.027 held out 0.043, 0.0185 held out 0.029).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from ..runtime.errors import InvalidArgumentError
 from . import openvino_int8 as Q
 from . import sensitivity as S
+from .quantize import CHECK_MARGIN
 
 
 @dataclass
@@ -69,20 +75,26 @@ def accuracy_control(model: Any, records: list[dict], check: S.DepthCheck, max_d
 
 
 def search(model: Any, records: list[dict], check: S.DepthCheck, max_depth_error: float, by: str = "block",
-           use_accuracy_control: bool = False, progress: bool = True, log=print) -> tuple[Candidate, dict]:
+           use_accuracy_control: bool = False, progress: bool = True, log=print,
+           check_margin: float = CHECK_MARGIN) -> tuple[Candidate, dict]:
     """The chosen candidate and a record of the search (every candidate tried, the sensitivity ranking)."""
     if not 0 < max_depth_error < 1:
         raise InvalidArgumentError(f"--max-depth-error must be between 0 and 1 (a mean depth AbsRel), "
                                    f"got {max_depth_error}")
+    if not 0 < check_margin <= 1:
+        raise InvalidArgumentError(f"--check-margin must be above 0 and at most 1 (the share of --max-depth-error "
+                                   f"the check must meet), got {check_margin}")
+    bound = max_depth_error * check_margin      # what the check must read
     t0 = time.perf_counter()
     tried: list[Candidate] = []
-    record: dict = {"max_depth_error": max_depth_error, "grouping": by, "tried": [],
+    record: dict = {"max_depth_error": max_depth_error, "check_margin": check_margin, "check_bound": bound,
+                    "grouping": by, "tried": [],
                     "validation": {"prompts": len(check.prompts), "seeds": check.seeds, "steps": check.steps,
                                    "guidance": check.guidance, "call": check.call}}
 
     def attempt(c: Candidate) -> Candidate:
         tried.append(c)
-        log(f"auto: {c.name}: depth AbsRel {c.depth_absrel:.4f} (bound {max_depth_error:g}), "
+        log(f"auto: {c.name}: depth AbsRel {c.depth_absrel:.4f} (check bound {bound:.4g}), "
             f"{100 * c.int8_flop_share:.1f} % of UNet FLOPs in INT8")
         return c
 
@@ -93,7 +105,7 @@ def search(model: Any, records: list[dict], check: S.DepthCheck, max_depth_error
         return c, record
 
     full = attempt(judge("full", Q.unet_full(model, records, len(records)), check))
-    if full.depth_absrel <= max_depth_error:
+    if full.depth_absrel <= bound:
         return done(full)
 
     ranking = S.rank(full.model, check, by, progress=progress)
@@ -105,16 +117,16 @@ def search(model: Any, records: list[dict], check: S.DepthCheck, max_depth_error
         trial = S.keep_only(full.model, rest, by)
         quick = judge(f"full with the top {k} groups' quantizers bypassed", trial, check, order[:k])
         record.setdefault("probes", []).append(quick.row())
-        if quick.depth_absrel > max_depth_error:
+        if quick.depth_absrel > bound:
             continue
         mixed = Q.unet_full(model, records, len(records), order[:k], by)
         c = attempt(judge(f"mixed: {k} group{'s' if k > 1 else ''} float", mixed, check, order[:k]))
-        if c.depth_absrel <= max_depth_error:
+        if c.depth_absrel <= bound:
             met.append(c)
             break
     if use_accuracy_control:
-        c = attempt(judge("accuracy-control", accuracy_control(model, records, check, max_depth_error), check))
-        if c.depth_absrel <= max_depth_error:
+        c = attempt(judge("accuracy-control", accuracy_control(model, records, check, bound), check))
+        if c.depth_absrel <= bound:
             met.append(c)
     if met:
         return done(max(met, key=lambda c: c.int8_flop_share))
@@ -122,10 +134,10 @@ def search(model: Any, records: list[dict], check: S.DepthCheck, max_depth_error
     for name, build in (("hybrid", lambda: Q.unet_hybrid(model.clone(), records, len(records))),
                         ("weights", lambda: Q.weights_only(model.clone()))):
         c = attempt(judge(name, build(), check))
-        if c.depth_absrel <= max_depth_error:
+        if c.depth_absrel <= bound:
             return done(c)
     best = min(tried, key=lambda c: c.depth_absrel)
     raise InvalidArgumentError(
-        f"no INT8 configuration keeps the mean depth AbsRel within {max_depth_error:g}: the closest, "
-        f"{best.name!r}, reached {best.depth_absrel:.4f} (of {len(tried)} tried); allow a larger "
-        f"--max-depth-error or keep the float folder")
+        f"no INT8 configuration keeps the mean depth AbsRel within {max_depth_error:g} (its check must read "
+        f"<= {bound:.4g}, --check-margin {check_margin:.3g}): the closest, {best.name!r}, reached "
+        f"{best.depth_absrel:.4f} (of {len(tried)} tried); allow a larger --max-depth-error or keep the float folder")

@@ -32,8 +32,12 @@ from . import calibration as cal
 
 MODES = ("weights", "hybrid", "full", "auto")
 # what auto mode judges by: the calibration list's first prompts x seeds. The depth error of one sample swings
-# with its seed, and a check of 8 samples misjudged a choice by half (benchmarks/results/int8-depth)
-CHECK_PROMPTS, CHECK_SEEDS = 12, 2
+# with its seed: a check of 8 samples misjudged a choice by half (benchmarks/results/int8-depth), one of 24 read
+# 0.029 for a choice that held out at 0.057, one of 48 read 0.027 for 0.043 (benchmarks/results/int8-depth-amx)
+CHECK_PROMPTS, CHECK_SEEDS = 12, 4
+# the share of --max-depth-error auto's check must meet: 2/3 leaves the chosen model's error on other prompts,
+# 1.5x what the check read on the embedded model, under the bound (auto.py)
+CHECK_MARGIN = 2 / 3
 VAE_CHOICES = ("int8", "float")
 VAE_PARTS = (C.VAE_DECODER, C.VAE_ENCODER)
 
@@ -67,12 +71,14 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
                        progress: bool = True, speed: str | None = None, max_depth_error: float = 0.03,
                        check_prompts: int = CHECK_PROMPTS, check_steps: int | None = None,
                        check_seeds: int = CHECK_SEEDS, accuracy_control: bool = False,
-                       float_groups: list[str] | None = None, smooth_quant: float | None = None) -> dict:
+                       float_groups: list[str] | None = None, smooth_quant: float | None = None,
+                       check_margin: float | None = None) -> dict:
     """Write the INT8 variant of the artifact folder `src` to `out`; returns its manifest.
 
     Calibration (hybrid, full, auto) runs the float pipeline over the prompts through the runtime and records
     `samples` UNet calls, with speed preset `speed`'s sampler and steps when given. auto judges candidates on the
-    first `check_prompts` prompts x `check_seeds` seeds at `check_steps` (default: the calibration's), trying
+    first `check_prompts` prompts x `check_seeds` seeds at `check_steps` (default: the calibration's), and keeps
+    one only if the check reads at most `check_margin` x `max_depth_error` (default CHECK_MARGIN), trying
     NNCF's accuracy control too with `accuracy_control`. full mode: `float_groups` (sensitivity.py's UNet
     blocks) stay float, and `smooth_quant` sets NNCF's SmoothQuant alpha for MatMuls (-1: off; default NNCF's
     0.95). `out` is written to a temporary sibling and renamed at the end: complete or absent.
@@ -93,6 +99,12 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
         raise InvalidArgumentError(f"output folder {out} exists and is not empty (pass overwrite=True / --overwrite)")
     if out.resolve() == manifest.root.resolve():
         raise InvalidArgumentError("the output folder must differ from the input folder")
+    if mode == "auto" and not 0 < max_depth_error < 1:     # checked again by the search; here before calibration
+        raise InvalidArgumentError(f"--max-depth-error must be between 0 and 1 (a mean depth AbsRel), "
+                                   f"got {max_depth_error}")
+    if mode == "auto" and check_margin is not None and not 0 < check_margin <= 1:
+        raise InvalidArgumentError(f"--check-margin must be above 0 and at most 1 (the share of --max-depth-error "
+                                   f"the check must meet), got {check_margin}")
     if mode == "auto" and C.FORMAT_OPENVINO not in formats:
         raise InvalidArgumentError("--mode auto judges candidates through OpenVINO: quantize a folder with the "
                                    "OpenVINO IR (ONNX then gets the same float layers)")
@@ -115,7 +127,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
         records = cal.collect_unet_inputs(pipe, prompts, samples, steps, progress=progress, call=call)
         if mode == "auto":
             unet_model, auto_record = _auto_unet(pipe, records, prompts, call, max_depth_error, check_prompts,
-                                                 check_seeds, check_steps or steps, progress, accuracy_control)
+                                                 check_seeds, check_steps or steps, progress, accuracy_control,
+                                                 check_margin)
             kept_float = auto_record["float_groups"]
         if pipe.unet_cache is not None:
             # DeepCache's graphs calibrate on the same UNet inputs; the shallow one also on the float full graph's
@@ -205,7 +218,8 @@ def _preset_call(speed: str | None, manifest, steps: int) -> tuple[dict, int]:
 
 
 def _auto_unet(pipe, records: list[dict], prompts: list[str], call: dict, max_depth_error: float,
-               check_prompts: int, check_seeds: int, check_steps: int, progress: bool, accuracy_control: bool):
+               check_prompts: int, check_seeds: int, check_steps: int, progress: bool, accuracy_control: bool,
+               check_margin: float | None = None):
     """auto mode's UNet: the search in auto.py over the depth check on the first prompts."""
     import openvino as ov
 
@@ -215,7 +229,8 @@ def _auto_unet(pipe, records: list[dict], prompts: list[str], call: dict, max_de
     check = check_for(pipe, prompts[:check_prompts], check_seeds, check_steps, call)
     model = ov.Core().read_model(str(pipe.unet.path))
     chosen, record = auto.search(model, records, check, max_depth_error, use_accuracy_control=accuracy_control,
-                                 progress=progress)
+                                 progress=progress,
+                                 check_margin=CHECK_MARGIN if check_margin is None else check_margin)
     return chosen.model, record
 
 
