@@ -187,6 +187,38 @@ def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
     assert moved(kept) < 1e-3 < 5e-3 < moved(true), (moved(kept), moved(true))
 
 
+def test_anchor_text_keeps_the_long_captions_embeddings(data, tmp_path):
+    """--freeze-unet --anchor-text W: the text encoder's output for the long captions is pulled back to the --init
+    one's, so over a few large steps it drifts several times less than without the anchor; the UNet is untouched."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from ldm3d_edge import ASSETS_DIR
+    from training.train_ldm import main
+
+    train_vae(data, tmp_path / "vae", 1)
+    base = tmp_path / "base"
+    common = ["--data", str(data), "--size", str(SIZE), "--batch", "4", "--save-every", "10"]
+    assert main([*common, "--vae", str(tmp_path / "vae" / "final"), "--run", str(tmp_path / "r0"), "--steps", "1",
+                 "--out", str(base)]) == 0
+    tune = [*common, "--vae", str(base / "vae"), "--no-unit-latents", "--init", str(base), "--lr", "3e-3",
+            "--warmup", "1", "--steps", "6", "--freeze-unet", "--ema", "0"]
+    assert main([*tune, "--anchor-text", "100", "--run", str(tmp_path / "a"), "--out", str(tmp_path / "a-out")]) == 0
+    assert main([*tune, "--run", str(tmp_path / "f"), "--out", str(tmp_path / "f-out")]) == 0
+    captions = [str(c) for c in dataset.load_split(data / f"train-{SIZE}.npz")["caption"]] + [""]
+    tok = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
+    ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+    def hidden(folder):
+        with torch.no_grad():
+            return CLIPTextModel.from_pretrained(str(folder / "text_encoder")).float().eval()(ids)[0]
+
+    h0 = hidden(base)
+    anchored, free = ((hidden(tmp_path / f"{k}-out") - h0).square().mean().item() for k in ("a", "f"))
+    assert 0 < anchored < free / 3, (anchored, free)
+    u0, u1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "a-out"))
+    assert all(np.array_equal(u0[k], u1[k]) for k in u0)
+
+
 def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(tmp_path):
     from safetensors.numpy import save_file
 

@@ -187,6 +187,11 @@ def main(argv=None) -> int:
                     help="the same target's weight for the items that keep their long caption or are dropped to "
                          "the empty prompt (prior preservation: what the --init model drew for them is pinned while "
                          "short captions learn from the true noise); default: --distill's weight")
+    ap.add_argument("--anchor-text", type=float, default=0.0,
+                    help="weight of a text-encoder anchor: the mean squared difference between this text encoder's "
+                         "output and the --init one's for the items that keep their long caption or are dropped to "
+                         "the empty prompt. With --freeze-unet the long captions (and guidance's empty prompt) then "
+                         "keep the embeddings the UNet was trained on while the short ones learn; 0: off")
     ap.add_argument("--plain-walls", action="store_true",
                     help="leave out the images whose wall is coloured (data version 2): the VAE reconstructs coloured "
                          "walls grey, so their latents teach the UNet a wall colour it cannot show")
@@ -197,6 +202,8 @@ def main(argv=None) -> int:
     for name, w in (("--distill", a.distill), ("--preserve", a.preserve)):
         if w is not None and not 0.0 <= w <= 1.0:
             ap.error(f"{name} is a weight from 0 to 1, got {w}")
+    if a.anchor_text < 0:
+        ap.error(f"--anchor-text is a weight >= 0, got {a.anchor_text}")
     keep_w = a.distill if a.preserve is None else a.preserve      # teacher weight of long-caption/empty items
     run = Path(a.run)
     seed_everything(a.seed)
@@ -258,9 +265,10 @@ def main(argv=None) -> int:
             model.load_state_dict(init[key])
         print(f"initialised from {a.init} (step {init['step']})")
     teacher = None
-    if a.distill > 0 or keep_w > 0:
+    if a.distill > 0 or keep_w > 0 or a.anchor_text > 0:
         if not a.init:
-            raise SystemExit("--distill and --preserve need --init: the model whose predictions are the target")
+            raise SystemExit("--distill, --preserve and --anchor-text need --init: the model whose outputs are "
+                             "the target")
         init = init or init_state(Path(a.init))
         teacher = (CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG))
         for model, key in zip(teacher, ("ema_text", "ema_unet")):
@@ -308,14 +316,22 @@ def main(argv=None) -> int:
             hidden = text(ids)[0]
             pred = unet(zt, t, encoder_hidden_states=hidden).sample
         per_item = (pred.float() - noise).square().mean(dim=(1, 2, 3))
+        loss, anchor = torch.zeros(()), torch.zeros(())
         if teacher is not None:
             long_ids = s["ids"][idx].clone()
             long_ids[drop] = empty_ids
             with torch.no_grad():
-                target = teacher[1](zt, t, encoder_hidden_states=teacher[0](long_ids)[0]).sample
-            w = torch.where(kept | drop, keep_w, a.distill)
-            per_item = (1 - w) * per_item + w * (pred.float() - target).square().mean(dim=(1, 2, 3))
-        loss = per_item.mean()
+                long_hidden = teacher[0](long_ids)[0]
+            if a.distill > 0 or keep_w > 0:
+                with torch.no_grad():
+                    target = teacher[1](zt, t, encoder_hidden_states=long_hidden).sample
+                w = torch.where(kept | drop, keep_w, a.distill)
+                per_item = (1 - w) * per_item + w * (pred.float() - target).square().mean(dim=(1, 2, 3))
+            if a.anchor_text > 0 and bool((kept | drop).any()):
+                # these items' ids are exactly long_ids, so their embeddings are compared token for token
+                anchor = (hidden.float() - long_hidden).square().mean(dim=(1, 2))[kept | drop].mean()
+                loss = loss + a.anchor_text * anchor
+        loss = loss + per_item.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -326,7 +342,8 @@ def main(argv=None) -> int:
                 pe.mul_(decay).add_(p.detach(), alpha=1 - decay)
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.1e}", refresh=False)
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.1e}", refresh=False,
+                        **({"anchor": f"{anchor.item():.2e}"} if a.anchor_text > 0 else {}))
         if step % a.save_every == 0 or step == a.steps:
             save_checkpoint(run / "checkpoint.pt", text=text.state_dict(), unet=unet.state_dict(),
                             ema_text=ema_text.state_dict(), ema_unet=ema_unet.state_dict(), opt=opt.state_dict(),
