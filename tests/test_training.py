@@ -217,6 +217,10 @@ def test_anchor_text_keeps_the_long_captions_embeddings(data, tmp_path):
     assert 0 < anchored < free / 3, (anchored, free)
     u0, u1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "a-out"))
     assert all(np.array_equal(u0[k], u1[k]) for k in u0)
+    # its optimiser holds no UNet state: resuming it without --freeze-unet is refused in one line
+    unfrozen = [x for x in tune if x != "--freeze-unet"]
+    with pytest.raises(SystemExit, match="trained with --freeze-unet: resume it the same way"):
+        main([*unfrozen, "--run", str(tmp_path / "a"), "--steps", "7"])
 
 
 def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(tmp_path):

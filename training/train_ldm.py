@@ -275,6 +275,10 @@ def main(argv=None) -> int:
             model.load_state_dict(init[key])
             model.requires_grad_(False).eval()
     ck = load_checkpoint(run / "checkpoint.pt")
+    if ck and bool(ck.get("freeze_unet", False)) != a.freeze_unet:
+        # the optimiser's state holds the UNet's parameters or not: it cannot be resumed the other way
+        raise SystemExit(f"{run} was trained {'with' if ck.get('freeze_unet') else 'without'} --freeze-unet: "
+                         "resume it the same way")
     if ck:
         text.load_state_dict(ck["text"])
         unet.load_state_dict(ck["unet"])
@@ -347,7 +351,7 @@ def main(argv=None) -> int:
         if step % a.save_every == 0 or step == a.steps:
             save_checkpoint(run / "checkpoint.pt", text=text.state_dict(), unet=unet.state_dict(),
                             ema_text=ema_text.state_dict(), ema_unet=ema_unet.state_dict(), opt=opt.state_dict(),
-                            step=step, gen=gen.get_state())
+                            step=step, gen=gen.get_state(), freeze_unet=a.freeze_unet)
     bar.close()
     info = {"steps": step, "minutes_this_run": timer.minutes(),
             "params": {"text_encoder": sum(p.numel() for p in text.parameters()),
