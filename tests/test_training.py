@@ -239,3 +239,7 @@ def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(t
         w = weights(out / part / file)["w"]
         assert w.dtype == np.float16 and np.all(w == np.float16(0.75))
     assert not (out / "eval").exists()
+    # a part of its own weight: the base's UNet beside the fine-tune's text encoder
+    out = interpolate(tmp_path / "base", tmp_path / "tuned", tmp_path / "parts", 0.75, {"unet": 0.0})
+    assert np.all(weights(out / "unet" / PARTS["unet"])["w"] == 0)
+    assert np.all(weights(out / "text_encoder" / PARTS["text_encoder"])["w"] == np.float16(0.75))

@@ -17,7 +17,9 @@ from pathlib import Path
 PARTS = {"text_encoder": "model.safetensors", "unet": "diffusion_pytorch_model.safetensors"}
 
 
-def interpolate(base: Path, tuned: Path, out: Path, alpha: float) -> Path:
+def interpolate(base: Path, tuned: Path, out: Path, alpha: float, part_alpha: dict[str, float] | None = None) -> Path:
+    """`part_alpha`: another weight for a part (e.g. {"unet": 0.0}: the base's UNet with the fine-tune's text
+    encoder, to see which part a gain or a loss comes from)."""
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
@@ -29,8 +31,8 @@ def interpolate(base: Path, tuned: Path, out: Path, alpha: float) -> Path:
         a, b = load_file(str(base / part / name)), load_file(str(tuned / part / name))
         if a.keys() != b.keys():
             raise SystemExit(f"{part}: the two folders' weights differ in their names")
-        mixed = {k: ((1 - alpha) * a[k].astype(np.float32) + alpha * b[k].astype(np.float32)).astype(b[k].dtype)
-                 for k in a}
+        w = (part_alpha or {}).get(part, alpha)
+        mixed = {k: ((1 - w) * a[k].astype(np.float32) + w * b[k].astype(np.float32)).astype(b[k].dtype) for k in a}
         save_file(mixed, str(out / part / name), metadata={"format": "pt"})
     return out
 
@@ -41,11 +43,17 @@ def main(argv=None) -> int:
     ap.add_argument("tuned", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of the fine-tune (0: base, 1: fine-tune)")
+    ap.add_argument("--alpha-text", type=float, help="the text encoder's own weight (default --alpha)")
+    ap.add_argument("--alpha-unet", type=float, help="the UNet's own weight (default --alpha)")
     a = ap.parse_args(argv)
-    if not 0 <= a.alpha <= 1:
-        ap.error(f"--alpha {a.alpha}: must be in [0, 1]")
-    interpolate(a.base, a.tuned, a.out, a.alpha)
-    print(f"wrote {a.out}: text encoder and UNet = {1 - a.alpha:g} x {a.base} + {a.alpha:g} x {a.tuned}")
+    part_alpha = {part: w for part, w in (("text_encoder", a.alpha_text), ("unet", a.alpha_unet)) if w is not None}
+    for name, w in (("--alpha", a.alpha), *((f"--alpha for {p}", w) for p, w in part_alpha.items())):
+        if not 0 <= w <= 1:
+            ap.error(f"{name} {w}: must be in [0, 1]")
+    interpolate(a.base, a.tuned, a.out, a.alpha, part_alpha)
+    for part in PARTS:
+        w = part_alpha.get(part, a.alpha)
+        print(f"wrote {a.out}/{part} = {1 - w:g} x {a.base} + {w:g} x {a.tuned}")
     return 0
 
 
