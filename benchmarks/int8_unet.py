@@ -24,7 +24,7 @@ import numpy as np
 from ldm3d_edge.bench.bench import BenchOptions
 from ldm3d_edge.bench.common import interleaved, peak_rss_gb, write_results
 from ldm3d_edge.bench.worker import unet_inputs
-from training.metrics import abs_rel
+from ldm3d_edge.metrics import abs_rel
 
 # label -> (artifact key, OpenVINO inference precision); INT8 variants run their float remainder in bf16
 VARIANTS = {"FP32": ("fp32", "f32"), "BF16": ("fp32", "bf16"), "INT8 hybrid": ("hybrid", "bf16"),
