@@ -52,6 +52,11 @@ LEVERS: dict[str, tuple[str, int, bool, float | None, int]] = {
     "ddim-20 deepcache-2": ("ddim", 20, False, None, 2),
     "ddim-20 cutoff-0.7": ("ddim", 20, False, 0.7, 1),
     "ddim-30 deepcache-3": ("ddim", 30, False, None, 3),
+    # fourth round: fewer DDIM steps between 15 (depth 0.052 off, out of fast's bound) and 20, no cut-off: at full
+    # size an unguided step costs more than half a guided one (benchmarks/results/unet-batch-range)
+    "ddim-16": ("ddim", 16, False, None, 1),
+    "ddim-17": ("ddim", 17, False, None, 1),
+    "ddim-18": ("ddim", 18, False, None, 1),
     # third round: token merging, an export option (a folder per ratio)
     "tome-0.3": ("ddim", 49, False, None, 1),
     "tome-0.5": ("ddim", 49, False, None, 1),
@@ -66,6 +71,27 @@ def unet_equivalents(steps: int, cutoff: float | None, interval: int, shallow_sh
     guided = guided_steps(steps, cutoff)
     return float(sum((1.0 if i < guided else 0.5) * (1.0 if interval == 1 or i % interval == 0 else shallow_share)
                      for i in range(steps)))
+
+
+def int8_step_costs(path: str = "benchmarks/results/unet-batch-range/unet-batch-range.json") -> dict[str, float]:
+    """The full-size ldm3d-4c INT8 UNet's measured step costs, relative to a static batch-2 step: a cut-off run's
+    guided ("range2") and unguided ("range1") steps on the one model compiled for batches 1-2 that the runtime
+    uses then. An unguided step costs 0.58 of a static guided one, not the 0.5 its FLOPs say, and the guided steps
+    before it 1.10: the cut-off saves less than its FLOPs."""
+    f = next(f for f in json.loads(Path(path).read_text())["folders"] if f["folder"].endswith("-int8-full"))
+    t = f["median_s"]
+    return {"range2": t["range @2"] / t["static 2"], "range1": t["range @1"] / t["static 2"]}
+
+
+def int8_step_equivalents(steps: int, cutoff: float | None, interval: int, shallow_share: float,
+                          costs: dict[str, float]) -> float:
+    """unet_equivalents with the measured costs of int8_step_costs for a cut-off run's steps (DeepCache's shallow
+    steps still at their FLOP share: not timed at full size)."""
+    if cutoff is None:
+        return unet_equivalents(steps, cutoff, interval, shallow_share)
+    guided = guided_steps(steps, cutoff)
+    return float(sum((costs["range2"] if i < guided else costs["range1"])
+                     * (1.0 if interval == 1 or i % interval == 0 else shallow_share) for i in range(steps)))
 
 
 def export_embedded(work: Path, tome: float | None = None, panorama: bool = False) -> Path:
@@ -119,6 +145,9 @@ def run(work: Path, samples: int, panorama: bool, shares: dict, names: list[str]
             "cache_interval": interval, "tome": TOME.get(name),
             "unet_equivalents": unet_equivalents(steps, cutoff, interval, shares["deepcache"])
             * (shares["tome"][TOME[name]] if name in TOME else 1.0),
+            "int8_step_equivalents": int8_step_equivalents(steps, cutoff, interval, shares["deepcache"],
+                                                           int8_step_costs())
+            * (shares["tome"][TOME[name]] if name in TOME else 1.0),
             "seconds": float(np.median([x["seconds"] for x in r])),
             **{key: float(np.mean([x[key] for x in r if np.isfinite(x[key])] or [np.inf]))
                for key in ("rgb_psnr_db", "rgb_ssim", "depth_absrel", "depth_delta1")},
@@ -136,27 +165,54 @@ def markdown(results: list[dict], meta: dict) -> str:
            "reference's own output (the reference row is itself: PSNR inf). Adherence: nearest object in the prompted "
            "colour, nearer than its background, depth/RGB silhouette IoU. UNet-eq.: full-size UNet calls per image "
            "(guided step 1, unguided 0.5, DeepCache shallow step its FLOP share at full size, a token-merged UNet "
-           "its FLOP share: benchmarks/results/tome-flops.md). Seconds: median per "
+           "its FLOP share: benchmarks/results/tome-flops.md). INT8 step-eq.: the same counted in measured "
+           "full-size INT8 step times, the cost presets are chosen by: with a guidance cut-off the runtime compiles "
+           "the UNet for batches 1-2, and there a guided step costs 1.10 and an unguided one 0.58 of a static "
+           "guided step (ldm3d-4c 512², benchmarks/results/unet-batch-range). Seconds: median per "
            f"image on the embedded model here ({meta['cpu']}, {meta['cores']} cores), all settings interleaved per "
            f"sample. DeepCache branch {BRANCH}. The rows after 'unipc-10 cutoff-0.5 deepcache-2' were measured in a "
            "second round (`--add`: the same captions and seeds, the reference rerun and checked identical), placed "
            "around the front the first round found; the tome rows in a third (`ldm3d export --tome`: a folder per "
            "ratio and kind, as a merged UNet runs at its export size only). A later round's seconds were measured "
-           "beside a rerun of the reference, whose time is not kept: compare them across rounds with care.", ""]
+           "beside a rerun of the reference, whose time is not kept: compare them across rounds with care."]
+    other = {}
+    for name, row in results[0]["summary"].items():
+        if row.get("measured_on"):
+            other.setdefault(row["measured_on"], []).append(name)
+    for cpu, names in other.items():
+        out[-1] += (f" Rows {', '.join(names)} were measured on another machine ({cpu}, beside the reference rerun "
+                    "there): their seconds do not compare with the rest.")
+    out.append("")
     for r in results:
         kind = "panorama 256x128" if r["panorama"] else "perspective 128x128"
         out += [f"## {kind}, {r['samples']} samples", "",
-                "| setting | UNet-eq. | s / image | RGB PSNR dB | SSIM | depth AbsRel | δ<1.25 | colour | nearer "
-                "| IoU |",
-                "|---" * 10 + "|"]
+                "| setting | UNet-eq. | INT8 step-eq. | s / image | RGB PSNR dB | SSIM | depth AbsRel | δ<1.25 "
+                "| colour | nearer | IoU |",
+                "|---" * 11 + "|"]
         for name, s in r["summary"].items():
             psnr = "ref" if name == REFERENCE else f"{s['rgb_psnr_db']:.1f}"
-            out.append(f"| {name} | {s['unet_equivalents']:.1f} | {s['seconds']:.2f} | {psnr} | {s['rgb_ssim']:.3f} | "
+            out.append(f"| {name} | {s['unet_equivalents']:.1f} | {step_eq(s):.1f} | {s['seconds']:.2f} | {psnr} | "
+                       f"{s['rgb_ssim']:.3f} | "
                        f"{s['depth_absrel']:.3f} | {s['depth_delta1']:.3f} | {100 * s['colour_adherence']:.1f} % | "
                        f"{100 * s['nearer_adherence']:.1f} % | {s['depth_rgb_iou']:.3f} |")
         out.append("")
     out += presets_section(results)
     return "\n".join(out)
+
+
+def fill_step_equivalents(results: list[dict]) -> None:
+    """Rows measured before the INT8 step-equivalents column get it from their settings."""
+    costs = int8_step_costs()
+    for r in results:
+        for s in r["summary"].values():
+            if "int8_step_equivalents" not in s:
+                args = (s["steps"], s["guidance_cutoff"], s["cache_interval"], r["shallow_share"])
+                tome = s["unet_equivalents"] / unet_equivalents(*args)     # the merged UNet's FLOP share, or 1
+                s["int8_step_equivalents"] = tome * int8_step_equivalents(*args, costs)
+
+
+def step_eq(s: dict) -> float:
+    return s["int8_step_equivalents"]
 
 
 def presets_section(results: list[dict]) -> list[str]:
@@ -167,22 +223,21 @@ def presets_section(results: list[dict]) -> list[str]:
     for speed, (max_absrel, max_drop) in (("balanced", (0.03, 0.01)), ("fast", (0.05, 0.03))):
         ok = []
         for name in results[0]["summary"]:
+            if name in TOME:        # token merging is an export option, not a preset's
+                continue
             rows = [r["summary"][name] for r in results]
             refs = [r["summary"][REFERENCE] for r in results]
             if all(x["depth_absrel"] <= max_absrel and ref["colour_adherence"] - x["colour_adherence"] <= max_drop
                    for x, ref in zip(rows, refs)):
-                ok.append((rows[0]["unet_equivalents"], name))
+                ok.append((step_eq(rows[0]), name))
         ok.sort()
         points = f"{100 * max_drop:.0f} point" + ("s" if max_drop != 0.01 else "")
         lines.append(f"- **{speed}** (depth AbsRel <= {max_absrel}, adherence within {points}): "
                      + ", ".join(f"{n} ({c:.1f})" for c, n in ok[:4] if n != REFERENCE)
                      + f" — runtime/presets.py: {PRESETS[speed].describe()}")
-    lines += ["", "At full size on the reference AMX VM (UNet step 1.08 s INT8, VAE decode about 2 s) that is about "
-              f"{PRESETS['balanced'].unet_calls() * 1.08 + 2:.0f} s (balanced) and "
-              f"{PRESETS['fast'].unet_calls() * 1.08 + 2:.0f} s (fast) end to end, against the issue's goals of "
-              "12 s and 6 s: on the embedded model no setting under ~17 UNet calls kept depth within 0.05 of the "
-              "release default. An estimate from the measured step time, not a measurement: the full-size rows "
-              "belong to `ldm3d bench` on that machine.", ""]
+    lines += ["", "Cost: INT8 step-equivalents (the perspective table's). Token-merged rows are left out (an export "
+              "option, not a preset's). The presets' end-to-end seconds at full size: `ldm3d bench --speed "
+              "balanced,fast` (benchmarks/results/bench-ldm3d-4c-512-presets*).", ""]
     return lines
 
 
@@ -241,8 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown settings {unknown}; known: {', '.join(LEVERS)}")
     results = [run(Path(a.work), a.samples, False, shares["ldm3d-4c"], names),
                run(Path(a.work), a.samples, True, shares["ldm3d-pano"], names)]
+    meta = machine()
     if a.add:   # same captions and seeds: the reference must agree with the earlier round's, then merge
-        before = json.loads((out / "summary.json").read_text())["results"]
+        earlier = json.loads((out / "summary.json").read_text())
+        before = earlier["results"]
+        for r in results:   # a round on another CPU: its seconds are not comparable with the table's
+            for name, row in r["summary"].items():
+                if name != REFERENCE and meta["cpu"] != earlier["machine"]["cpu"]:
+                    row["measured_on"] = meta["cpu"]
+        meta = earlier["machine"]
         for old, new in zip(before, results):
             same = all(old["summary"][REFERENCE][k] == new["summary"][REFERENCE][k]
                        for k in ("colour_adherence", "nearer_adherence", "depth_rgb_iou"))
@@ -250,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit("the reference differs from the earlier round's: not merging")
             old["summary"].update({k: v for k, v in new["summary"].items() if k != REFERENCE})
         results = before
-    meta = machine()
+    fill_step_equivalents(results)
     write_results(out / "summary", {"machine": meta, "reference": REFERENCE, "branch": BRANCH, "results": results},
                   markdown(results, meta))
     plot(results, out / "pareto.png")
