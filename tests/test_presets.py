@@ -30,7 +30,7 @@ def test_presets_resolve_to_the_same_settings_every_call():
     # strictly less work the faster the preset (full-size UNet calls: guided 1, unguided 0.5)
     work = [PRESETS[s].unet_calls() for s in SPEEDS]
     assert work == sorted(work, reverse=True) and len(set(work)) == 3
-    assert PRESETS["fast"].unet_calls() == 17.5     # 15 guided + 5 unguided steps
+    assert PRESETS["fast"].unet_calls() == 16.0     # 16 guided steps
 
 
 def test_a_folder_without_deepcache_graphs_runs_a_caching_preset_without_caching(monkeypatch):

@@ -1,14 +1,17 @@
 """Speed presets: less work per image, chosen from the measured quality cost (benchmarks/results/speed-levers).
 
 `quality` is the release default (49 DDIM steps, guided). `balanced` and `fast` are the cheapest settings measured
-(23 of them, 64 perspective and 64 panorama samples of the embedded model, benchmarks/results/speed-levers) that
+(26 of them, 64 perspective and 64 panorama samples of the embedded model, benchmarks/results/speed-levers) that
 keep issue 20's quality bounds against the release default on both kinds: adherence within 1 / 3 points and depth
-AbsRel <= 0.03 / 0.05. balanced: 20 DDIM steps (20 full-size UNet calls; AbsRel 0.024 / 0.006, adherence
-100 / 84.4 % vs 100 / 82.8 %; DeepCache interval 3 at 49 steps ties it at 19.5 calls but needs its graphs).
-fast: 20 DDIM steps with guidance cut-off 0.7 (17.5 calls; AbsRel 0.045 / 0.016, adherence 98.4 / 85.9 %). Every
-cheaper setting measured moved the embedded model's depth by more than 0.05 or its adherence by more than 3
-points. A preset with feature caching runs without it on a folder lacking the DeepCache graphs, and says so.
-Precision is the folder's own: an INT8 folder runs its INT8 UNet under any preset.
+AbsRel <= 0.03 / 0.05, cost counted in measured full-size INT8 UNet steps. balanced: 20 DDIM steps (AbsRel
+0.024 / 0.006, adherence 100 / 84.4 % vs 100 / 82.8 %; DeepCache interval 3 at 49 steps ties it at 19.5 calls
+but needs its graphs). fast: 16 DDIM steps (AbsRel 0.043 / 0.010, adherence 100 / 82.8 %). A guidance cut-off
+saves less than its FLOPs at full size: the UNet compiled for batches 1-2 runs a guided step at 1.10 and an
+unguided one at 0.58 of a static guided step (benchmarks/results/unet-batch-range), so 20 steps with cut-off 0.7
+cost 19.4 steps' time, more than 16 plain ones. Every cheaper setting measured moved the embedded model's depth by
+more than 0.05 or its adherence by more than 3 points. A preset with feature caching runs without it on a folder
+lacking the DeepCache graphs, and says so. Precision is the folder's own: an INT8 folder runs its INT8 UNet under
+any preset.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ class SpeedPreset:
 PRESETS = {
     "quality": SpeedPreset("quality", None, DEFAULT_STEPS, None, 1),
     "balanced": SpeedPreset("balanced", "ddim", 20, None, 1),
-    "fast": SpeedPreset("fast", "ddim", 20, 0.7, 1),
+    "fast": SpeedPreset("fast", "ddim", 16, None, 1),
 }
 SPEEDS = tuple(PRESETS)
 
