@@ -163,19 +163,26 @@ def test_plain_walls_leaves_out_exactly_the_coloured_walls(tmp_path):
     assert 0 < len(keep) < 2 * len(scenes)
 
 
+def fine_tune_args(data, tmp_path, *common):
+    """A one-step base pipeline (tmp_path/base) and train_ldm's arguments to fine-tune it (--init, its VAE)."""
+    from training.train_ldm import main
+
+    train_vae(data, tmp_path / "vae", 1)
+    base = tmp_path / "base"
+    common = ("--data", str(data), "--size", str(SIZE), *common)
+    assert main([*common, "--vae", str(tmp_path / "vae" / "final"), "--run", str(tmp_path / "r0"), "--steps", "1",
+                 "--out", str(base)]) == 0
+    return base, [*common, "--vae", str(base / "vae"), "--no-unit-latents", "--init", str(base), "--warmup", "1"]
+
+
 def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
     """--preserve 1: an item that keeps its long caption (or is dropped to the empty prompt) learns the --init
     model's own prediction, so with every caption long the first step has nothing to learn (the UNet moves only by
     weight decay, below fp16 rounding), while the true-noise target moves it by about the learning rate."""
     from training.train_ldm import main
 
-    train_vae(data, tmp_path / "vae", 1)
-    base = tmp_path / "base"
-    common = ["--data", str(data), "--size", str(SIZE), "--batch", "2", "--save-every", "1"]
-    assert main([*common, "--vae", str(tmp_path / "vae" / "final"), "--run", str(tmp_path / "r0"), "--steps", "1",
-                 "--out", str(base)]) == 0
-    tune = [*common, "--vae", str(base / "vae"), "--no-unit-latents", "--init", str(base), "--lr", "1e-2",
-            "--warmup", "1", "--steps", "1"]
+    base, tune = fine_tune_args(data, tmp_path, "--batch", "2", "--save-every", "1")
+    tune += ["--lr", "1e-2", "--steps", "1"]
     assert main([*tune, "--preserve", "1", "--run", str(tmp_path / "kept"), "--out", str(tmp_path / "kept-out")]) == 0
     assert main([*tune, "--run", str(tmp_path / "true"), "--out", str(tmp_path / "true-out")]) == 0
     w0, kept, true = (weights(p / "unet" / "diffusion_pytorch_model.safetensors")
@@ -195,13 +202,8 @@ def test_anchor_text_keeps_the_long_captions_embeddings(data, tmp_path):
     from ldm3d_edge import ASSETS_DIR
     from training.train_ldm import main
 
-    train_vae(data, tmp_path / "vae", 1)
-    base = tmp_path / "base"
-    common = ["--data", str(data), "--size", str(SIZE), "--batch", "4", "--save-every", "10"]
-    assert main([*common, "--vae", str(tmp_path / "vae" / "final"), "--run", str(tmp_path / "r0"), "--steps", "1",
-                 "--out", str(base)]) == 0
-    tune = [*common, "--vae", str(base / "vae"), "--no-unit-latents", "--init", str(base), "--lr", "3e-3",
-            "--warmup", "1", "--steps", "6", "--freeze-unet", "--ema", "0"]
+    base, tune = fine_tune_args(data, tmp_path, "--batch", "4", "--save-every", "10")
+    tune += ["--lr", "3e-3", "--steps", "6", "--freeze-unet", "--ema", "0"]
     assert main([*tune, "--anchor-text", "100", "--run", str(tmp_path / "a"), "--out", str(tmp_path / "a-out")]) == 0
     assert main([*tune, "--run", str(tmp_path / "f"), "--out", str(tmp_path / "f-out")]) == 0
     captions = [str(c) for c in dataset.load_split(data / f"train-{SIZE}.npz")["caption"]] + [""]
