@@ -27,7 +27,7 @@ from typing import Any
 from ..runtime.errors import InvalidArgumentError
 from . import openvino_int8 as Q
 from . import sensitivity as S
-from .quantize import CHECK_MARGIN
+from .quantize import CHECK_MARGIN, check_bounds
 
 
 @dataclass
@@ -78,12 +78,7 @@ def search(model: Any, records: list[dict], check: S.DepthCheck, max_depth_error
            use_accuracy_control: bool = False, progress: bool = True, log=print,
            check_margin: float = CHECK_MARGIN) -> tuple[Candidate, dict]:
     """The chosen candidate and a record of the search (every candidate tried, the sensitivity ranking)."""
-    if not 0 < max_depth_error < 1:
-        raise InvalidArgumentError(f"--max-depth-error must be between 0 and 1 (a mean depth AbsRel), "
-                                   f"got {max_depth_error}")
-    if not 0 < check_margin <= 1:
-        raise InvalidArgumentError(f"--check-margin must be above 0 and at most 1 (the share of --max-depth-error "
-                                   f"the check must meet), got {check_margin}")
+    check_bounds(max_depth_error, check_margin)
     bound = max_depth_error * check_margin      # what the check must read
     t0 = time.perf_counter()
     tried: list[Candidate] = []

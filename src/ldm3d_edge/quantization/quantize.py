@@ -39,6 +39,16 @@ CHECK_PROMPTS, CHECK_SEEDS = 12, 4
 # 1.5x what the check read on the embedded model, under the bound (auto.py)
 CHECK_MARGIN = 2 / 3
 VAE_CHOICES = ("int8", "float")
+
+
+def check_bounds(max_depth_error: float, check_margin: float) -> None:
+    """auto's bound and margin, or one line saying what is allowed."""
+    if not 0 < max_depth_error < 1:
+        raise InvalidArgumentError(f"--max-depth-error must be between 0 and 1 (a mean depth AbsRel), "
+                                   f"got {max_depth_error}")
+    if not 0 < check_margin <= 1:
+        raise InvalidArgumentError(f"--check-margin must be above 0 and at most 1 (the share of --max-depth-error "
+                                   f"the check must meet), got {check_margin}")
 VAE_PARTS = (C.VAE_DECODER, C.VAE_ENCODER)
 
 
@@ -99,12 +109,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
         raise InvalidArgumentError(f"output folder {out} exists and is not empty (pass overwrite=True / --overwrite)")
     if out.resolve() == manifest.root.resolve():
         raise InvalidArgumentError("the output folder must differ from the input folder")
-    if mode == "auto" and not 0 < max_depth_error < 1:     # checked again by the search; here before calibration
-        raise InvalidArgumentError(f"--max-depth-error must be between 0 and 1 (a mean depth AbsRel), "
-                                   f"got {max_depth_error}")
-    if mode == "auto" and check_margin is not None and not 0 < check_margin <= 1:
-        raise InvalidArgumentError(f"--check-margin must be above 0 and at most 1 (the share of --max-depth-error "
-                                   f"the check must meet), got {check_margin}")
+    if mode == "auto":      # before calibration, not minutes later in the search
+        check_bounds(max_depth_error, CHECK_MARGIN if check_margin is None else check_margin)
     if mode == "auto" and C.FORMAT_OPENVINO not in formats:
         raise InvalidArgumentError("--mode auto judges candidates through OpenVINO: quantize a folder with the "
                                    "OpenVINO IR (ONNX then gets the same float layers)")
