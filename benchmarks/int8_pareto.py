@@ -20,11 +20,10 @@ import argparse
 import gc
 import json
 import statistics
-import time
 from pathlib import Path
 
 from ldm3d_edge.bench.bench import BenchOptions
-from ldm3d_edge.bench.common import cpu_times, machine, steal_pct, write_results
+from ldm3d_edge.bench.common import cpu_times, interleaved, machine, steal_pct, write_results
 
 from .unet_batch_range import peaks
 
@@ -70,20 +69,12 @@ def time_pair(ref: Path, test: Path, precision: str, size: int, rounds: int) -> 
         shares[label] = kernel_precisions(part.compiled(size, size).native)["int8_flop_share"]
         parts[label] = part
     s, t, h = unet_inputs(size, size, m.components["unet"].input("encoder_hidden_states").shape[-1])
-    runs: dict[str, list[float]] = {"ref": [], "test": []}
-    for p in parts.values():    # untimed first calls
-        p(s, t, h, size, size)
-    for r in range(rounds):
-        # the order alternates (ABBA): run in a fixed order, INT8 full against itself read 0.96x, a bias of the
-        # second call in a round as large as the differences measured
-        for k in (("ref", "test") if r % 2 == 0 else ("test", "ref")):
-            t0 = time.perf_counter()
-            parts[k](s, t, h, size, size)
-            runs[k].append(time.perf_counter() - t0)
+    # the order alternates: in a fixed order INT8 full against itself read 0.96x, a bias of the second call in a
+    # round as large as the differences measured
+    lat = interleaved({k: (lambda p=p: p(s, t, h, size, size)) for k, p in parts.items()}, rounds, alternate=True)
     del parts
     gc.collect()
-    lat = {k: {"median_s": statistics.median(v), "min_s": min(v), "max_s": max(v), "runs": v} for k, v in runs.items()}
-    ratios = [a / b for a, b in zip(runs["test"], runs["ref"])]
+    ratios = [a / b for a, b in zip(lat["test"]["runs"], lat["ref"]["runs"])]
     return {"step_s": lat["test"], "ref_step_s": lat["ref"], "vs_ref_same_round": statistics.median(ratios),
             "int8_flop_share": shares["test"]}
 

@@ -233,3 +233,16 @@ def test_missing_accelerator_is_named_before_any_work(tmp_path):
     with pytest.raises(InvalidArgumentError, match="no Intel GPU"):
         BenchOptions(device="GPU", work=str(tmp_path)).validate()
     assert not any(tmp_path.iterdir())
+
+
+def test_interleaved_alternates_the_order_of_a_round_when_asked():
+    from ldm3d_edge.bench.common import interleaved
+
+    calls: list[str] = []
+    runners = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    r = interleaved(runners, 3, alternate=True)
+    assert calls == list("abc") + list("abc") + list("cba") + list("abc")     # warm-up, then rounds 1-3
+    assert all(len(v["runs"]) == 3 for v in r.values())
+    calls.clear()
+    interleaved(runners, 2)
+    assert calls == list("abc") * 3

@@ -15,13 +15,16 @@ from typing import Any
 from ..runtime.result import atomic_write
 
 
-def interleaved(runners: dict[str, Callable[[], object]], repeat: int) -> dict[str, dict]:
-    """One untimed warm-up call each, then `repeat` timed rounds; median, min, max and every run, in seconds."""
+def interleaved(runners: dict[str, Callable[[], object]], repeat: int, alternate: bool = False) -> dict[str, dict]:
+    """One untimed warm-up call each, then `repeat` timed rounds; median, min, max and every run, in seconds.
+    alternate: every second round runs in the reverse order, so a bias of a place in the round cancels (timed
+    against itself in a fixed order, a full-size UNet read 0.96x; benchmarks/int8_pareto.py)."""
     times: dict[str, list[float]] = {k: [] for k in runners}
     for fn in runners.values():
         fn()
-    for _ in range(repeat):
-        for k, fn in runners.items():
+    for r in range(repeat):
+        order = list(runners.items())
+        for k, fn in (order[::-1] if alternate and r % 2 else order):
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
