@@ -145,9 +145,6 @@ def run(work: Path, samples: int, panorama: bool, shares: dict, names: list[str]
             "cache_interval": interval, "tome": TOME.get(name),
             "unet_equivalents": unet_equivalents(steps, cutoff, interval, shares["deepcache"])
             * (shares["tome"][TOME[name]] if name in TOME else 1.0),
-            "int8_step_equivalents": int8_step_equivalents(steps, cutoff, interval, shares["deepcache"],
-                                                           int8_step_costs())
-            * (shares["tome"][TOME[name]] if name in TOME else 1.0),
             "seconds": float(np.median([x["seconds"] for x in r])),
             **{key: float(np.mean([x[key] for x in r if np.isfinite(x[key])] or [np.inf]))
                for key in ("rgb_psnr_db", "rgb_ssim", "depth_absrel", "depth_delta1")},
@@ -191,8 +188,8 @@ def markdown(results: list[dict], meta: dict) -> str:
                 "|---" * 11 + "|"]
         for name, s in r["summary"].items():
             psnr = "ref" if name == REFERENCE else f"{s['rgb_psnr_db']:.1f}"
-            out.append(f"| {name} | {s['unet_equivalents']:.1f} | {step_eq(s):.1f} | {s['seconds']:.2f} | {psnr} | "
-                       f"{s['rgb_ssim']:.3f} | "
+            out.append(f"| {name} | {s['unet_equivalents']:.1f} | {s['int8_step_equivalents']:.1f} | "
+                       f"{s['seconds']:.2f} | {psnr} | {s['rgb_ssim']:.3f} | "
                        f"{s['depth_absrel']:.3f} | {s['depth_delta1']:.3f} | {100 * s['colour_adherence']:.1f} % | "
                        f"{100 * s['nearer_adherence']:.1f} % | {s['depth_rgb_iou']:.3f} |")
         out.append("")
@@ -201,18 +198,14 @@ def markdown(results: list[dict], meta: dict) -> str:
 
 
 def fill_step_equivalents(results: list[dict]) -> None:
-    """Rows measured before the INT8 step-equivalents column get it from their settings."""
+    """Every row's INT8 step-equivalents, from its settings (rows of earlier rounds too), the measured costs read
+    once."""
     costs = int8_step_costs()
     for r in results:
         for s in r["summary"].values():
-            if "int8_step_equivalents" not in s:
-                args = (s["steps"], s["guidance_cutoff"], s["cache_interval"], r["shallow_share"])
-                tome = s["unet_equivalents"] / unet_equivalents(*args)     # the merged UNet's FLOP share, or 1
-                s["int8_step_equivalents"] = tome * int8_step_equivalents(*args, costs)
-
-
-def step_eq(s: dict) -> float:
-    return s["int8_step_equivalents"]
+            args = (s["steps"], s["guidance_cutoff"], s["cache_interval"], r["shallow_share"])
+            tome = s["unet_equivalents"] / unet_equivalents(*args)     # the merged UNet's FLOP share, or 1
+            s["int8_step_equivalents"] = tome * int8_step_equivalents(*args, costs)
 
 
 def presets_section(results: list[dict]) -> list[str]:
@@ -229,7 +222,7 @@ def presets_section(results: list[dict]) -> list[str]:
             refs = [r["summary"][REFERENCE] for r in results]
             if all(x["depth_absrel"] <= max_absrel and ref["colour_adherence"] - x["colour_adherence"] <= max_drop
                    for x, ref in zip(rows, refs)):
-                ok.append((step_eq(rows[0]), name))
+                ok.append((rows[0]["int8_step_equivalents"], name))
         ok.sort()
         points = f"{100 * max_drop:.0f} point" + ("s" if max_drop != 0.01 else "")
         lines.append(f"- **{speed}** (depth AbsRel <= {max_absrel}, adherence within {points}): "
