@@ -225,6 +225,25 @@ def test_anchor_text_keeps_the_long_captions_embeddings(data, tmp_path):
         main([*unfrozen, "--run", str(tmp_path / "a"), "--steps", "7"])
 
 
+def test_freeze_text_trains_the_unet_alone(data, tmp_path):
+    """--freeze-text: the text encoder comes out bit for bit the --init one while the UNet learns; a run trained so
+    cannot be resumed without it, and it cannot be combined with --freeze-unet."""
+    from training.train_ldm import main
+
+    base, tune = fine_tune_args(data, tmp_path, "--batch", "2", "--save-every", "10")
+    tune += ["--lr", "1e-2", "--steps", "2", "--freeze-text", "--run", str(tmp_path / "u")]
+    assert main([*tune, "--out", str(tmp_path / "u-out")]) == 0
+    t0, t1 = (weights(p / "text_encoder" / "model.safetensors") for p in (base, tmp_path / "u-out"))
+    assert all(np.array_equal(t0[k], t1[k]) for k in t0)
+    u0, u1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "u-out"))
+    assert max(float(np.abs(u1[k].astype(np.float32) - u0[k].astype(np.float32)).max()) for k in u0) > 5e-3
+    with pytest.raises(SystemExit, match="trained with --freeze-text: resume it the same way"):
+        main([x for x in tune if x != "--freeze-text"] + ["--steps", "3"])
+    with pytest.raises(SystemExit) as e:
+        main([*tune, "--freeze-unet"])
+    assert e.value.code == 2
+
+
 def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(tmp_path):
     from safetensors.numpy import save_file
 

@@ -179,6 +179,10 @@ def main(argv=None) -> int:
     ap.add_argument("--freeze-unet", action="store_true",
                     help="train the text encoder alone: the UNet (and so what the long captions it was trained on "
                          "draw) stays as it is, and only how the prompts are read can change")
+    ap.add_argument("--freeze-text", action="store_true",
+                    help="train the UNet alone: the text encoder stays the --init one, so every caption (the long "
+                         "ones the model was trained on, the empty prompt of guidance) keeps its embedding and only "
+                         "what the UNet draws for it can change")
     ap.add_argument("--distill", type=float, default=0.0,
                     help="weight of a second target: the --init model's own noise prediction for the image's long "
                          "caption (short captions learn to mean what the long one means to it, long captions keep "
@@ -204,6 +208,8 @@ def main(argv=None) -> int:
             ap.error(f"{name} is a weight from 0 to 1, got {w}")
     if a.anchor_text < 0:
         ap.error(f"--anchor-text is a weight >= 0, got {a.anchor_text}")
+    if a.freeze_text and (a.freeze_unet or a.anchor_text > 0):
+        ap.error("--freeze-text leaves nothing to train with --freeze-unet, and nothing to anchor with --anchor-text")
     keep_w = a.distill if a.preserve is None else a.preserve      # teacher weight of long-caption/empty items
     run = Path(a.run)
     seed_everything(a.seed)
@@ -251,7 +257,8 @@ def main(argv=None) -> int:
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     unet = UNet2DConditionModel(**UNET_CONFIG)
-    params = list(text.parameters()) + ([] if a.freeze_unet else list(unet.parameters()))
+    params = ([] if a.freeze_text else list(text.parameters())) + ([] if a.freeze_unet else list(unet.parameters()))
+    text.requires_grad_(not a.freeze_text)
     unet.requires_grad_(not a.freeze_unet)
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-2)
     ema_text, ema_unet = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG)
@@ -275,10 +282,11 @@ def main(argv=None) -> int:
             model.load_state_dict(init[key])
             model.requires_grad_(False).eval()
     ck = load_checkpoint(run / "checkpoint.pt")
-    if ck and bool(ck.get("freeze_unet", False)) != a.freeze_unet:
-        # the optimiser's state holds the UNet's parameters or not: it cannot be resumed the other way
-        raise SystemExit(f"{run} was trained {'with' if ck.get('freeze_unet') else 'without'} --freeze-unet: "
-                         "resume it the same way")
+    for flag, frozen in (("--freeze-unet", a.freeze_unet), ("--freeze-text", a.freeze_text)):
+        was = bool(ck.get(flag[2:].replace("-", "_"), False)) if ck else frozen
+        if was != frozen:
+            # the optimiser's state holds that part's parameters or not: it cannot be resumed the other way
+            raise SystemExit(f"{run} was trained {'with' if was else 'without'} {flag}: resume it the same way")
     if ck:
         text.load_state_dict(ck["text"])
         unet.load_state_dict(ck["unet"])
@@ -288,10 +296,11 @@ def main(argv=None) -> int:
         step = ck["step"]
         gen.set_state(ck["gen"])
         print(f"resumed at step {step}")
-    ema_params = list(ema_text.parameters()) + ([] if a.freeze_unet else list(ema_unet.parameters()))
+    ema_params = (([] if a.freeze_text else list(ema_text.parameters()))
+                  + ([] if a.freeze_unet else list(ema_unet.parameters())))
     timer = Timer()
     bar = tqdm(total=a.steps, initial=step, desc="ldm", unit="step")
-    text.train()
+    text.train(not a.freeze_text)
     unet.train()
     while step < a.steps:
         lr = a.lr * min(1.0, (step + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / a.steps)))
@@ -317,7 +326,8 @@ def main(argv=None) -> int:
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (a.batch,), generator=gen)
         zt = noise_sched.add_noise(z, noise, t)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            hidden = text(ids)[0]
+            with torch.set_grad_enabled(not a.freeze_text):
+                hidden = text(ids)[0]
             pred = unet(zt, t, encoder_hidden_states=hidden).sample
         per_item = (pred.float() - noise).square().mean(dim=(1, 2, 3))
         loss, anchor = torch.zeros(()), torch.zeros(())
@@ -351,7 +361,7 @@ def main(argv=None) -> int:
         if step % a.save_every == 0 or step == a.steps:
             save_checkpoint(run / "checkpoint.pt", text=text.state_dict(), unet=unet.state_dict(),
                             ema_text=ema_text.state_dict(), ema_unet=ema_unet.state_dict(), opt=opt.state_dict(),
-                            step=step, gen=gen.get_state(), freeze_unet=a.freeze_unet)
+                            step=step, gen=gen.get_state(), freeze_unet=a.freeze_unet, freeze_text=a.freeze_text)
     bar.close()
     info = {"steps": step, "minutes_this_run": timer.minutes(),
             "params": {"text_encoder": sum(p.numel() for p in text.parameters()),
