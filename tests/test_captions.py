@@ -80,6 +80,21 @@ def test_version_1_scenes_are_unchanged():
             assert sample(seed0 + row["seed"], 16, panorama=pano).caption == row["prompt"]
 
 
+def test_long_seed_draws_new_noise_for_the_same_captions():
+    """training.evaluate --long-seed S: the held-out captions stay the reported set's, caption k is generated with
+    seed S + k (a validation draw to choose a model on), and the draw changes what is scored."""
+    from ldm3d_edge.embedded import embedded_artifacts
+    from training.evaluate import adherence
+
+    persp, _, _ = embedded_artifacts()
+    (a0, r0), (a1, r1) = (adherence(persp, 3, 2, 5.0, "openvino:CPU", seed0=s) for s in (0, 5000))
+    assert [r["seed"] for r in r0] == [0, 1, 2] and [r["seed"] for r in r1] == [5000, 5001, 5002]
+    assert (a0["seed0"], a1["seed0"]) == (0, 5000)
+    assert [r["prompt"] for r in r0] == [r["prompt"] for r in r1]
+    assert [r["prompt"] for r in r0] == [sample(HELDOUT_SEED0 + k, 16).caption for k in range(3)]
+    assert [r["iou"] for r in r0] != [r["iou"] for r in r1]
+
+
 def test_coloured_walls_render_in_their_colour_and_are_named():
     hits = 0
     for seed in range(12):

@@ -74,8 +74,9 @@ def size(panorama: bool) -> dict:
 
 
 def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
-              panorama: bool = False) -> tuple[dict, list]:
-    """Generate n held-out captions (seed ranges unseen in training) through the runtime and score each."""
+              panorama: bool = False, seed0: int = 0) -> tuple[dict, list]:
+    """Generate n held-out captions (seed ranges unseen in training) through the runtime, caption k with
+    generation seed seed0 + k, and score each."""
     from ldm3d_edge.runtime import Pipeline
 
     pipe = Pipeline.load(artifacts, device=device)
@@ -83,13 +84,15 @@ def adherence(artifacts: Path, n: int, steps: int, guidance: float, device: str,
     for k in tqdm(range(n), desc="panorama prompts" if panorama else "prompts", unit="prompt"):
         scene = sample((HELDOUT_PANO_SEED0 if panorama else HELDOUT_SEED0) + k, 16, panorama=panorama).scene
         colour = {o.colour for o in scene.objects} if panorama else scene.objects[0].colour
-        out = pipe(scene.caption, num_inference_steps=steps, guidance_scale=guidance, seed=k, **size(panorama))
+        out = pipe(scene.caption, num_inference_steps=steps, guidance_scale=guidance, seed=seed0 + k,
+                   **size(panorama))
         r = M.adherence(out.rgb_float, out.depth, colour)
-        rows.append({"prompt": scene.caption, "seed": k, "colour": sorted(colour) if panorama else colour, **r})
+        rows.append({"prompt": scene.caption, "seed": seed0 + k, "colour": sorted(colour) if panorama else colour,
+                     **r})
     agg = {"colour_adherence": float(np.mean([r["colour_ok"] for r in rows])),
            "nearer_adherence": float(np.mean([r["nearer_ok"] for r in rows])),
            "depth_rgb_iou": float(np.mean([r["iou"] for r in rows])), "n": n, "steps": steps,
-           "guidance": guidance, "device": pipe.device, "seconds": time.perf_counter() - t0}
+           "guidance": guidance, "seed0": seed0, "device": pipe.device, "seconds": time.perf_counter() - t0}
     return agg, rows
 
 
@@ -267,6 +270,9 @@ def main(argv=None) -> int:
     ap.add_argument("--short-seed", type=int, default=SHORT_SEED0,
                     help="first generation seed of the short prompts; another one (e.g. 2000) is a validation set "
                          "to choose a checkpoint or a soup on, leaving the reported seeds untouched")
+    ap.add_argument("--long-seed", type=int, default=0,
+                    help="first generation seed of the long captions (the reported set: 0); another one (e.g. "
+                         "5000) draws new noise for the same held-out captions, a validation set for them")
     ap.add_argument("--only", choices=("all", "long", "short"), default="all",
                     help="long: the held-out captions and the VAE; short: the held-out short prompts")
     a = ap.parse_args(argv)
@@ -287,8 +293,9 @@ def main(argv=None) -> int:
         if a.only == "short":
             return 0
     res = {"vae": vae_reconstruction(model_dir, Path(a.data), 300)}
-    res["prompts"], rows = adherence(persp, a.prompts, a.steps, a.guidance, a.device)
-    res["panorama_prompts"], pano_rows = adherence(pano, a.pano_prompts, a.steps, a.guidance, a.device, True)
+    res["prompts"], rows = adherence(persp, a.prompts, a.steps, a.guidance, a.device, seed0=a.long_seed)
+    res["panorama_prompts"], pano_rows = adherence(pano, a.pano_prompts, a.steps, a.guidance, a.device, True,
+                                                   a.long_seed)
     res["bars"] = {name: bars({"vae_rgb_psnr_db": res["vae"][split]["rgb_psnr_db"],
                                "vae_depth_absrel": res["vae"][split]["depth_absrel"], **res[key]})
                    for name, split, key in (("perspective", "heldout", "prompts"),
