@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ldm3d_edge.bench.bench import BenchOptions
 from ldm3d_edge.bench.common import cpu_times, interleaved, machine, steal_pct, write_results
+from ldm3d_edge.bench.trust import run_flags
 
 from .unet_batch_range import peaks
 
@@ -173,10 +174,10 @@ def main(argv: list[str] | None = None) -> int:
               "errors_from": a.errors, "samples": next(iter(errors.values()))["samples"],
               "peaks_before": peaks_before, "peaks_after": peaks(), "steal_pct": steal_pct(before, cpu_times()) or 0.0,
               "reference_medians": ref_medians, "rows": rows}
-    moved = max(abs(result["peaks_after"][k] / result["peaks_before"][k] - 1) for k in result["peaks_before"])
-    result["trust"] = ("ok" if result["steal_pct"] <= 5 and moved <= 0.10 else
-                       f"not to be quoted: CPU steal {result['steal_pct']:.1f} %, matmul peaks moved "
-                       f"{100 * moved:.0f} % over the run")
+    flags = run_flags({k: {"gops": v} for k, v in result["peaks_before"].items()},
+                      {k: {"gops": v} for k, v in result["peaks_after"].items()},
+                      {"pairs": [{"steal_pct": result["steal_pct"]}]})
+    result["trust"] = "ok" if not flags else "not to be quoted: " + "; ".join(flags)
     result["pareto"] = sorted(pareto(rows))
     write_results(a.out, result, markdown(result))
     plot(result, Path(a.out).with_suffix(".png"))
