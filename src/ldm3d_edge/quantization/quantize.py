@@ -39,6 +39,7 @@ CHECK_PROMPTS, CHECK_SEEDS = 12, 4
 # 1.5x what the check read on the embedded model, under the bound (auto.py)
 CHECK_MARGIN = 2 / 3
 VAE_CHOICES = ("int8", "float")
+VAE_PARTS = (C.VAE_DECODER, C.VAE_ENCODER)
 
 
 def check_bounds(max_depth_error: float, check_margin: float) -> None:
@@ -49,7 +50,6 @@ def check_bounds(max_depth_error: float, check_margin: float) -> None:
     if not 0 < check_margin <= 1:
         raise InvalidArgumentError(f"--check-margin must be above 0 and at most 1 (the share of --max-depth-error "
                                    f"the check must meet), got {check_margin}")
-VAE_PARTS = (C.VAE_DECODER, C.VAE_ENCODER)
 
 
 def _versions() -> dict:
