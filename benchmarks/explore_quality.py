@@ -145,7 +145,7 @@ def pooled(rows: list[dict]) -> dict:
             for m in METHODS}
 
 
-def markdown(results: dict, pooled: dict, meta: dict, steps: int, strength: float) -> str:
+def markdown(results: dict, over_moves: dict, meta: dict, steps: int, strength: float) -> str:
     out = ["# New viewpoints against the truth: row fill vs generative completion", "",
            "Held-out rendered scenes, pose A = the training camera (panoramas: the room's centre), moved forward by "
            "the fraction below of the nearest content's distance and sideways by a third of that; scored in the "
@@ -177,10 +177,10 @@ def markdown(results: dict, pooled: dict, meta: dict, steps: int, strength: floa
                        f"| {r['depth_absrel'] - r['depth_absrel_from_objects']:.3f} "
                        f"| {g['depth_absrel'] - g['depth_absrel_from_objects']:.3f} |")
     out += ["", "Over every move (all samples of a kind pooled): "
-            + "; ".join(f"{kind} depth AbsRel row fill {pooled[kind]['row_fill']['depth_absrel']:.3f}, generative "
-                        f"{pooled[kind]['generative']['depth_absrel']:.3f}; border step "
-                        f"{pooled[kind]['row_fill']['border_step']:.4f}, "
-                        f"{pooled[kind]['generative']['border_step']:.4f}" for kind in results) + "."]
+            + "; ".join(f"{kind} depth AbsRel row fill {over_moves[kind]['row_fill']['depth_absrel']:.3f}, generative "
+                        f"{over_moves[kind]['generative']['depth_absrel']:.3f}; border step "
+                        f"{over_moves[kind]['row_fill']['border_step']:.4f}, "
+                        f"{over_moves[kind]['generative']['border_step']:.4f}" for kind in results) + "."]
     out += ["", "Share of samples where generative completion's depth AbsRel / border step is at most the row fill's: "
             + "; ".join(f"{kind} {move}: {100 * s['generative_lower_absrel']:.0f} / "
                         f"{100 * s['generative_lower_step']:.0f} %"
