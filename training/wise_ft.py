@@ -11,15 +11,18 @@ interpolated weights often keep most of the gain and little of the loss, at no t
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 from pathlib import Path
 
 PARTS = {"text_encoder": "model.safetensors", "unet": "diffusion_pytorch_model.safetensors"}
 
 
-def interpolate(base: Path, tuned: Path, out: Path, alpha: float, part_alpha: dict[str, float] | None = None) -> Path:
+def interpolate(base: Path, tuned: Path, out: Path, alpha: float, part_alpha: dict[str, float] | None = None,
+                only: str | None = None) -> Path:
     """`part_alpha`: another weight for a part (e.g. {"unet": 0.0}: the base's UNet with the fine-tune's text
-    encoder, to see which part a gain or a loss comes from)."""
+    encoder, to see which part a gain or a loss comes from). `only`: a regular expression; a weight whose name it
+    does not match stays the base's (e.g. "attn2": graft only the cross-attention, where the prompt enters)."""
     import numpy as np
     from safetensors.numpy import load_file, save_file
 
@@ -32,7 +35,11 @@ def interpolate(base: Path, tuned: Path, out: Path, alpha: float, part_alpha: di
         if a.keys() != b.keys():
             raise SystemExit(f"{part}: the two folders' weights differ in their names")
         w = (part_alpha or {}).get(part, alpha)
-        mixed = {k: ((1 - w) * a[k].astype(np.float32) + w * b[k].astype(np.float32)).astype(b[k].dtype) for k in a}
+        pick = {k: w if only is None or re.search(only, k) else 0.0 for k in a}
+        mixed = {
+            k: ((1 - pick[k]) * a[k].astype(np.float32) + pick[k] * b[k].astype(np.float32)).astype(b[k].dtype)
+            for k in a
+        }
         save_file(mixed, str(out / part / name), metadata={"format": "pt"})
     return out
 
@@ -45,15 +52,22 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of the fine-tune (0: base, 1: fine-tune)")
     ap.add_argument("--alpha-text", type=float, help="the text encoder's own weight (default --alpha)")
     ap.add_argument("--alpha-unet", type=float, help="the UNet's own weight (default --alpha)")
+    ap.add_argument("--only", metavar="REGEX", help="mix only the weights whose names match; the rest stay the base's")
     a = ap.parse_args(argv)
+    if a.only is not None:
+        try:
+            re.compile(a.only)
+        except re.error as e:
+            ap.error(f"--only {a.only!r}: not a regular expression ({e})")
     part_alpha = {part: w for part, w in (("text_encoder", a.alpha_text), ("unet", a.alpha_unet)) if w is not None}
     for name, w in (("--alpha", a.alpha), *((f"--alpha for {p}", w) for p, w in part_alpha.items())):
         if not 0 <= w <= 1:
             ap.error(f"{name} {w}: must be in [0, 1]")
-    interpolate(a.base, a.tuned, a.out, a.alpha, part_alpha)
+    interpolate(a.base, a.tuned, a.out, a.alpha, part_alpha, a.only)
     for part in PARTS:
         w = part_alpha.get(part, a.alpha)
-        print(f"wrote {a.out}/{part} = {1 - w:g} x {a.base} + {w:g} x {a.tuned}")
+        which = f" (weights matching {a.only!r}; the rest the base's)" if a.only else ""
+        print(f"wrote {a.out}/{part} = {1 - w:g} x {a.base} + {w:g} x {a.tuned}{which}")
     return 0
 
 
