@@ -244,6 +244,33 @@ def test_freeze_text_trains_the_unet_alone(data, tmp_path):
     assert e.value.code == 2
 
 
+def test_unet_only_trains_just_the_matching_weights(data, tmp_path):
+    """--unet-only REGEX: only the UNet weights whose names match move (here the cross-attention's keys and values);
+    every other UNet weight and the text encoder come out bit for bit the --init ones; a run cannot be resumed with
+    another pattern, and a pattern that is not one, or matches nothing, is refused."""
+    import re
+
+    from training.train_ldm import main
+
+    base, tune = fine_tune_args(data, tmp_path, "--batch", "2", "--save-every", "10")
+    tune += ["--lr", "1e-2", "--steps", "2", "--freeze-text", "--run", str(tmp_path / "kv")]
+    assert main([*tune, "--unet-only", r"attn2\.to_[kv]", "--out", str(tmp_path / "kv-out")]) == 0
+    t0, t1 = (weights(p / "text_encoder" / "model.safetensors") for p in (base, tmp_path / "kv-out"))
+    assert all(np.array_equal(t0[k], t1[k]) for k in t0)
+    u0, u1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "kv-out"))
+    moved = {k for k in u0 if not np.array_equal(u0[k], u1[k])}
+    assert moved and all(re.search(r"attn2\.to_[kv]", k) for k in moved), sorted(moved)[:5]
+    assert len(moved) == sum(bool(re.search(r"attn2\.to_[kv]", k)) for k in u0)
+    with pytest.raises(SystemExit, match="trained with --unet-only 'attn2"):
+        main([*tune, "--unet-only", "attn2", "--steps", "3"])
+    with pytest.raises(SystemExit, match="matches none of the UNet's weights"):
+        main([*tune, "--unet-only", "no-such-weight", "--run", str(tmp_path / "none")])
+    for bad in (["--unet-only", "("], ["--unet-only", "attn2", "--freeze-unet"]):
+        with pytest.raises(SystemExit) as e:
+            main([x for x in tune if x != "--freeze-text"] + bad)
+        assert e.value.code == 2
+
+
 def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(tmp_path):
     from safetensors.numpy import save_file
 
@@ -264,3 +291,8 @@ def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(t
     out = interpolate(tmp_path / "base", tmp_path / "tuned", tmp_path / "parts", 0.75, {"unet": 0.0})
     assert np.all(weights(out / "unet" / PARTS["unet"])["w"] == 0)
     assert np.all(weights(out / "text_encoder" / PARTS["text_encoder"])["w"] == np.float16(0.75))
+    # only the weights a pattern names: the rest stay the base's
+    out = interpolate(tmp_path / "base", tmp_path / "tuned", tmp_path / "only", 1.0, only="^x")
+    assert np.all(weights(out / "unet" / PARTS["unet"])["w"] == 0)
+    out = interpolate(tmp_path / "base", tmp_path / "tuned", tmp_path / "only", 1.0, only="^w$")
+    assert np.all(weights(out / "unet" / PARTS["unet"])["w"] == 1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,10 @@ def main(argv=None) -> int:
                     help="train the UNet alone: the text encoder stays the --init one, so every caption (the long "
                          "ones the model was trained on, the empty prompt of guidance) keeps its embedding and only "
                          "what the UNet draws for it can change")
+    ap.add_argument("--unet-only", metavar="REGEX", default=None,
+                    help="train only the UNet weights whose names match (e.g. 'attn2\\.to_[kv]': the keys and values "
+                         "of the cross-attention, where the prompt enters, as Custom Diffusion does); every other "
+                         "UNet weight, and so how the model draws shapes and depth, stays the --init one's")
     ap.add_argument("--distill", type=float, default=0.0,
                     help="weight of a second target: the --init model's own noise prediction for the image's long "
                          "caption (short captions learn to mean what the long one means to it, long captions keep "
@@ -210,6 +215,13 @@ def main(argv=None) -> int:
         ap.error(f"--anchor-text is a weight >= 0, got {a.anchor_text}")
     if a.freeze_text and (a.freeze_unet or a.anchor_text > 0):
         ap.error("--freeze-text leaves nothing to train with --freeze-unet, and nothing to anchor with --anchor-text")
+    if a.unet_only is not None:
+        if a.freeze_unet:
+            ap.error("--unet-only picks UNet weights to train: it cannot go with --freeze-unet")
+        try:
+            re.compile(a.unet_only)
+        except re.error as e:
+            ap.error(f"--unet-only {a.unet_only!r}: not a regular expression ({e})")
     keep_w = a.distill if a.preserve is None else a.preserve      # teacher weight of long-caption/empty items
     run = Path(a.run)
     seed_everything(a.seed)
@@ -257,9 +269,14 @@ def main(argv=None) -> int:
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     unet = UNet2DConditionModel(**UNET_CONFIG)
-    params = ([] if a.freeze_text else list(text.parameters())) + ([] if a.freeze_unet else list(unet.parameters()))
     text.requires_grad_(not a.freeze_text)
     unet.requires_grad_(not a.freeze_unet)
+    if a.unet_only is not None:
+        for name, p in unet.named_parameters():
+            p.requires_grad_(re.search(a.unet_only, name) is not None)
+        if not any(p.requires_grad for p in unet.parameters()):
+            raise SystemExit(f"--unet-only {a.unet_only!r} matches none of the UNet's weights")
+    params = [p for p in (*text.parameters(), *unet.parameters()) if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=1e-2)
     ema_text, ema_unet = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG)
     ema_text.load_state_dict(text.state_dict())
@@ -287,6 +304,8 @@ def main(argv=None) -> int:
         if was != frozen:
             # the optimiser's state holds that part's parameters or not: it cannot be resumed the other way
             raise SystemExit(f"{run} was trained {'with' if was else 'without'} {flag}: resume it the same way")
+    if ck and ck.get("unet_only") != a.unet_only:
+        raise SystemExit(f"{run} was trained with --unet-only {ck.get('unet_only')!r}: resume it the same way")
     if ck:
         text.load_state_dict(ck["text"])
         unet.load_state_dict(ck["unet"])
@@ -296,8 +315,9 @@ def main(argv=None) -> int:
         step = ck["step"]
         gen.set_state(ck["gen"])
         print(f"resumed at step {step}")
-    ema_params = (([] if a.freeze_text else list(ema_text.parameters()))
-                  + ([] if a.freeze_unet else list(ema_unet.parameters())))
+    trained = {id(p) for p in params}       # the EMA copies of exactly the trained weights, in the same order
+    ema_params = [pe for pe, p in zip((*ema_text.parameters(), *ema_unet.parameters()),
+                                      (*text.parameters(), *unet.parameters())) if id(p) in trained]
     timer = Timer()
     bar = tqdm(total=a.steps, initial=step, desc="ldm", unit="step")
     text.train(not a.freeze_text)
@@ -361,9 +381,11 @@ def main(argv=None) -> int:
         if step % a.save_every == 0 or step == a.steps:
             save_checkpoint(run / "checkpoint.pt", text=text.state_dict(), unet=unet.state_dict(),
                             ema_text=ema_text.state_dict(), ema_unet=ema_unet.state_dict(), opt=opt.state_dict(),
-                            step=step, gen=gen.get_state(), freeze_unet=a.freeze_unet, freeze_text=a.freeze_text)
+                            step=step, gen=gen.get_state(), freeze_unet=a.freeze_unet, freeze_text=a.freeze_text,
+                            unet_only=a.unet_only)
     bar.close()
     info = {"steps": step, "minutes_this_run": timer.minutes(),
+            "trained_params": sum(p.numel() for p in params),
             "params": {"text_encoder": sum(p.numel() for p in text.parameters()),
                        "unet": sum(p.numel() for p in unet.parameters()),
                        "vae": sum(p.numel() for p in vae.parameters())}}
