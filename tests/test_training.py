@@ -178,7 +178,8 @@ def fine_tune_args(data, tmp_path, *common):
 def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
     """--preserve 1: an item that keeps its long caption (or is dropped to the empty prompt) learns the --init
     model's own prediction, so with every caption long the first step has nothing to learn (the UNet moves only by
-    weight decay, below fp16 rounding), while the true-noise target moves it by about the learning rate."""
+    weight decay, below fp16 rounding), while the true-noise target, or another model's prediction (--teacher), moves
+    it by about the learning rate."""
     from training.train_ldm import main
 
     base, tune = fine_tune_args(data, tmp_path, "--batch", "2", "--save-every", "1")
@@ -192,6 +193,10 @@ def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
         return max(float(np.abs(w[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0)
 
     assert moved(kept) < 1e-3 < 5e-3 < moved(true), (moved(kept), moved(true))
+    # --teacher: another model's predictions are pinned instead of --init's, so the same step has something to learn
+    assert main([*tune, "--preserve", "1", "--teacher", str(tmp_path / "true-out"), "--run", str(tmp_path / "other"),
+                 "--out", str(tmp_path / "other-out")]) == 0
+    assert moved(weights(tmp_path / "other-out" / "unet" / "diffusion_pytorch_model.safetensors")) > 5e-3
 
 
 def test_anchor_text_keeps_the_long_captions_embeddings(data, tmp_path):

@@ -166,6 +166,10 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=200, help="steps of linear learning-rate warm-up")
     ap.add_argument("--init", default=None, help="start the text encoder and UNet from another run's checkpoint.pt "
                     "or from a pipeline folder (its text_encoder/ and unet/)")
+    ap.add_argument("--teacher", default=None,
+                    help="the model whose own predictions --distill, --preserve and --anchor-text pin (a run's "
+                         "checkpoint.pt or a pipeline folder; default: --init), e.g. the shipped weights while "
+                         "--init is a fine-tune being repaired")
     ap.add_argument("--encoder-ir", default=None,
                     help="encode the training latents with this exported vae_encoder folder (OpenVINO) instead of "
                          "PyTorch: it must hold the --vae's encoder (the shipped IR does, for the shipped VAE)")
@@ -282,7 +286,7 @@ def main(argv=None) -> int:
     ema_text.load_state_dict(text.state_dict())
     ema_unet.load_state_dict(unet.state_dict())
     step, gen = 0, torch.Generator().manual_seed(a.seed)
-    init = None     # the --init model's weights, read once: the start point and the distillation's teacher
+    init = None     # the --init model's weights, read once: the start point and, without --teacher, the teacher
     if a.init and not (run / "checkpoint.pt").is_file():
         init = init_state(Path(a.init))
         for model, key in ((text, "ema_text"), (unet, "ema_unet"), (ema_text, "ema_text"), (ema_unet, "ema_unet")):
@@ -290,13 +294,13 @@ def main(argv=None) -> int:
         print(f"initialised from {a.init} (step {init['step']})")
     teacher = None
     if a.distill > 0 or keep_w > 0 or a.anchor_text > 0:
-        if not a.init:
-            raise SystemExit("--distill, --preserve and --anchor-text need --init: the model whose outputs are "
-                             "the target")
-        init = init or init_state(Path(a.init))
+        if not (a.teacher or a.init):
+            raise SystemExit("--distill, --preserve and --anchor-text need --init or --teacher: the model whose "
+                             "outputs are the target")
+        pinned = init_state(Path(a.teacher)) if a.teacher else init or init_state(Path(a.init))
         teacher = (CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG))
         for model, key in zip(teacher, ("ema_text", "ema_unet")):
-            model.load_state_dict(init[key])
+            model.load_state_dict(pinned[key])
             model.requires_grad_(False).eval()
     ck = load_checkpoint(run / "checkpoint.pt")
     for flag, frozen in (("--freeze-unet", a.freeze_unet), ("--freeze-text", a.freeze_text)):
