@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
+import re
 import time
 from pathlib import Path
 
 import numpy as np
+
+
+def regex_arg(text: str) -> str:
+    """argparse type of an option that takes a regular expression: one that is not one exits 2 with one line."""
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a regular expression ({e})") from None
+    return text
 
 
 def seed_everything(seed: int) -> None:

@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+from .common import regex_arg
+
 PARTS = {"text_encoder": "model.safetensors", "unet": "diffusion_pytorch_model.safetensors"}
 
 
@@ -52,13 +54,9 @@ def main(argv=None) -> int:
     ap.add_argument("--alpha", type=float, default=0.5, help="weight of the fine-tune (0: base, 1: fine-tune)")
     ap.add_argument("--alpha-text", type=float, help="the text encoder's own weight (default --alpha)")
     ap.add_argument("--alpha-unet", type=float, help="the UNet's own weight (default --alpha)")
-    ap.add_argument("--only", metavar="REGEX", help="mix only the weights whose names match; the rest stay the base's")
+    ap.add_argument("--only", metavar="REGEX", type=regex_arg,
+                    help="mix only the weights whose names match; the rest stay the base's")
     a = ap.parse_args(argv)
-    if a.only is not None:
-        try:
-            re.compile(a.only)
-        except re.error as e:
-            ap.error(f"--only {a.only!r}: not a regular expression ({e})")
     part_alpha = {part: w for part, w in (("text_encoder", a.alpha_text), ("unet", a.alpha_unet)) if w is not None}
     for name, w in (("--alpha", a.alpha), *((f"--alpha for {p}", w) for p, w in part_alpha.items())):
         if not 0 <= w <= 1:
