@@ -62,7 +62,8 @@ def compare(draws: dict[str, Path], reference: str, reference_in: dict[str, Path
     """{model: {draw or 'pooled': {kind: summary}}} for every model found beside the reference in some draw (or
     the models in `only`, in that order); reference_in: the reference's folder for a draw, where not
     <draw>/<reference>."""
-    refs = {name: (reference_in or {}).get(name, root / reference) for name, root in draws.items()}
+    ref_dirs = {name: (reference_in or {}).get(name, root / reference) for name, root in draws.items()}
+    refs = {name: _load(d) for name, d in ref_dirs.items() if (d / "samples.json").is_file()}   # read once
     models = sorted({d.name for root in draws.values() for d in root.iterdir()
                      if (d / "samples.json").is_file() and d.name != reference})
     if only:
@@ -74,9 +75,9 @@ def compare(draws: dict[str, Path], reference: str, reference_in: dict[str, Path
     for model in models:
         per: dict[str, dict] = {}
         for name, root in draws.items():
-            if (root / model / "samples.json").is_file() and (refs[name] / "samples.json").is_file():
+            if (root / model / "samples.json").is_file() and name in refs:
                 try:
-                    per[name] = paired(_load(refs[name]), _load(root / model))
+                    per[name] = paired(refs[name], _load(root / model))
                 except ValueError as e:
                     raise ValueError(f"{model}, draw {name}: {e}") from None
         if not per:
