@@ -163,6 +163,20 @@ def test_plain_walls_leaves_out_exactly_the_coloured_walls(tmp_path):
     assert 0 < len(keep) < 2 * len(scenes)
 
 
+def test_pano_single_draws_from_exactly_the_single_object_panoramas(tmp_path):
+    """--pano-single: the pool it draws from is every item (image, then its mirror) of the given pool whose
+    panorama has one object, and only those."""
+    from training.train_ldm import single_object_items
+
+    path = tmp_path / "train_pano-16.npz"
+    dataset.render_split(path, list(range(70, 82)), 16, True, 1)
+    scenes = [str(r) for r in dataset.load_split(path)["scene"]]
+    counts = [len(json.loads(r)["objects"]) for r in scenes]
+    assert 1 in counts and max(counts) > 1, counts      # both kinds to tell apart
+    pool = np.arange(1, 2 * len(scenes), 2)          # a pool that is not every item: odd ones only
+    assert single_object_items(scenes, pool).tolist() == [i for i in pool if counts[i % len(scenes)] == 1]
+
+
 def fine_tune_args(data, tmp_path, *common):
     """A one-step base pipeline (tmp_path/base) and train_ldm's arguments to fine-tune it (--init, its VAE)."""
     from training.train_ldm import main

@@ -49,6 +49,12 @@ def plain_wall_items(scenes: list[str], n: int) -> np.ndarray:
     return np.nonzero(plain[np.arange(n) % len(scenes)])[0]
 
 
+def single_object_items(scenes: list[str], pool: np.ndarray) -> np.ndarray:
+    """The items of `pool` (indices over each image, then its mirror) whose scene has exactly one object."""
+    single = np.array([len(json.loads(r)["objects"]) == 1 for r in scenes])
+    return pool[single[pool % len(scenes)]]
+
+
 def cpu_has_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -179,6 +185,10 @@ def main(argv=None) -> int:
     ap.add_argument("--short-captions-pano", type=float, default=None,
                     help="the share for panorama batches (default: --short-captions); a smaller one keeps more of "
                          "the long panorama captions the model was trained on")
+    ap.add_argument("--pano-single", type=float, default=0.0,
+                    help="share of each panorama batch drawn from the single-object panoramas (a third of the "
+                         "data): a short prompt names one object, and a model that learnt the object count from "
+                         "the long captions alone draws two or three for it; 0: uniform over all panoramas")
     ap.add_argument("--unit-latents", action=argparse.BooleanOptionalAction, default=True,
                     help="fold a per-channel shift and scale into the VAE so latents have zero mean, unit std")
     ap.add_argument("--freeze-unet", action="store_true",
@@ -215,6 +225,8 @@ def main(argv=None) -> int:
     for name, w in (("--distill", a.distill), ("--preserve", a.preserve)):
         if w is not None and not 0.0 <= w <= 1.0:
             ap.error(f"{name} is a weight from 0 to 1, got {w}")
+    if not 0.0 <= a.pano_single <= 1.0:
+        ap.error(f"--pano-single is a share from 0 to 1, got {a.pano_single}")
     if a.anchor_text < 0:
         ap.error(f"--anchor-text is a weight >= 0, got {a.anchor_text}")
     if a.freeze_text and (a.freeze_unet or a.anchor_text > 0):
@@ -255,15 +267,18 @@ def main(argv=None) -> int:
                      std=gain.view(1, -1, 1, 1) * s["std"]) for s in sets]
         scale = vae.config.scaling_factor
     # checked before the models are built and --init is read: bad data fails at once
-    if (max(a.short_captions, a.short_captions_pano or 0.0) > 0 or a.plain_walls) \
+    if (max(a.short_captions, a.short_captions_pano or 0.0, a.pano_single) > 0 or a.plain_walls) \
             and any(s.get("scene") is None for s in sets):
-        raise SystemExit(f"--short-captions and --plain-walls need scene records: render {a.data} again with "
-                         "training.dataset")
+        raise SystemExit(f"--short-captions, --pano-single and --plain-walls need scene records: render {a.data} "
+                         "again with training.dataset")
     for s in sets:      # which images a batch may draw
         n = len(s["mean"])
         s["pool"] = torch.from_numpy(plain_wall_items(s["scene"], n)) if a.plain_walls else torch.arange(n)
         if a.plain_walls:
             print(f"--plain-walls: {len(s['pool'])} of {n} images")
+    if a.pano_single > 0:
+        sets[1]["single"] = torch.from_numpy(single_object_items(sets[1]["scene"], sets[1]["pool"].numpy()))
+        print(f"--pano-single {a.pano_single}: {len(sets[1]['single'])} single-object panorama items")
     empty_ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
@@ -327,6 +342,9 @@ def main(argv=None) -> int:
             g["lr"] = lr
         s = sets[1] if step % a.pano_every == a.pano_every - 1 else sets[0]
         idx = s["pool"][torch.randint(0, len(s["pool"]), (a.batch,), generator=gen)]
+        if "single" in s:
+            pick = torch.rand(a.batch, generator=gen) < a.pano_single
+            idx[pick] = s["single"][torch.randint(0, len(s["single"]), (int(pick.sum()),), generator=gen)]
         z = (s["mean"][idx] + s["std"][idx] * torch.randn(s["mean"][idx].shape, generator=gen)) * scale
         share = a.short_captions if s is sets[0] or a.short_captions_pano is None else a.short_captions_pano
         if share > 0:      # a fresh true variant per item, reproducible from (seed, step)
