@@ -3,6 +3,10 @@ through the exported runtime (not PyTorch) on held-out long captions and on held
 (training/captions.py), wall and floor words, and two contact sheets.
 
     python -m training.evaluate --model models/ldm3d-edge-tiny --out models/ldm3d-edge-tiny/eval
+
+`--only edits` screens a candidate for what the runtime's other features need of the model and the prompt
+evaluations do not see: recolouring by img2img at low strength, and the panorama seam with circular padding
+(eval_edits.json; the short-prompt fine-tunes of issue 19 lost the first).
 """
 
 from __future__ import annotations
@@ -234,6 +238,42 @@ def evaluate_short(persp: Path, pano: Path, model_dir: Path, data: Path, out: Pa
     return res, samples
 
 
+def recolour(artifacts: Path, n: int, steps: int, device: str, strength: float = 0.3) -> tuple[dict, list]:
+    """img2img at low strength: held-out scene k drawn from its caption (seed k), then redrawn with its nearest
+    object's colour word replaced by one no object has (seed 1000 + k). Scored: the nearest object now has the new
+    colour, and the mean depth change (the layout should stay)."""
+    from ldm3d_edge.runtime import Pipeline
+
+    pipe = Pipeline.load(artifacts, device=device)
+    rows = []
+    for k in tqdm(range(n), desc="recolour", unit="scene"):
+        scene = sample(HELDOUT_SEED0 + k, 16).scene
+        first, used = scene.objects[0].colour, {o.colour for o in scene.objects}
+        new = [c for c in M.COLOURS if c not in used][k % (len(M.COLOURS) - len(used))]
+        base = pipe(scene.caption, num_inference_steps=steps, seed=k)
+        edit = pipe.img2img(base.rgb, base.depth, scene.caption.replace(f"{first} ", f"{new} ", 1), strength=strength,
+                            num_inference_steps=steps, seed=1000 + k)
+        found = M.adherence(edit.rgb_float, edit.depth, new)["found"]
+        rows.append({"prompt": scene.caption, "new_colour": new, "found": found, "recoloured": found == new,
+                     "depth_change": float(np.abs(edit.depth - base.depth).mean())})
+    return {"recolour_share": float(np.mean([r["recoloured"] for r in rows])),
+            "depth_change": float(np.mean([r["depth_change"] for r in rows])), "n": n, "strength": strength,
+            "steps": steps}, rows
+
+
+def seam(artifacts: Path, n: int, steps: int, device: str, padding: int = 4) -> dict:
+    """Depth seam ratio (wrap step over the mean column step; renders: 0.6) of n panoramas with circular padding,
+    the prompt and seeds of tests/test_panorama.py."""
+    from benchmarks.pano_seam import seam_metrics
+    from ldm3d_edge.runtime import Pipeline
+
+    pipe = Pipeline.load(artifacts, device=device)
+    prompt = "360 view of a room with a green cone and a purple cylinder on a dark floor"
+    ratios = [seam_metrics(pipe(prompt, num_inference_steps=steps, seed=s, circular_padding=padding,
+                                **size(True)).depth)["ratio"] for s in range(n)]
+    return {"seam_ratio": float(np.mean(ratios)), "ratios": ratios, "padding": padding, "n": n}
+
+
 def contact_sheet(artifacts: Path, pano_artifacts: Path, out: Path, steps: int, device: str) -> list[str]:
     """16 held-out prompts, each RGB above its depth: a row of 8 perspective scenes (128x128), then two rows of
     4 panoramas (256x128). Returns the prompts in reading order."""
@@ -273,12 +313,20 @@ def main(argv=None) -> int:
     ap.add_argument("--long-seed", type=int, default=0,
                     help="first generation seed of the long captions (the reported set: 0); another one (e.g. "
                          "5000) draws new noise for the same held-out captions, a validation set for them")
-    ap.add_argument("--only", choices=("all", "long", "short"), default="all",
-                    help="long: the held-out captions and the VAE; short: the held-out short prompts")
+    ap.add_argument("--only", choices=("all", "long", "short", "edits"), default="all",
+                    help="long: the held-out captions and the VAE; short: the held-out short prompts; edits: "
+                         "img2img recolouring and the panorama seam (not part of all)")
     a = ap.parse_args(argv)
     persp, pano, model_dir = embedded_artifacts(a.model)
     out = Path(a.out or model_dir / "eval")
     out.mkdir(parents=True, exist_ok=True)
+    if a.only == "edits":
+        edits, edit_rows = recolour(persp, 24, a.steps, a.device)
+        edits["seam"] = seam(pano, 8, a.steps, a.device)
+        write_json(out / "eval_edits.json", {**edits, "samples": edit_rows})
+        print(f"recolour {edits['recolour_share']:.3f} (n={edits['n']}, depth change {edits['depth_change']:.4f})  "
+              f"seam ratio {edits['seam']['seam_ratio']:.2f} (n={edits['seam']['n']})")
+        return 0
     if a.only in ("all", "short"):
         short, short_rows = evaluate_short(persp, pano, model_dir, Path(a.data), out, a.steps, a.guidance,
                                            a.device, a.short_seed)
