@@ -248,8 +248,9 @@ def recolour(artifacts: Path, n: int, steps: int, device: str, strength: float =
     rows = []
     for k in tqdm(range(n), desc="recolour", unit="scene"):
         scene = sample(HELDOUT_SEED0 + k, 16).scene
-        first, used = scene.objects[0].colour, {o.colour for o in scene.objects}
-        new = [c for c in M.COLOURS if c not in used][k % (len(M.COLOURS) - len(used))]
+        first = scene.objects[0].colour
+        free = [c for c in M.COLOURS if c not in {o.colour for o in scene.objects}]
+        new = free[k % len(free)]
         base = pipe(scene.caption, num_inference_steps=steps, seed=k)
         edit = pipe.img2img(base.rgb, base.depth, scene.caption.replace(f"{first} ", f"{new} ", 1), strength=strength,
                             num_inference_steps=steps, seed=1000 + k)
