@@ -8,7 +8,7 @@ import numpy as np
 
 from ldm3d_edge import metrics as M
 from ldm3d_edge.embedded import default_model_dir
-from training.captions import HELD_OUT, PAIRS, short_prompt_set, variant
+from training.captions import HELD_OUT, PAIRS, recoloured, short_prompt_set, variant
 from training.dataset import HELDOUT_PANO_SEED0, HELDOUT_SEED0, scene_record
 from training.scenes import SHAPES, sample
 from training.train_ldm import flip_caption
@@ -57,6 +57,33 @@ def test_variants_are_true_to_the_scene_and_never_an_evaluation_prompt():
                 short += len(c) < len(long)
     # the augmentation really varies: many distinct captions, most of them shorter than the scene's own
     assert len(seen) > 1500 and short > 0.9 * 2400
+
+
+def test_recoloured_changes_one_object_to_a_colour_the_scene_lacks():
+    """The counterfactual caption: exactly one object's colour word changes, to a colour no object has, with its
+    article fixed ("a red cube" -> "an orange cube"); every other word stays; the nearest object about half the
+    time."""
+    rng = np.random.default_rng(0)
+    nearest = total = 0
+    for seed in range(60):
+        s = sample(seed, 16, panorama=seed % 3 == 0)
+        rec = scene_record(s.scene)
+        colours = {o[0] for o in json.loads(rec)["objects"]}
+        for mirrored in (False, True):
+            long = flip_caption(s.caption) if mirrored else s.caption
+            c = recoloured(rec, long, rng)
+            assert c is not None
+            before, after = OBJECT.findall(long), OBJECT.findall(c)
+            changed = [k for k, (x, y) in enumerate(zip(before, after)) if x != y]
+            assert len(after) == len(before) and len(changed) == 1, (long, c)
+            k = changed[0]
+            assert after[k][1] == before[k][1] and after[k][0] not in colours, (long, c)
+            assert OBJECT.sub("X", re.sub(r"\ban? ", "", c)) == OBJECT.sub("X", re.sub(r"\ban? ", "", long))
+            for article, colour in re.findall(r"\b(an?) (" + "|".join(M.COLOURS) + r")\b", c):
+                assert article == ("an" if colour[0] in "aeiou" else "a"), c
+            nearest += k == 0
+            total += 1
+    assert 0.4 < nearest / total < 0.9, nearest / total
 
 
 def test_short_prompt_set_covers_every_colour_and_shape():

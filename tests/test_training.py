@@ -213,6 +213,52 @@ def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
     assert moved(weights(tmp_path / "other-out" / "unet" / "diffusion_pytorch_model.safetensors")) > 5e-3
 
 
+def test_counterfactual_captions_are_pinned_to_the_teacher_reading_the_same_caption(data, tmp_path):
+    """--counterfactual: eligible items (long caption, not dropped) get a recoloured caption at about the share, the
+    others never; the student and the teacher read the same counterfactual caption, so with --init as the teacher
+    and every item pinned the first step has nothing to learn (Adam would move every weight with any gradient by
+    the learning rate)."""
+    from training.train_ldm import counterfactuals, main
+
+    split = dataset.load_split(data / f"train-{SIZE}.npz")
+    scenes, caps = [str(r) for r in split["scene"]], [str(c) for c in split["caption"]]
+    idx = list(range(len(scenes))) * 20
+    eligible = [j % 3 != 0 for j in range(len(idx))]
+    swap = counterfactuals(scenes, caps, idx, eligible, 0.5, np.random.default_rng(0))
+    assert all(eligible[j] and c != caps[idx[j]] for j, c in swap.items())
+    assert 0.35 < len(swap) / sum(eligible) < 0.65, len(swap) / sum(eligible)
+    assert not counterfactuals(scenes, caps, idx, eligible, 0.0, np.random.default_rng(0))
+
+    base, tune = fine_tune_args(data, tmp_path, "--batch", "4", "--save-every", "1")
+    tune += ["--lr", "1e-2", "--steps", "1", "--preserve", "1", "--counterfactual", "1"]
+    assert main([*tune, "--run", str(tmp_path / "cf"), "--out", str(tmp_path / "cf-out")]) == 0
+    w0, w1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "cf-out"))
+    assert max(float(np.abs(w1[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0) < 1e-3
+    with pytest.raises(SystemExit) as e:
+        main([*tune, "--counterfactual", "1.5", "--run", str(tmp_path / "bad")])
+    assert e.value.code == 2
+
+
+def test_pin_below_leaves_the_low_noise_steps_to_the_teacher(data, tmp_path):
+    """--pin-below T: below timestep T every item learns the teacher's prediction instead of the true noise, so with
+    T = 1000 and --init as the teacher the first step has nothing to learn, while with T = 0 (off) the same step
+    learns the true noise and moves the UNet by about the learning rate."""
+    from training.train_ldm import main
+
+    base, tune = fine_tune_args(data, tmp_path, "--batch", "4", "--save-every", "1")
+    tune += ["--lr", "1e-2", "--steps", "1"]
+    moved = {}
+    for t in (1000, 0):
+        assert main([*tune, "--pin-below", str(t), "--run", str(tmp_path / f"p{t}"),
+                     "--out", str(tmp_path / f"p{t}-out")]) == 0
+        w0, w1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / f"p{t}-out"))
+        moved[t] = max(float(np.abs(w1[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0)
+    assert moved[1000] < 1e-3 < 5e-3 < moved[0], moved
+    with pytest.raises(SystemExit) as e:
+        main([*tune, "--pin-below", "1001", "--run", str(tmp_path / "bad")])
+    assert e.value.code == 2
+
+
 def test_anchor_text_keeps_the_long_captions_embeddings(data, tmp_path):
     """--freeze-unet --anchor-text W: the text encoder's output for the long captions is pulled back to the --init
     one's, so over a few large steps it drifts several times less than without the anchor; the UNet is untouched."""

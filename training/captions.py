@@ -118,3 +118,22 @@ def variant(scene_json: str, caption: str, rng: np.random.Generator, short_share
         if c not in HELD_OUT:
             return c
     return caption
+
+
+def recoloured(scene_json: str, caption: str, rng: np.random.Generator) -> str | None:
+    """The long `caption` with one object's colour word (the nearest's half the time) changed to a colour no object
+    of the scene has: a caption the image contradicts, as img2img's recolouring gives the model. None if the
+    caption does not spell that object as "<colour> <shape>"."""
+    objs = json.loads(scene_json)["objects"]
+    k = 0 if rng.random() < 0.5 else int(rng.integers(len(objs)))
+    colour, shape, _ = objs[k]
+    free = [c for c in COLOURS if c not in {o[0] for o in objs}]
+    old = f"{colour} {shape}"
+    if old not in caption or not free:
+        return None
+    new = str(rng.choice(free))
+    with_article = f"{_article(colour)} {old}"      # "a red cube" -> "an orange cube"
+    if with_article in caption:
+        return caption.replace(with_article, f"{_article(new)} {new} {shape}", 1)
+    return caption.replace(old, f"{new} {shape}", 1)
+

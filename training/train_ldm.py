@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .captions import variant
+from .captions import recoloured, variant
 from .common import Timer, load_checkpoint, regex_arg, rgbd_tensor, save_checkpoint, seed_everything
 from .dataset import load_split, train_paths
 from .scenes import WALLS
@@ -53,6 +53,19 @@ def single_object_items(scenes: list[str], pool: np.ndarray) -> np.ndarray:
     """The items of `pool` (indices over each image, then its mirror) whose scene has exactly one object."""
     single = np.array([len(json.loads(r)["objects"]) == 1 for r in scenes])
     return pool[single[pool % len(scenes)]]
+
+
+def counterfactuals(scenes: list[str], captions: list[str], idx: list[int], eligible: list[bool], share: float,
+                    rng: np.random.Generator) -> dict[int, str]:
+    """{batch position: counterfactual caption} for about `share` of the eligible positions: the item's long caption
+    (captions[i], already mirrored for a mirror item) with one object recoloured (captions.recoloured)."""
+    out = {}
+    for j, (i, ok) in enumerate(zip(idx, eligible)):
+        if ok and rng.random() < share:
+            c = recoloured(scenes[i % len(scenes)], captions[i], rng)
+            if c is not None:
+                out[j] = c
+    return out
 
 
 def cpu_has_bf16() -> bool:
@@ -215,6 +228,17 @@ def main(argv=None) -> int:
                          "output and the --init one's for the items that keep their long caption or are dropped to "
                          "the empty prompt. With --freeze-unet the long captions (and guidance's empty prompt) then "
                          "keep the embeddings the UNet was trained on while the short ones learn; 0: off")
+    ap.add_argument("--counterfactual", type=float, default=0.0,
+                    help="share of the long-caption items whose caption gets one object's colour changed to one the "
+                         "scene lacks, with the teacher's prediction for that caption as the whole target: prior "
+                         "preservation pins only captions the image agrees with, and img2img recolouring (a red "
+                         "sphere redrawn as green at strength 0.3) is the model following a caption the image "
+                         "contradicts; 0: off")
+    ap.add_argument("--pin-below", type=int, default=0, metavar="T",
+                    help="at timesteps below T every item learns the teacher's prediction alone (a short caption: "
+                         "the teacher's for the image's long caption): the fine-tune then changes what the model "
+                         "composes at high noise and leaves the low-noise steps, where img2img at low strength "
+                         "recolours and details are drawn, the teacher's; 0: off")
     ap.add_argument("--plain-walls", action="store_true",
                     help="leave out the images whose wall is coloured (data version 2): the VAE reconstructs coloured "
                          "walls grey, so their latents teach the UNet a wall colour it cannot show")
@@ -227,6 +251,10 @@ def main(argv=None) -> int:
             ap.error(f"{name} is a weight from 0 to 1, got {w}")
     if not 0.0 <= a.pano_single <= 1.0:
         ap.error(f"--pano-single is a share from 0 to 1, got {a.pano_single}")
+    if not 0.0 <= a.counterfactual <= 1.0:
+        ap.error(f"--counterfactual is a share from 0 to 1, got {a.counterfactual}")
+    if not 0 <= a.pin_below <= 1000:
+        ap.error(f"--pin-below is a timestep from 0 to 1000, got {a.pin_below}")
     if a.anchor_text < 0:
         ap.error(f"--anchor-text is a weight >= 0, got {a.anchor_text}")
     if a.freeze_text and (a.freeze_unet or a.anchor_text > 0):
@@ -267,10 +295,10 @@ def main(argv=None) -> int:
                      std=gain.view(1, -1, 1, 1) * s["std"]) for s in sets]
         scale = vae.config.scaling_factor
     # checked before the models are built and --init is read: bad data fails at once
-    if (max(a.short_captions, a.short_captions_pano or 0.0, a.pano_single) > 0 or a.plain_walls) \
+    if (max(a.short_captions, a.short_captions_pano or 0.0, a.pano_single, a.counterfactual) > 0 or a.plain_walls) \
             and any(s.get("scene") is None for s in sets):
-        raise SystemExit(f"--short-captions, --pano-single and --plain-walls need scene records: render {a.data} "
-                         "again with training.dataset")
+        raise SystemExit("--short-captions, --pano-single, --counterfactual and --plain-walls need scene records: "
+                         f"render {a.data} again with training.dataset")
     for s in sets:      # which images a batch may draw
         n = len(s["mean"])
         s["pool"] = torch.from_numpy(plain_wall_items(s["scene"], n)) if a.plain_walls else torch.arange(n)
@@ -303,10 +331,10 @@ def main(argv=None) -> int:
             model.load_state_dict(init[key])
         print(f"initialised from {a.init} (step {init['step']})")
     teacher = None
-    if a.distill > 0 or keep_w > 0 or a.anchor_text > 0:
+    if a.distill > 0 or keep_w > 0 or a.anchor_text > 0 or a.counterfactual > 0 or a.pin_below > 0:
         if not (a.teacher or a.init):
-            raise SystemExit("--distill, --preserve and --anchor-text need --init or --teacher: the model whose "
-                             "outputs are the target")
+            raise SystemExit("--distill, --preserve, --counterfactual, --pin-below and --anchor-text need --init or "
+                             "--teacher: the model whose outputs are the target")
         pinned = init_state(Path(a.teacher)) if a.teacher else init or init_state(Path(a.init))
         teacher = (CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG)), UNet2DConditionModel(**UNET_CONFIG))
         for model, key in zip(teacher, ("ema_text", "ema_unet")):
@@ -359,6 +387,14 @@ def main(argv=None) -> int:
             kept = torch.ones(a.batch, dtype=torch.bool)
         drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
         ids[drop] = empty_ids
+        cf = torch.zeros(a.batch, dtype=torch.bool)
+        if a.counterfactual > 0:    # its own random stream: the runs without it draw exactly as before
+            swap = counterfactuals(s["scene"], s["caption"], idx.tolist(), (kept & ~drop).tolist(), a.counterfactual,
+                                   np.random.default_rng([a.seed, step, 1]))
+            if swap:
+                ids[list(swap)] = tokenizer(list(swap.values()), padding="max_length", max_length=77,
+                                            truncation=True, return_tensors="pt").input_ids
+                cf[list(swap)] = True
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (a.batch,), generator=gen)
         zt = noise_sched.add_noise(z, noise, t)
@@ -371,15 +407,17 @@ def main(argv=None) -> int:
         if teacher is not None:
             long_ids = s["ids"][idx].clone()
             long_ids[drop] = empty_ids
+            long_ids[cf] = ids[cf]      # the teacher reads the counterfactual caption too
             with torch.no_grad():
                 long_hidden = teacher[0](long_ids)[0]
-            if a.distill > 0 or keep_w > 0:
+            if a.distill > 0 or keep_w > 0 or a.counterfactual > 0 or a.pin_below > 0:
                 with torch.no_grad():
                     target = teacher[1](zt, t, encoder_hidden_states=long_hidden).sample
-                w = torch.where(kept | drop, keep_w, a.distill)
+                # a counterfactual caption has no true noise to learn: the teacher's answer is the whole target
+                w = torch.where(cf | (t < a.pin_below), 1.0, torch.where(kept | drop, keep_w, a.distill))
                 per_item = (1 - w) * per_item + w * (pred.float() - target).square().mean(dim=(1, 2, 3))
             if a.anchor_text > 0 and bool((kept | drop).any()):
-                # these items' ids are exactly long_ids, so their embeddings are compared token for token
+                # these items' ids (counterfactual ones too) are exactly long_ids: compared token for token
                 anchor = (hidden.float() - long_hidden).square().mean(dim=(1, 2))[kept | drop].mean()
                 loss = loss + a.anchor_text * anchor
         loss = loss + per_item.mean()
