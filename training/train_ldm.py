@@ -234,6 +234,12 @@ def main(argv=None) -> int:
                          "preservation pins only captions the image agrees with, and img2img recolouring (a red "
                          "sphere redrawn as green at strength 0.3) is the model following a caption the image "
                          "contradicts; 0: off")
+    ap.add_argument("--counterfactual-pano", type=float, default=None, metavar="SHARE",
+                    help="the share for panorama batches (default: --counterfactual); 0 pins only perspective "
+                         "scenes, which is where the recolouring is measured (training.evaluate --only edits)")
+    ap.add_argument("--counterfactual-weight", type=float, default=1.0, metavar="W",
+                    help="the counterfactual items' loss counts W times: the text's pull on a noisy image is a "
+                         "small part of a noise prediction, and the short captions' true-noise loss pulls it down")
     ap.add_argument("--pin-below", type=int, default=0, metavar="T",
                     help="at timesteps below T every item learns the teacher's prediction alone (a short caption: "
                          "the teacher's for the image's long caption): the fine-tune then changes what the model "
@@ -251,8 +257,11 @@ def main(argv=None) -> int:
             ap.error(f"{name} is a weight from 0 to 1, got {w}")
     if not 0.0 <= a.pano_single <= 1.0:
         ap.error(f"--pano-single is a share from 0 to 1, got {a.pano_single}")
-    if not 0.0 <= a.counterfactual <= 1.0:
-        ap.error(f"--counterfactual is a share from 0 to 1, got {a.counterfactual}")
+    for name, share in (("--counterfactual", a.counterfactual), ("--counterfactual-pano", a.counterfactual_pano)):
+        if share is not None and not 0.0 <= share <= 1.0:
+            ap.error(f"{name} is a share from 0 to 1, got {share}")
+    if a.counterfactual_weight <= 0:
+        ap.error(f"--counterfactual-weight is a weight > 0, got {a.counterfactual_weight}")
     if not 0 <= a.pin_below <= 1000:
         ap.error(f"--pin-below is a timestep from 0 to 1000, got {a.pin_below}")
     if a.anchor_text < 0:
@@ -262,6 +271,7 @@ def main(argv=None) -> int:
     if a.unet_only is not None and a.freeze_unet:
         ap.error("--unet-only picks UNet weights to train: it cannot go with --freeze-unet")
     keep_w = a.distill if a.preserve is None else a.preserve      # teacher weight of long-caption/empty items
+    cf_any = max(a.counterfactual, a.counterfactual_pano or 0.0) > 0
     run = Path(a.run)
     seed_everything(a.seed)
     tokenizer = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
@@ -295,7 +305,8 @@ def main(argv=None) -> int:
                      std=gain.view(1, -1, 1, 1) * s["std"]) for s in sets]
         scale = vae.config.scaling_factor
     # checked before the models are built and --init is read: bad data fails at once
-    if (max(a.short_captions, a.short_captions_pano or 0.0, a.pano_single, a.counterfactual) > 0 or a.plain_walls) \
+    if (max(a.short_captions, a.short_captions_pano or 0.0, a.pano_single, a.counterfactual,
+            a.counterfactual_pano or 0.0) > 0 or a.plain_walls) \
             and any(s.get("scene") is None for s in sets):
         raise SystemExit("--short-captions, --pano-single, --counterfactual and --plain-walls need scene records: "
                          f"render {a.data} again with training.dataset")
@@ -331,7 +342,7 @@ def main(argv=None) -> int:
             model.load_state_dict(init[key])
         print(f"initialised from {a.init} (step {init['step']})")
     teacher = None
-    if a.distill > 0 or keep_w > 0 or a.anchor_text > 0 or a.counterfactual > 0 or a.pin_below > 0:
+    if a.distill > 0 or keep_w > 0 or a.anchor_text > 0 or cf_any or a.pin_below > 0:
         if not (a.teacher or a.init):
             raise SystemExit("--distill, --preserve, --counterfactual, --pin-below and --anchor-text need --init or "
                              "--teacher: the model whose outputs are the target")
@@ -388,8 +399,9 @@ def main(argv=None) -> int:
         drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
         ids[drop] = empty_ids
         cf = torch.zeros(a.batch, dtype=torch.bool)
-        if a.counterfactual > 0:    # its own random stream: the runs without it draw exactly as before
-            swap = counterfactuals(s["scene"], s["caption"], idx.tolist(), (kept & ~drop).tolist(), a.counterfactual,
+        cf_share = a.counterfactual if s is sets[0] or a.counterfactual_pano is None else a.counterfactual_pano
+        if cf_share > 0:    # its own random stream: the runs without it draw exactly as before
+            swap = counterfactuals(s["scene"], s["caption"], idx.tolist(), (kept & ~drop).tolist(), cf_share,
                                    np.random.default_rng([a.seed, step, 1]))
             if swap:
                 ids[list(swap)] = tokenizer(list(swap.values()), padding="max_length", max_length=77,
@@ -410,12 +422,13 @@ def main(argv=None) -> int:
             long_ids[cf] = ids[cf]      # the teacher reads the counterfactual caption too
             with torch.no_grad():
                 long_hidden = teacher[0](long_ids)[0]
-            if a.distill > 0 or keep_w > 0 or a.counterfactual > 0 or a.pin_below > 0:
+            if a.distill > 0 or keep_w > 0 or cf_any or a.pin_below > 0:
                 with torch.no_grad():
                     target = teacher[1](zt, t, encoder_hidden_states=long_hidden).sample
                 # a counterfactual caption has no true noise to learn: the teacher's answer is the whole target
                 w = torch.where(cf | (t < a.pin_below), 1.0, torch.where(kept | drop, keep_w, a.distill))
                 per_item = (1 - w) * per_item + w * (pred.float() - target).square().mean(dim=(1, 2, 3))
+                per_item = torch.where(cf, a.counterfactual_weight * per_item, per_item)
             if a.anchor_text > 0 and bool((kept | drop).any()):
                 # these items' ids (counterfactual ones too) are exactly long_ids: compared token for token
                 anchor = (hidden.float() - long_hidden).square().mean(dim=(1, 2))[kept | drop].mean()
