@@ -234,9 +234,10 @@ def test_counterfactual_captions_are_pinned_to_the_teacher_reading_the_same_capt
     assert main([*tune, "--run", str(tmp_path / "cf"), "--out", str(tmp_path / "cf-out")]) == 0
     w0, w1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "cf-out"))
     assert max(float(np.abs(w1[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0) < 1e-3
-    with pytest.raises(SystemExit) as e:
-        main([*tune, "--counterfactual", "1.5", "--run", str(tmp_path / "bad")])
-    assert e.value.code == 2
+    for bad in (["--counterfactual", "1.5"], ["--counterfactual-pano", "-1"], ["--counterfactual-weight", "0"]):
+        with pytest.raises(SystemExit) as e:
+            main([*tune, *bad, "--run", str(tmp_path / "bad")])
+        assert e.value.code == 2
 
 
 def test_pin_below_leaves_the_low_noise_steps_to_the_teacher(data, tmp_path):
@@ -361,3 +362,21 @@ def test_wise_ft_mixes_the_weights_and_leaves_the_fine_tunes_evaluation_behind(t
     assert np.all(weights(out / "unet" / PARTS["unet"])["w"] == 0)
     out = interpolate(tmp_path / "base", tmp_path / "tuned", tmp_path / "only", 1.0, only="^w$")
     assert np.all(weights(out / "unet" / PARTS["unet"])["w"] == 1)
+
+
+def test_text_pull_is_zero_for_the_same_caption_and_not_for_a_recoloured_one(data, tmp_path):
+    """training.text_pull: the pull of a caption on the noise prediction is exactly 0 where the recoloured caption
+    is the caption itself, and above 0 for a recoloured one; the command writes the table and the JSON."""
+    from training.text_pull import TIMESTEPS, main, probe_set, text_pull
+
+    base, _ = fine_tune_args(data, tmp_path)
+    latents = tmp_path / "r0" / "latents.pt"
+    probe = probe_set(latents, 4)
+    assert all(c != r for p in probe.values() for c, r in zip(p["captions"], p["recoloured"]))
+    pull = text_pull(base, probe)
+    assert all(len(v) == len(TIMESTEPS) and min(v) > 0 for v in pull.values()), pull
+    same = {k: dict(p, recoloured=p["captions"]) for k, p in probe.items()}
+    assert all(v == [0.0] * len(TIMESTEPS) for v in text_pull(base, same).values())
+    assert main([str(base), "--latents", str(latents), "--n", "2", "--out", str(tmp_path / "pull")]) == 0
+    doc = json.loads((tmp_path / "pull.json").read_text())
+    assert doc["models"]["base"]["perspective"][0] > 0 and "| base |" in (tmp_path / "pull.md").read_text()
