@@ -34,6 +34,11 @@ def weights(path):
     return load_file(str(path))
 
 
+def max_moved(w0, w1):
+    """The largest change of any weight between two state dicts (fp16 files compared in fp32)."""
+    return max(float(np.abs(w1[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0)
+
+
 def test_vae_is_seedable_and_resumes(data, tmp_path):
     train_vae(data, tmp_path / "a", 3)
     train_vae(data, tmp_path / "b", 2)
@@ -204,7 +209,7 @@ def test_preserve_pins_long_captions_to_the_init_model(data, tmp_path):
                       for p in (base, tmp_path / "kept-out", tmp_path / "true-out"))
 
     def moved(w):
-        return max(float(np.abs(w[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0)
+        return max_moved(w0, w)
 
     assert moved(kept) < 1e-3 < 5e-3 < moved(true), (moved(kept), moved(true))
     # --teacher: another model's predictions are pinned instead of --init's, so the same step has something to learn
@@ -233,7 +238,7 @@ def test_counterfactual_captions_are_pinned_to_the_teacher_reading_the_same_capt
     tune += ["--lr", "1e-2", "--steps", "1", "--preserve", "1", "--counterfactual", "1"]
     assert main([*tune, "--run", str(tmp_path / "cf"), "--out", str(tmp_path / "cf-out")]) == 0
     w0, w1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "cf-out"))
-    assert max(float(np.abs(w1[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0) < 1e-3
+    assert max_moved(w0, w1) < 1e-3
     for bad in (["--counterfactual", "1.5"], ["--counterfactual-pano", "-1"], ["--counterfactual-weight", "0"]):
         with pytest.raises(SystemExit) as e:
             main([*tune, *bad, "--run", str(tmp_path / "bad")])
@@ -253,7 +258,7 @@ def test_pin_below_leaves_the_low_noise_steps_to_the_teacher(data, tmp_path):
         assert main([*tune, "--pin-below", str(t), "--run", str(tmp_path / f"p{t}"),
                      "--out", str(tmp_path / f"p{t}-out")]) == 0
         w0, w1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / f"p{t}-out"))
-        moved[t] = max(float(np.abs(w1[k].astype(np.float32) - w0[k].astype(np.float32)).max()) for k in w0)
+        moved[t] = max_moved(w0, w1)
     assert moved[1000] < 1e-3 < 5e-3 < moved[0], moved
     with pytest.raises(SystemExit) as e:
         main([*tune, "--pin-below", "1001", "--run", str(tmp_path / "bad")])
@@ -302,7 +307,7 @@ def test_freeze_text_trains_the_unet_alone(data, tmp_path):
     t0, t1 = (weights(p / "text_encoder" / "model.safetensors") for p in (base, tmp_path / "u-out"))
     assert all(np.array_equal(t0[k], t1[k]) for k in t0)
     u0, u1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "u-out"))
-    assert max(float(np.abs(u1[k].astype(np.float32) - u0[k].astype(np.float32)).max()) for k in u0) > 5e-3
+    assert max_moved(u0, u1) > 5e-3
     with pytest.raises(SystemExit, match="trained with --freeze-text: resume it the same way"):
         main([x for x in tune if x != "--freeze-text"] + ["--steps", "3"])
     with pytest.raises(SystemExit) as e:

@@ -123,7 +123,7 @@ def variant(scene_json: str, caption: str, rng: np.random.Generator, short_share
 def recoloured(scene_json: str, caption: str, rng: np.random.Generator) -> str | None:
     """The long `caption` with one object's colour word (the nearest's half the time) changed to a colour no object
     of the scene has: a caption the image contradicts, as img2img's recolouring gives the model. None if the
-    caption does not spell that object as "<colour> <shape>"."""
+    caption does not spell that object as "<colour> <shape>", or no colour is free."""
     objs = json.loads(scene_json)["objects"]
     k = 0 if rng.random() < 0.5 else int(rng.integers(len(objs)))
     colour, shape, _ = objs[k]
@@ -136,4 +136,3 @@ def recoloured(scene_json: str, caption: str, rng: np.random.Generator) -> str |
     if with_article in caption:
         return caption.replace(with_article, f"{_article(new)} {new} {shape}", 1)
     return caption.replace(old, f"{new} {shape}", 1)
-

@@ -255,9 +255,8 @@ def main(argv=None) -> int:
     for name, w in (("--distill", a.distill), ("--preserve", a.preserve)):
         if w is not None and not 0.0 <= w <= 1.0:
             ap.error(f"{name} is a weight from 0 to 1, got {w}")
-    if not 0.0 <= a.pano_single <= 1.0:
-        ap.error(f"--pano-single is a share from 0 to 1, got {a.pano_single}")
-    for name, share in (("--counterfactual", a.counterfactual), ("--counterfactual-pano", a.counterfactual_pano)):
+    for name, share in (("--pano-single", a.pano_single), ("--counterfactual", a.counterfactual),
+                        ("--counterfactual-pano", a.counterfactual_pano)):
         if share is not None and not 0.0 <= share <= 1.0:
             ap.error(f"{name} is a share from 0 to 1, got {share}")
     if a.counterfactual_weight <= 0:
@@ -305,8 +304,7 @@ def main(argv=None) -> int:
                      std=gain.view(1, -1, 1, 1) * s["std"]) for s in sets]
         scale = vae.config.scaling_factor
     # checked before the models are built and --init is read: bad data fails at once
-    if (max(a.short_captions, a.short_captions_pano or 0.0, a.pano_single, a.counterfactual,
-            a.counterfactual_pano or 0.0) > 0 or a.plain_walls) \
+    if (max(a.short_captions, a.short_captions_pano or 0.0, a.pano_single) > 0 or cf_any or a.plain_walls) \
             and any(s.get("scene") is None for s in sets):
         raise SystemExit("--short-captions, --pano-single, --counterfactual and --plain-walls need scene records: "
                          f"render {a.data} again with training.dataset")
