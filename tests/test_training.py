@@ -245,6 +245,32 @@ def test_counterfactual_captions_are_pinned_to_the_teacher_reading_the_same_capt
         assert e.value.code == 2
 
 
+def test_counterfactual_extra_adds_pinned_items_beside_the_long_captions(data, tmp_path):
+    """--counterfactual-extra: the recoloured captions are read beside the image's own, on the same noisy latents,
+    and pinned to the teacher reading the same caption: with --init as the teacher the first step has nothing to
+    learn; with another teacher the step differs from the same run without them (so they are in the loss)."""
+    from training.train_ldm import main
+
+    base, tune = fine_tune_args(data, tmp_path, "--batch", "4", "--save-every", "1")
+    tune += ["--lr", "1e-2", "--steps", "1"]
+    # another teacher: one true-noise step from --init
+    assert main([*tune, "--run", str(tmp_path / "t"), "--out", str(tmp_path / "t-out")]) == 0
+    tune += ["--preserve", "1"]
+    extra = ["--counterfactual", "1", "--counterfactual-extra"]
+    assert main([*tune, *extra, "--run", str(tmp_path / "x"), "--out", str(tmp_path / "x-out")]) == 0
+    w0, w1 = (weights(p / "unet" / "diffusion_pytorch_model.safetensors") for p in (base, tmp_path / "x-out"))
+    assert max_moved(w0, w1) < 1e-3
+    other = ["--teacher", str(tmp_path / "t-out")]
+    for name, args in (("plain", []), ("extra", extra)):
+        assert main([*tune, *other, *args, "--run", str(tmp_path / name), "--out", str(tmp_path / f"{name}-out")]) == 0
+    plain, added = (weights(tmp_path / f"{n}-out" / "unet" / "diffusion_pytorch_model.safetensors")
+                    for n in ("plain", "extra"))
+    assert max_moved(plain, added) > 1e-3
+    with pytest.raises(SystemExit) as e:
+        main([*tune, "--counterfactual-extra", "--run", str(tmp_path / "bad")])
+    assert e.value.code == 2
+
+
 def test_pin_below_leaves_the_low_noise_steps_to_the_teacher(data, tmp_path):
     """--pin-below T: below timestep T every item learns the teacher's prediction instead of the true noise, so with
     T = 1000 and --init as the teacher the first step has nothing to learn, while with T = 0 (off) the same step

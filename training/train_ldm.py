@@ -240,6 +240,11 @@ def main(argv=None) -> int:
     ap.add_argument("--counterfactual-weight", type=float, default=1.0, metavar="W",
                     help="the counterfactual items' loss counts W times: the text's pull on a noisy image is a "
                          "small part of a noise prediction, and the short captions' true-noise loss pulls it down")
+    ap.add_argument("--counterfactual-extra", action="store_true",
+                    help="add the counterfactual items to the batch (the same noisy latent read with the recoloured "
+                         "caption, a second forward pass) instead of replacing the long-caption items: what the "
+                         "model draws for the image's own caption stays pinned too, and only the recoloured "
+                         "caption's prediction is added")
     ap.add_argument("--pin-below", type=int, default=0, metavar="T",
                     help="at timesteps below T every item learns the teacher's prediction alone (a short caption: "
                          "the teacher's for the image's long caption): the fine-tune then changes what the model "
@@ -261,6 +266,9 @@ def main(argv=None) -> int:
             ap.error(f"{name} is a share from 0 to 1, got {share}")
     if a.counterfactual_weight <= 0:
         ap.error(f"--counterfactual-weight is a weight > 0, got {a.counterfactual_weight}")
+    if a.counterfactual_extra and not max(a.counterfactual, a.counterfactual_pano or 0.0) > 0:
+        ap.error("--counterfactual-extra adds the --counterfactual items: give --counterfactual or "
+                 "--counterfactual-pano a share above 0")
     if not 0 <= a.pin_below <= 1000:
         ap.error(f"--pin-below is a timestep from 0 to 1000, got {a.pin_below}")
     if a.anchor_text < 0:
@@ -397,14 +405,17 @@ def main(argv=None) -> int:
         drop = torch.rand(a.batch, generator=gen) < UNCOND_PROB
         ids[drop] = empty_ids
         cf = torch.zeros(a.batch, dtype=torch.bool)
+        extra: dict[int, str] = {}      # --counterfactual-extra: {batch position: recoloured caption}
         cf_share = a.counterfactual if s is sets[0] or a.counterfactual_pano is None else a.counterfactual_pano
         if cf_share > 0:    # its own random stream: the runs without it draw exactly as before
             swap = counterfactuals(s["scene"], s["caption"], idx.tolist(), (kept & ~drop).tolist(), cf_share,
                                    np.random.default_rng([a.seed, step, 1]))
-            if swap:
+            if swap and not a.counterfactual_extra:
                 ids[list(swap)] = tokenizer(list(swap.values()), padding="max_length", max_length=77,
                                             truncation=True, return_tensors="pt").input_ids
                 cf[list(swap)] = True
+            elif swap:
+                extra = swap
         noise = torch.randn(z.shape, generator=gen)
         t = torch.randint(0, noise_sched.config.num_train_timesteps, (a.batch,), generator=gen)
         zt = noise_sched.add_noise(z, noise, t)
@@ -431,6 +442,19 @@ def main(argv=None) -> int:
                 # these items' ids (counterfactual ones too) are exactly long_ids: compared token for token
                 anchor = (hidden.float() - long_hidden).square().mean(dim=(1, 2))[kept | drop].mean()
                 loss = loss + a.anchor_text * anchor
+        if extra and teacher is not None:
+            pos = list(extra)
+            x_ids = tokenizer(list(extra.values()), padding="max_length", max_length=77, truncation=True,
+                              return_tensors="pt").input_ids
+            with torch.no_grad():
+                x_target = teacher[1](zt[pos], t[pos], encoder_hidden_states=teacher[0](x_ids)[0]).sample
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                with torch.set_grad_enabled(not a.freeze_text):
+                    x_hidden = text(x_ids)[0]
+                x_pred = unet(zt[pos], t[pos], encoder_hidden_states=x_hidden).sample
+            # each added item counts as one batch item times the weight, as a replacing one does
+            loss = loss + a.counterfactual_weight * (x_pred.float() - x_target).square().mean(dim=(1, 2, 3)).sum() \
+                / a.batch
         loss = loss + per_item.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
