@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .captions import recoloured
+from .train_ldm import token_ids
 
 TIMESTEPS = (50, 150, 250, 350, 500, 700, 900)
 
@@ -55,8 +56,7 @@ def text_pull(model: Path, probe: dict, timesteps=TIMESTEPS) -> dict[str, list[f
     unet = UNet2DConditionModel.from_pretrained(str(model / "unet")).float().eval()
 
     def embed(captions):
-        ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-        return text(ids)[0]
+        return text(token_ids(tok, captions))[0]
 
     out = {}
     with torch.no_grad():

@@ -68,6 +68,11 @@ def counterfactuals(scenes: list[str], captions: list[str], idx: list[int], elig
     return out
 
 
+def token_ids(tokenizer, captions: list[str]):
+    """CLIP token ids of `captions`, padded and truncated to the text encoder's 77 positions."""
+    return tokenizer(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+
+
 def cpu_has_bf16() -> bool:
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -266,7 +271,8 @@ def main(argv=None) -> int:
             ap.error(f"{name} is a share from 0 to 1, got {share}")
     if a.counterfactual_weight <= 0:
         ap.error(f"--counterfactual-weight is a weight > 0, got {a.counterfactual_weight}")
-    if a.counterfactual_extra and not max(a.counterfactual, a.counterfactual_pano or 0.0) > 0:
+    cf_any = max(a.counterfactual, a.counterfactual_pano or 0.0) > 0
+    if a.counterfactual_extra and not cf_any:
         ap.error("--counterfactual-extra adds the --counterfactual items: give --counterfactual or "
                  "--counterfactual-pano a share above 0")
     if not 0 <= a.pin_below <= 1000:
@@ -278,7 +284,6 @@ def main(argv=None) -> int:
     if a.unet_only is not None and a.freeze_unet:
         ap.error("--unet-only picks UNet weights to train: it cannot go with --freeze-unet")
     keep_w = a.distill if a.preserve is None else a.preserve      # teacher weight of long-caption/empty items
-    cf_any = max(a.counterfactual, a.counterfactual_pano or 0.0) > 0
     run = Path(a.run)
     seed_everything(a.seed)
     tokenizer = CLIPTokenizer.from_pretrained(str(ASSETS_DIR / "clip-tokenizer"))
@@ -299,7 +304,7 @@ def main(argv=None) -> int:
             else:
                 mean, std = encode_latents(vae, d["rgb"], d["depth"])
             caps = [str(c) for c in d["caption"]] + [flip_caption(str(c)) for c in d["caption"]]
-            ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+            ids = token_ids(tokenizer, caps)
             scenes = [str(r) for r in d["scene"]] if "scene" in d else None
             sets.append({"mean": mean, "std": std, "ids": ids, "caption": caps, "scene": scenes})
         run.mkdir(parents=True, exist_ok=True)
@@ -324,7 +329,7 @@ def main(argv=None) -> int:
     if a.pano_single > 0:
         sets[1]["single"] = torch.from_numpy(single_object_items(sets[1]["scene"], sets[1]["pool"].numpy()))
         print(f"--pano-single {a.pano_single}: {len(sets[1]['single'])} single-object panorama items")
-    empty_ids = tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    empty_ids = token_ids(tokenizer, [""])
 
     text = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     unet = UNet2DConditionModel(**UNET_CONFIG)
@@ -397,7 +402,7 @@ def main(argv=None) -> int:
             n_img = len(s["scene"])
             caps = [variant(s["scene"][i % n_img], s["caption"][i], vrng, share, mirrored=i >= n_img)
                     for i in idx.tolist()]
-            ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+            ids = token_ids(tokenizer, caps)
             kept = torch.tensor([c == s["caption"][i] for c, i in zip(caps, idx.tolist())])
         else:
             ids = s["ids"][idx].clone()
@@ -411,8 +416,7 @@ def main(argv=None) -> int:
             swap = counterfactuals(s["scene"], s["caption"], idx.tolist(), (kept & ~drop).tolist(), cf_share,
                                    np.random.default_rng([a.seed, step, 1]))
             if swap and not a.counterfactual_extra:
-                ids[list(swap)] = tokenizer(list(swap.values()), padding="max_length", max_length=77,
-                                            truncation=True, return_tensors="pt").input_ids
+                ids[list(swap)] = token_ids(tokenizer, list(swap.values()))
                 cf[list(swap)] = True
             elif swap:
                 extra = swap
@@ -444,8 +448,7 @@ def main(argv=None) -> int:
                 loss = loss + a.anchor_text * anchor
         if extra and teacher is not None:
             pos = list(extra)
-            x_ids = tokenizer(list(extra.values()), padding="max_length", max_length=77, truncation=True,
-                              return_tensors="pt").input_ids
+            x_ids = token_ids(tokenizer, list(extra.values()))
             with torch.no_grad():
                 x_target = teacher[1](zt[pos], t[pos], encoder_hidden_states=teacher[0](x_ids)[0]).sample
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
