@@ -9,8 +9,9 @@ distance (forward, and sideways by a third of that) to pose B. In the pixels A n
   - depth AbsRel of the filled distance against the true distance,
   - the border step: mean |inverse depth inside - inverse depth outside| across the unseen region's edge, beside
     the true view's own (its object edges),
-for (a) the row fill of scene3d.render.fill_holes, (b) the depth of render.background_fill alone (no model) and
-(c) one keyframe of generative completion (embedded model, the scene's caption, 30 DDIM steps, guidance 5).
+for (a) the row fill of scene3d.render.fill_holes, (b) the depth of render.background_fill and
+render.occluder_rim (no model) and (c) one keyframe of generative completion (embedded model, the scene's
+caption, 30 DDIM steps, guidance 5).
 Plus contact sheets: input A, true B, row fill, generative, and the depth of row fill, generative and truth.
 
     PYTHONPATH=. python -m benchmarks.explore_quality [--samples 50] [--panoramas 20] [--moves 0.25,0.5,1]
@@ -31,7 +32,7 @@ from ldm3d_edge.bench.common import machine, write_results
 from ldm3d_edge.runtime.inpaint import border_step
 from ldm3d_edge.scene3d import RGBD, Camera, DepthMapping, Pose
 from ldm3d_edge.scene3d.explore import DEFAULT_STRENGTH, Explorer, unclipped_distance
-from ldm3d_edge.scene3d.render import background_fill, fill_holes, splat
+from ldm3d_edge.scene3d.render import background_fill, fill_holes, occluder_rim, splat
 
 PITCH = np.tan(np.radians(8.0))
 
@@ -102,7 +103,9 @@ def run(pipe, n: int, panorama: bool, moves: list[float], steps: int, strength: 
                 continue
             rows_img, rows_dist = fill_holes(image, dist, unseen)
             m = rgbd.mapping
-            prior = background_fill(m.to_relative(np.where(dist > 0, dist, m.far)), unseen, wrap=panorama)
+            rel = m.to_relative(np.where(dist > 0, dist, m.far))
+            prior, prior_img, _ = occluder_rim(rel, background_fill(rel, unseen, wrap=panorama), unseen, rows_img,
+                                               wrap=panorama)
             t0 = time.perf_counter()
             explorer.complete(pose, seed=k)
             seconds = time.perf_counter() - t0
@@ -110,7 +113,7 @@ def run(pipe, n: int, panorama: bool, moves: list[float], steps: int, strength: 
             row = {"seed": k, "move": move, "unseen": float(unseen.mean()), "left_unseen": float(left.mean()),
                    "seconds": seconds,
                    "row_fill": scores(rows_img, rows_dist, truth, unseen, rgbd.mapping),
-                   "background_fill": scores(rows_img, unclipped_distance(m, prior), truth, unseen, m),
+                   "background_fill": scores(prior_img, unclipped_distance(m, prior), truth, unseen, m),
                    "generative": scores(gen_img, gen_dist, truth, unseen, rgbd.mapping)}
             rows.append(row)
             if len(sheet) < 6 and move == moves[-1]:
@@ -185,7 +188,8 @@ def markdown(results: dict, over_moves: dict, meta: dict, steps: int, strength: 
             + "; ".join(f"{kind} {move}: {100 * s['generative_lower_absrel']:.0f} / "
                         f"{100 * s['generative_lower_step']:.0f} %"
                         for kind, by_move in results.items() for move, s in by_move.items()), "",
-            "Background fill: the depth of render.background_fill alone (no model; the row fill's colour), which "
+            "Background fill: the depth of render.background_fill with the occluder's unsampled rim given the "
+            "occluder's depth and colour (render.occluder_rim), no model, elsewhere the row fill's colour: what "
             "generative completion starts from and keeps within one latent cell of the hole's rim. Contact sheets: "
             "input A, true view B, row fill, generative; then the depth of the row fill, the generative completion "
             "and the truth (near = bright).", ""]

@@ -26,7 +26,7 @@ from ldm3d_edge.scene3d import (
     write_video,
 )
 from ldm3d_edge.scene3d.geometry import discontinuity_mask, grid_faces
-from ldm3d_edge.scene3d.render import background_fill, fill_holes
+from ldm3d_edge.scene3d.render import background_fill, fill_holes, occluder_rim
 
 H, W = 48, 64
 MAP = DepthMapping(near=1.0, far=10.0)
@@ -218,6 +218,24 @@ def test_background_fill_follows_the_background_not_the_occluder():
     flat = np.where(seam, 0, np.full(inv.shape, 0.3, np.float32))
     flat[:, -1] = 0.1                                                # farther: background across the seam
     assert background_fill(flat, seam, wrap=True)[:, 0].mean() < background_fill(flat, seam)[:, 0].mean() - 0.05
+
+
+def test_occluder_rim_gives_the_unsampled_silhouette_the_objects_depth_and_colour():
+    # a wall (far, grey) left of a hole, an object (near, red) right of it: holes 1, 2 and 4 pixels wide
+    inv = np.full((3, 12), 0.2, np.float32)
+    inv[:, 8:] = 0.9
+    rgb = np.full((3, 12, 3), 128, np.uint8)
+    rgb[:, 8:] = (200, 0, 0)
+    for width in (1, 2, 4):
+        holes = np.zeros(inv.shape, bool)
+        holes[:, 8 - width:8] = True
+        fill = background_fill(inv, holes)
+        depth, colour, rim = occluder_rim(inv, fill, holes, rgb)
+        # only a pixel beside the object and away from the wall's side (margin 1) joins the object
+        assert rim.sum(axis=1).tolist() == [int(width >= 3)] * 3 and rim[:, 7].all() == (width >= 3)
+        assert np.allclose(depth[rim], 0.9) and (colour[rim] == (200, 0, 0)).all()
+        assert np.array_equal(depth[~rim], fill[~rim]) and np.array_equal(colour[~rim], rgb[~rim])
+        assert fill[holes].max() < 0.5                               # the background fill alone: all wall
 
 
 @pytest.mark.parametrize("ext", [".mp4", ".gif"])

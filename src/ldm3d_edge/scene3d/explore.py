@@ -3,7 +3,8 @@
 A moved camera sees what the one generated view never saw. Instead of smearing the background over those holes
 (render.fill_holes), each keyframe of the walk is completed by the model itself: the fused scene is rendered from
 the keyframe's pose (render.splat); the depth of the pixels no point reached is filled smoothly from the hole's
-background side (render.background_fill), their colour row-filled; then the hole, grown by a few pixels, is
+background side (render.background_fill), their colour row-filled, the unsampled rim of an object's silhouette
+given the object's depth and colour (render.occluder_rim); then the hole, grown by a few pixels, is
 inpainted from that fill (strength 0.6: SDEdit inside the hole) with the result's prompt (Pipeline.inpaint: colour
 and depth together). The model's depth, fitted to the fill by scale and shift, and its colour take over from the
 fill one latent cell into the hole (interior); the new pixels are lifted to 3D with the source's depth mapping and
@@ -26,7 +27,7 @@ from ..runtime.errors import InvalidArgumentError
 from ..runtime.inpaint import dilate, fit_depth
 from .camera import EQUIRECTANGULAR, Camera, DepthMapping, Pose
 from .geometry import RGBD, pixel_grid, unproject
-from .render import EDGE_SNAP, background_fill, fill_holes, snap_depth_edges, splat, window_extremes
+from .render import EDGE_SNAP, background_fill, fill_holes, occluder_rim, snap_depth_edges, splat, window_extremes
 
 EXPLORE_PATHS = ("walk", "orbit", "dolly", "pano-walk")
 DEFAULT_DISTANCE = 0.5     # of the nearest content's distance
@@ -179,13 +180,16 @@ class Explorer:
         # not clipped to [0, 1]: a moved camera sees content nearer than the source's near plane (and farther than
         # its far one), and clipping it made the fill step away from it
         rel = mapping.to_relative(np.where(dist > 0, dist, mapping.far))
-        prior = background_fill(rel, holes, wrap=self.camera.projection == EQUIRECTANGULAR)
+        wrap = self.camera.projection == EQUIRECTANGULAR
+        prior = background_fill(rel, holes, wrap=wrap)
+        # the unsampled rim of an object's silhouette takes the object's depth and colour (render.occluder_rim)
+        prior, image, rim = occluder_rim(rel, prior, holes, image, wrap=wrap)
         rgb, new_rel = image, prior          # cracks keep the row fill's colour and the background fill's depth
         hidden = holes & ~cracks(holes)
         if hidden.any():
             out = self.pipe.inpaint(image, prior.clip(0, 1), dilate(hidden, self.grow), self.prompt, seed=seed,
                                     **{**self.inpaint_kw, "align_depth": False})
-            a, b = fit_depth(out.depth, prior, hidden)
+            a, b = fit_depth(out.depth, prior, hidden & ~rim)   # fitted to the background the hole reveals
             model_rel = a * out.depth + b
             # what a moved camera uncovers was hidden from the source view, so it lies behind what hid it: where
             # the model puts new content in front of the background fill (it tends to paint the prompt's object

@@ -161,6 +161,44 @@ def background_fill(inv: np.ndarray, holes: np.ndarray, wrap: bool = False, tol:
     return x.astype(np.float32)
 
 
+def occluder_rim(inv: np.ndarray, fill: np.ndarray, holes: np.ndarray, rgb: np.ndarray, wrap: bool = False,
+                 tol: float = 0.1, margin: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inverse depth, colour, rim): the hole pixels beside the occluder, and not within `margin` pixels of the
+    hole's background side, given the occluder's inverse depth and colour; every other pixel keeps `fill` / `rgb`.
+
+    Why: a source pixel samples its surface at its centre, so the sliver of an object's silhouette between the last
+    sampled centre and the true edge was never seen; a camera moving towards the object magnifies that sliver into a
+    band of hole beside the object, which a background fill gives the background's depth (the object eroded, and a
+    step in depth on its side of the hole). `margin` keeps the band off the background side, so a hole one or two
+    pixels wide stays background. On 50 training-seed scenes (benchmarks/explore_quality.py's poses; the held-out
+    seeds are left for the benchmark) the border step of the background fill fell 0.145 -> 0.107, 0.064 -> 0.035 and
+    0.057 -> 0.029 at moves of 0.25, 0.5 and 1 x the nearest distance, its depth AbsRel 0.169 -> 0.170, 0.139 -> 0.117
+    and 0.177 -> 0.134; a band without the margin cost AbsRel at the smallest move (0.187). The object's colour
+    goes with its depth (else the fused scene gets a halo of background colour round the object), which costs RGB
+    PSNR where the sliver is thinner than a pixel: 21.1 -> 19.3 dB at 0.25, 21.9 -> 21.1 at 0.5, 18.4 -> 18.7 at 1.
+    In 20 training-seed panoramas every measure gained (AbsRel 0.105 -> 0.044, 0.156 -> 0.089, 0.138 -> 0.124)."""
+    shifts = [(s, a) for a in (0, 1) for s in (1, -1)]
+    known = ~holes
+    front = np.full(inv.shape, -np.inf, np.float64)
+    colour = rgb.copy()
+    back = np.zeros_like(holes)
+    for s, a in shifts:
+        beside = holes & _neighbours(known, s, a, wrap)
+        value = _neighbours(inv, s, a, wrap)
+        occluding = beside & (value > fill + tol)
+        nearer = occluding & (value > front)
+        front = np.where(nearer, value, front)
+        colour = np.where(nearer[..., None], _neighbours(rgb, s, a, wrap), colour)
+        back |= beside & ~occluding
+    for _ in range(margin):
+        grown = back.copy()
+        for s, a in shifts:
+            grown |= _neighbours(back, s, a, wrap)
+        back = grown & holes
+    rim = holes & np.isfinite(front) & ~back
+    return np.where(rim, front, fill).astype(np.float32), np.where(rim[..., None], colour, rgb), rim
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of two uint8 images (inf when identical)."""
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
