@@ -11,7 +11,7 @@ from PIL import Image
 
 from ldm3d_edge.runtime import Pipeline
 from ldm3d_edge.runtime.errors import InvalidArgumentError
-from ldm3d_edge.runtime.inpaint import border_step, fit_depth, latent_mask
+from ldm3d_edge.runtime.inpaint import border_step, dilate, fit_depth, latent_mask
 
 PROMPT = "a red sphere in front of a blue cube on a grey floor"
 
@@ -85,6 +85,31 @@ def test_the_known_region_stays_and_the_hole_changes(tiny4):
     assert info["mask_share"] == pytest.approx(hole.mean()) and info["feather"] == 1.0
     assert info["border_step"] <= info["border_step_unaligned"] + 1e-6
     assert np.isfinite(out.depth).all() and 0 <= out.depth.min() and out.depth.max() <= 1
+
+
+def test_the_depth_fit_is_applied_only_where_it_lowers_the_border_step():
+    from ldm3d_edge.runtime.inpaint import align_hole_depth
+
+    yy, xx = np.mgrid[0:64, 0:64] / 64
+    known = (0.2 + 0.4 * xx + 0.2 * yy).astype(np.float32)
+    hole = np.zeros((64, 64), bool)
+    hole[20:40, 20:40] = True
+    weight = hole.astype(np.float32)
+    # at another scale: the fit brings it back and is applied
+    fitted, fit = align_hole_depth(0.5 * known + 0.1, known, hole, 8, weight)
+    assert fit["applied"] and np.allclose(fitted[hole], known[hole], atol=1e-5)
+    # meeting the old depth at the border already, but the ring reads a far-off bump: the fit would raise the step
+    new = known.copy()
+    far_ring = np.zeros_like(hole)
+    far_ring[12:48, 12:48] = True
+    far_ring &= ~dilate(hole, 4)
+    new[far_ring] += 0.3
+    a, b = fit_depth(new, known, dilate(hole, 8) & ~hole)
+    moved = np.clip(new + weight * ((a - 1) * new + b), 0, 1)
+    assert border_step(moved, known, hole) > border_step(new, known, hole) + 0.01
+    kept, fit = align_hole_depth(new, known, hole, 8, weight)
+    assert not fit["applied"] and np.array_equal(kept, new)
+    assert fit["border_step"] == pytest.approx(border_step(new, known, hole))
 
 
 def test_the_depth_fit_recovers_a_scale_and_shift():

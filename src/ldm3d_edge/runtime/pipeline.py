@@ -142,8 +142,8 @@ class Pipeline(DiffusionPipeline):
         regenerate. strength 1 (default) regenerates the hole from pure noise; less starts from the image noised
         that far up the schedule. feather: latent pixels over which the hole's edge fades into the kept latents
         (0: a hard edge). align_depth: fit the hole's depth to the input's by scale + shift on a `ring` of known
-        pixels around it. result.inpaint records the mask share, the fit and the depth step across the hole's
-        border before and after it.
+        pixels around it, kept only where it lowers the depth step across the hole's border. result.inpaint records
+        the mask share, the fit (and whether it was applied) and that step before and after it.
         """
         t_start = time.perf_counter()
         metrics = GenerationMetrics()
