@@ -123,6 +123,9 @@ def _fill_rows(image: np.ndarray, dist: np.ndarray, holes: np.ndarray) -> None:
     holes[r, c] = False
 
 
+_SHIFTS = [(s, a) for a in (0, 1) for s in (1, -1)]   # (shift, axis) of the 4 neighbours, for _neighbours
+
+
 def _neighbours(x: np.ndarray, shift: int, axis: int, wrap: bool) -> np.ndarray:
     """x moved by `shift` along `axis` (pixel p gets the value of p - shift); zeros come in across the image edge
     unless `wrap` (a panorama's columns)."""
@@ -147,16 +150,15 @@ def background_fill(inv: np.ndarray, holes: np.ndarray, wrap: bool = False, tol:
     image = np.zeros((*inv.shape, 3), np.uint8)
     _, rows = fill_holes(image, -np.where(holes, 0, inv), holes)   # "farther" = the lower inverse depth
     x = np.where(holes, -rows, inv).astype(np.float64)
-    shifts = [(s, a) for a in (0, 1) for s in (1, -1)]
     background = np.zeros_like(holes)
-    for s, a in shifts:   # a known pixel beside a hole pixel, not in front of that pixel's row fill
+    for s, a in _SHIFTS:   # a known pixel beside a hole pixel, not in front of that pixel's row fill
         beside = _neighbours(holes, s, a, wrap).astype(bool)
         background |= ~holes & beside & (inv <= _neighbours(x, s, a, wrap) + tol)
     active = (holes | background).astype(np.float64)
-    count = sum(_neighbours(active, s, a, wrap) for s, a in shifts)
+    count = sum(_neighbours(active, s, a, wrap) for s, a in _SHIFTS)
     free = holes & (count > 0)
     for _ in range(iterations):
-        mean = sum(_neighbours(active * x, s, a, wrap) for s, a in shifts) / np.maximum(count, 1)
+        mean = sum(_neighbours(active * x, s, a, wrap) for s, a in _SHIFTS) / np.maximum(count, 1)
         x[free] = mean[free]
     return x.astype(np.float32)
 
@@ -177,12 +179,11 @@ def occluder_rim(inv: np.ndarray, fill: np.ndarray, holes: np.ndarray, rgb: np.n
     goes with its depth (else the fused scene gets a halo of background colour round the object), which costs RGB
     PSNR where the sliver is thinner than a pixel: 21.1 -> 19.3 dB at 0.25, 21.9 -> 21.1 at 0.5, 18.4 -> 18.7 at 1.
     In 20 training-seed panoramas every measure gained (AbsRel 0.105 -> 0.044, 0.156 -> 0.089, 0.138 -> 0.124)."""
-    shifts = [(s, a) for a in (0, 1) for s in (1, -1)]
     known = ~holes
     front = np.full(inv.shape, -np.inf, np.float64)
     colour = rgb.copy()
     back = np.zeros_like(holes)
-    for s, a in shifts:
+    for s, a in _SHIFTS:
         beside = holes & _neighbours(known, s, a, wrap)
         value = _neighbours(inv, s, a, wrap)
         occluding = beside & (value > fill + tol)
@@ -192,7 +193,7 @@ def occluder_rim(inv: np.ndarray, fill: np.ndarray, holes: np.ndarray, rgb: np.n
         back |= beside & ~occluding
     for _ in range(margin):
         grown = back.copy()
-        for s, a in shifts:
+        for s, a in _SHIFTS:
             grown |= _neighbours(back, s, a, wrap)
         back = grown & holes
     rim = holes & np.isfinite(front) & ~back
