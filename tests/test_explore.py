@@ -93,3 +93,22 @@ def test_one_pixel_lines_are_cracks_and_blobs_are_hidden_surfaces():
     holes[2:6, 2:6] = True                 # a disocclusion
     c = cracks(holes)
     assert c[9].all() and not c[2:6, 2:6].any()
+    # a crack takes the colour of the pixels either side of it, not the row fill's colour from the row's end
+    from ldm3d_edge.scene3d.explore import close_cracks
+    from ldm3d_edge.scene3d.render import fill_holes
+
+    image = np.full((12, 12, 3), 100, np.uint8)
+    image[8], image[10] = 80, 120                  # the floor above and below the missing row
+    image[9, 11] = (0, 200, 0)                     # a green object ends the row
+    dist = np.where(holes, 0.0, 5.0).astype(np.float32)
+    dist[9, 11] = 2.0
+    holes[9, 11] = False
+    c = cracks(holes)
+    rows, _ = fill_holes(image, dist, holes)
+    inv = np.where(holes, 0.0, 1.0 / np.maximum(dist, 1e-3))
+    closed = close_cracks(rows, inv, holes, c)
+    assert (closed[9, :11] == 100).all() and np.array_equal(closed[~c], rows[~c])
+    assert (rows[9, :11] != 100).any()             # what the row fill alone drew there
+    # across a depth edge (the floor below it nearer than the wall above) the farther side's colour
+    inv[10] = 0.5
+    assert (close_cracks(rows, inv, holes, c)[9, :11] == 80).all()

@@ -116,6 +116,30 @@ def cracks(holes: np.ndarray) -> np.ndarray:
     return holes & (vertical | horizontal)
 
 
+def close_cracks(image: np.ndarray, inv: np.ndarray, holes: np.ndarray, crack: np.ndarray,
+                 tol: float = 0.1) -> np.ndarray:
+    """`image` with each crack pixel (see cracks) coloured from the two seen pixels either side of it, above and
+    below or else left and right: their mean where they lie on one surface (inverse depths `inv` within `tol`), the
+    farther one's colour across a depth edge (what the row fill would take there). The row fill copies a pixel's
+    farther neighbour along its row, so a magnified floor's missing row took the colour of whatever ended the row
+    and drew a line of an object's colour across the floor (benchmarks/results/explore-embedded/ contact sheets)."""
+    seen = np.pad(~holes, 1, constant_values=False)
+    rgb = np.pad(image.astype(np.float32), ((1, 1), (1, 1), (0, 0)))
+    depth = np.pad(inv.astype(np.float32), 1)
+    out = image.copy()
+    done = np.zeros_like(crack)
+    for first, second in (((slice(None, -2), slice(1, -1)), (slice(2, None), slice(1, -1))),     # above, below
+                          ((slice(1, -1), slice(None, -2)), (slice(1, -1), slice(2, None)))):    # left, right
+        pair = crack & ~done & seen[first] & seen[second]
+        d1, d2 = depth[first], depth[second]
+        mean = (rgb[first] + rgb[second]) / 2
+        farther = np.where((d1 <= d2)[..., None], rgb[first], rgb[second])
+        colour = np.where((np.abs(d1 - d2) <= tol)[..., None], mean, farther)
+        out[pair] = colour[pair].round().astype(image.dtype)
+        done |= pair
+    return out
+
+
 def unclipped_distance(mapping: DepthMapping, rel: np.ndarray) -> np.ndarray:
     """DepthMapping.to_distance without its clip to [0, 1] (near and far of the source view), kept within 4 x
     far: seen from a moved camera, content can lie nearer than the source's nearest."""
@@ -184,8 +208,10 @@ class Explorer:
         prior = background_fill(rel, holes, wrap=wrap)
         # the unsampled rim of an object's silhouette takes the object's depth and colour (render.occluder_rim)
         prior, image, rim = occluder_rim(rel, prior, holes, image, wrap=wrap)
-        rgb, new_rel = image, prior          # cracks keep the row fill's colour and the background fill's depth
-        hidden = holes & ~cracks(holes)
+        crack = cracks(holes)
+        image = close_cracks(image, rel, holes, crack)
+        rgb, new_rel = image, prior          # cracks: their neighbours' colour, the background fill's depth
+        hidden = holes & ~crack
         if hidden.any():
             out = self.pipe.inpaint(image, prior.clip(0, 1), dilate(hidden, self.grow), self.prompt, seed=seed,
                                     **{**self.inpaint_kw, "align_depth": False})
