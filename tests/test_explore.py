@@ -106,9 +106,9 @@ def test_one_pixel_lines_are_cracks_and_blobs_are_hidden_surfaces():
     c = cracks(holes)
     rows, _ = fill_holes(image, dist, holes)
     inv = np.where(holes, 0.0, 1.0 / np.maximum(dist, 1e-3))
-    closed = close_cracks(rows, inv, holes, c)
+    closed = close_cracks(rows, inv, holes)
     assert (closed[9, :11] == 100).all() and np.array_equal(closed[~c], rows[~c])
     assert (rows[9, :11] != 100).any()             # what the row fill alone drew there
     # across a depth edge (the floor below it nearer than the wall above) the farther side's colour
     inv[10] = 0.5
-    assert (close_cracks(rows, inv, holes, c)[9, :11] == 80).all()
+    assert (close_cracks(rows, inv, holes)[9, :11] == 80).all()

@@ -105,17 +105,20 @@ def fit_depth(new: np.ndarray, known: np.ndarray, ring: np.ndarray) -> tuple[flo
     return float(a), float(b)
 
 
-def align_hole_depth(depth: np.ndarray, known: np.ndarray, hole: np.ndarray, ring: int,
-                     weight: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+def align_hole_depth(depth: np.ndarray, known: np.ndarray, hole: np.ndarray, ring: int, weight: np.ndarray,
+                     before: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """(depth, record): `depth` with its hole fitted to `known` by scale + shift on a `ring` of known pixels (applied
     with `weight`: 1 in the hole, fading over the feathered band), and the fit's record. The fit is kept only when it
     lowers the step across the hole's border, which is what it is for: where the regenerated depth already meets the
     old one (a small hole at the same scale), the ring's least squares, which weighs pixels up to `ring` px away as
     much as the border's, can raise the step instead (panoramas on the embedded model: lowered in 8 of 20 held-out
-    samples, mean 0.0448 -> 0.0455, before this check; benchmarks/results/inpaint-embedded.md)."""
+    samples, mean 0.0448 -> 0.0455, before this check; benchmarks/results/inpaint-embedded.md). `before`: the
+    unfitted depth's border step, when the caller has it already."""
     a, b = fit_depth(depth, known, dilate(hole, ring) & ~hole)
     fitted = np.clip(depth + weight * ((a - 1) * depth + b), 0, 1).astype(np.float32)
-    before, after = border_step(depth, known, hole), border_step(fitted, known, hole)
+    if before is None:
+        before = border_step(depth, known, hole)
+    after = border_step(fitted, known, hole)
     applied = after <= before
     record = {"scale": a, "shift": b, "ring_px": ring, "applied": applied, "border_step": min(before, after)}
     return (fitted if applied else depth), record
@@ -183,11 +186,12 @@ def run_inpaint(pipe: Pipeline, image: np.ndarray, hole: np.ndarray, known_depth
     # 7. the new depth onto the old one's scale, on a ring of known pixels around the hole
     info: dict[str, Any] = {"mask_share": float(hole.mean()), "feather": float(feather)}
     if known_depth is not None:
-        info["border_step_unaligned"] = border_step(result.depth, known_depth, hole)
+        info["border_step_unaligned"] = unaligned = border_step(result.depth, known_depth, hole)
         if align_depth:
             weight = np.where(hole, 1.0, _upsample(1 - keep[0, 0], m.vae_scale_factor))
-            result.depth, fit = align_hole_depth(result.depth, known_depth, hole, ring, weight)
-            info.update(depth_fit={k: v for k, v in fit.items() if k != "border_step"}, border_step=fit["border_step"])
+            result.depth, fit = align_hole_depth(result.depth, known_depth, hole, ring, weight, unaligned)
+            step = fit.pop("border_step")
+            info.update(depth_fit=fit, border_step=step)
     result.inpaint = info
     return result
 

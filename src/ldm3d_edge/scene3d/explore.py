@@ -116,8 +116,7 @@ def cracks(holes: np.ndarray) -> np.ndarray:
     return holes & (vertical | horizontal)
 
 
-def close_cracks(image: np.ndarray, inv: np.ndarray, holes: np.ndarray, crack: np.ndarray,
-                 tol: float = 0.1) -> np.ndarray:
+def close_cracks(image: np.ndarray, inv: np.ndarray, holes: np.ndarray, tol: float = 0.1) -> np.ndarray:
     """`image` with each crack pixel (see cracks) coloured from the two seen pixels either side of it, above and
     below or else left and right: their mean where they lie on one surface (inverse depths `inv` within `tol`), the
     farther one's colour across a depth edge (what the row fill would take there). The row fill copies a pixel's
@@ -127,10 +126,10 @@ def close_cracks(image: np.ndarray, inv: np.ndarray, holes: np.ndarray, crack: n
     rgb = np.pad(image.astype(np.float32), ((1, 1), (1, 1), (0, 0)))
     depth = np.pad(inv.astype(np.float32), 1)
     out = image.copy()
-    done = np.zeros_like(crack)
+    done = np.zeros_like(holes)
     for first, second in (((slice(None, -2), slice(1, -1)), (slice(2, None), slice(1, -1))),     # above, below
                           ((slice(1, -1), slice(None, -2)), (slice(1, -1), slice(2, None)))):    # left, right
-        pair = crack & ~done & seen[first] & seen[second]
+        pair = holes & ~done & seen[first] & seen[second]      # a crack, as cracks() defines it
         d1, d2 = depth[first], depth[second]
         mean = (rgb[first] + rgb[second]) / 2
         farther = np.where((d1 <= d2)[..., None], rgb[first], rgb[second])
@@ -208,10 +207,9 @@ class Explorer:
         prior = background_fill(rel, holes, wrap=wrap)
         # the unsampled rim of an object's silhouette takes the object's depth and colour (render.occluder_rim)
         prior, image, rim = occluder_rim(rel, prior, holes, image, wrap=wrap)
-        crack = cracks(holes)
-        image = close_cracks(image, rel, holes, crack)
+        image = close_cracks(image, rel, holes)
         rgb, new_rel = image, prior          # cracks: their neighbours' colour, the background fill's depth
-        hidden = holes & ~crack
+        hidden = holes & ~cracks(holes)
         if hidden.any():
             out = self.pipe.inpaint(image, prior.clip(0, 1), dilate(hidden, self.grow), self.prompt, seed=seed,
                                     **{**self.inpaint_kw, "align_depth": False})
