@@ -191,10 +191,12 @@ def test_compiled_kernels_really_run_int8(int8, tiny4):
 
 def test_a_model_calibrates_on_its_own_prompts(tiny4, tmp_path):
     """A checkpoint's calibration_prompts.txt travels through export and quantize, which calibrates on it unless
-    told otherwise; the manifest says which prompts were used."""
+    told otherwise; the manifest says which prompts were used. Its prompt_completion.json (runtime/prompts.py)
+    travels the same way, so an INT8 folder reads short prompts as its float one does."""
     import hashlib
     import shutil
 
+    from ldm3d_edge.embedded import default_model_dir
     from ldm3d_edge.export import export_pipeline
     from ldm3d_edge.quantization import quantize_artifacts
     from ldm3d_edge.quantization.calibration import DEFAULT_PROMPTS_FILE, read_prompts
@@ -203,6 +205,8 @@ def test_a_model_calibrates_on_its_own_prompts(tiny4, tmp_path):
     shutil.copytree(tiny4[0], ckpt)
     own = ["a red cube on a grey floor", "a blue sphere before a white wall", "a green cone"]
     (ckpt / "calibration_prompts.txt").write_text("# this model's scenes\n" + "\n".join(own) + "\n")
+    grammar = (default_model_dir() / "prompt_completion.json").read_text()
+    (ckpt / "prompt_completion.json").write_text(grammar)
     art = export_pipeline(ckpt, tmp_path / "art", fmt="openvino", progress=False)
     assert (tmp_path / "art" / "calibration_prompts.txt").read_text() == (ckpt / "calibration_prompts.txt").read_text()
     assert "calibration_prompts.txt" in art["files"]
@@ -215,6 +219,9 @@ def test_a_model_calibrates_on_its_own_prompts(tiny4, tmp_path):
     assert c["prompts"] == 3 and c["prompts_file"].endswith("calibration_prompts.txt")
     assert c["prompts_sha256"] == hashlib.sha256("\n".join(own).encode()).hexdigest()
     assert (tmp_path / "own" / "calibration_prompts.txt").is_file()   # an INT8 folder carries what it was made on
+    assert (tmp_path / "art" / "prompt_completion.json").read_text() == grammar == \
+        (tmp_path / "own" / "prompt_completion.json").read_text()
+    assert "prompt_completion.json" in read_manifest(tmp_path / "own").files
 
     quantize_artifacts(tmp_path / "art", tmp_path / "general", mode="hybrid", samples=4, steps=2, progress=False,
                        prompts_file=DEFAULT_PROMPTS_FILE)

@@ -58,6 +58,11 @@ def register(sub: Subparsers) -> None:
     g.add_argument("--height", type=int_arg, help="multiple of 8 (default: the export resolution)")
     g.add_argument("--width", type=int_arg, help="multiple of 8 (default: the export resolution)")
     g.add_argument("--negative-prompt", help="what to steer away from")
+    g.add_argument("--no-prompt-completion", action="store_true",
+                   help="encode the prompt exactly as typed. By default a model that ships its caption grammar "
+                        "(the embedded one) reads a short prompt as the complete caption it stands for: 'a green "
+                        "cube' as 'a green cube in the centre on a grey floor under a blue sky' (recorded in the "
+                        "JSON as completed_prompt)")
     g.add_argument("--scheduler", help=f"one of {', '.join(scheduler_names())} (default: the model's own, DDIM "
                                        "for the releases)")
     g.add_argument("--device", default="auto", help=device_help())
@@ -109,7 +114,8 @@ def run(a: argparse.Namespace) -> int:
 
         perspective, panorama, _ = embedded_artifacts(device=a.device)
         model = panorama if a.pano else perspective
-    pipe = Pipeline.load(model, device=a.device, precision=a.precision, compile_now=False, verify=not a.no_verify)
+    pipe = Pipeline.load(model, device=a.device, precision=a.precision, compile_now=False, verify=not a.no_verify,
+                         complete_prompts=not a.no_prompt_completion)
     generate_files(pipe, a.out, a.prompt, name=a.name, negative_prompt=a.negative_prompt,
                    guidance_scale=a.guidance, seed=a.seed, height=a.height, width=a.width, projection=a.projection,
                    hfov=a.hfov, near=a.near, far=a.far, outputs_3d=outputs_3d(a),

@@ -115,8 +115,9 @@ def export_pipeline(src: str | Path, out: str | Path, fmt: str = "both", height:
         _copy_tokenizer(source.path / C.TOKENIZER_DIR, tmp / C.TOKENIZER_DIR)
         (tmp / C.SCHEDULER_DIR).mkdir()
         shutil.copy2(source.path / C.SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE, tmp / C.SCHEDULER_DIR)
-        if (source.path / C.CALIBRATION_PROMPTS_FILE).is_file():
-            shutil.copy2(source.path / C.CALIBRATION_PROMPTS_FILE, tmp / C.CALIBRATION_PROMPTS_FILE)
+        for name in (C.CALIBRATION_PROMPTS_FILE, C.PROMPT_COMPLETION_FILE):
+            if (source.path / name).is_file():
+                shutil.copy2(source.path / name, tmp / name)
         if source.pipeline == C.PIPELINE_UPSCALE:
             (tmp / C.LOW_RES_SCHEDULER_DIR).mkdir()
             shutil.copy2(source.path / C.LOW_RES_SCHEDULER_DIR / C.SCHEDULER_CONFIG_FILE, tmp / C.LOW_RES_SCHEDULER_DIR)

@@ -15,8 +15,8 @@ from ..runtime.errors import InvalidArgumentError, ModelFolderError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PARTS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model"}
-SMALL_FILES = ["model_index.json", C.CALIBRATION_PROMPTS_FILE, f"{C.SCHEDULER_DIR}/*", f"{C.LOW_RES_SCHEDULER_DIR}/*",
-               f"{C.TOKENIZER_DIR}/*",
+SMALL_FILES = ["model_index.json", C.CALIBRATION_PROMPTS_FILE, C.PROMPT_COMPLETION_FILE, f"{C.SCHEDULER_DIR}/*",
+               f"{C.LOW_RES_SCHEDULER_DIR}/*", f"{C.TOKENIZER_DIR}/*",
                *(f"{part}/{C.CONFIG_FILE}" for part in PARTS)]
 
 

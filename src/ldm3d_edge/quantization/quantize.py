@@ -152,6 +152,8 @@ def quantize_artifacts(src: str | Path, out: str | Path, mode: str = "hybrid", f
             shutil.copytree(manifest.root / name, tmp / name)
         if own_prompts:
             shutil.copy2(own_prompts, tmp / C.CALIBRATION_PROMPTS_FILE)
+        if (manifest.root / C.PROMPT_COMPLETION_FILE).is_file():   # the model's caption grammar stays with it
+            shutil.copy2(manifest.root / C.PROMPT_COMPLETION_FILE, tmp / C.PROMPT_COMPLETION_FILE)
         jobs = [(comp, fmt) for comp in manifest.components for fmt in formats
                 if fmt in manifest.components[comp].formats]
         bar = tqdm(jobs, desc="quantize", unit="part", disable=not progress)

@@ -19,6 +19,7 @@ from .depth import split_rgbd
 from .errors import InvalidArgumentError, Ldm3dError, ModelFolderError
 from .manifest import Manifest, read_manifest
 from .models import CacheFullUNet, CacheShallowUNet, TextEncoder, UNet, VaeDecoder, VaeEncoder
+from .prompts import PromptCompletion
 from .result import GenerationMetrics, RGBDResult
 from .schedulers import Scheduler, create_scheduler
 from .tokenizer import ClipTokenizer
@@ -50,6 +51,8 @@ class DiffusionPipeline:
         self.tokenizer, self.scheduler_config = tokenizer, scheduler_config
         self.text_encoder, self.unet, self.vae_decoder, self.vae_encoder = text_encoder, unet, vae_decoder, vae_encoder
         self.load_seconds = 0.0  # set by load(): manifest to compiled models
+        # the folder's caption grammar (runtime/prompts.py), set by load(); None encodes every prompt as typed
+        self.prompt_completion: PromptCompletion | None = None
         # DeepCache's two graphs, where the folder has them (compiled on first use, like the others)
         self.unet_cache: tuple[CacheFullUNet, CacheShallowUNet] | None = None
         if manifest.deepcache_branch is not None:
@@ -59,7 +62,8 @@ class DiffusionPipeline:
     @classmethod
     def load(cls: type[P], artifact_dir: str | Path | None = None, device: str = "auto", precision: str | None = None,
              num_threads: int | None = None, cache_dir: str | Path | None = None,
-             compile_now: bool = True, verify: bool = True, unguided_steps: bool = False) -> P:
+             compile_now: bool = True, verify: bool = True, unguided_steps: bool = False,
+             complete_prompts: bool = True) -> P:
         """Open an artifact folder made by ``ldm3d export`` (None: the embedded model's shipped IR).
 
         device: "auto", "CPU", "GPU", "CUDA" or "openvino:DEV" / "onnx:DEV" (see runtime.backends).
@@ -70,6 +74,9 @@ class DiffusionPipeline:
         verify: check every file against the manifest's sizes, and its sha256 once per file version (remembered
             in the cache folder; runtime.verify); a damaged file is a ModelFolderError naming it. False skips both.
         unguided_steps: with compile_now, compile the UNet for the unguided steps too (see prepare).
+        complete_prompts: where the folder ships a caption grammar (prompt_completion.json: the embedded model),
+            read a short prompt as the complete caption it stands for (runtime/prompts.py; the result's
+            completed_prompt says what was encoded). False encodes every prompt exactly as typed.
         """
         t0 = time.perf_counter()
         if artifact_dir is None:
@@ -102,6 +109,8 @@ class DiffusionPipeline:
         vae_encoder = VaeEncoder(manifest, backend, fmt) if manifest.has(C.VAE_ENCODER) else None
         pipe = cls(manifest, fmt, backend.label, tokenizer, scheduler_config, TextEncoder(manifest, backend, fmt),
                    UNet(manifest, backend, fmt), VaeDecoder(manifest, backend, fmt), vae_encoder)
+        if complete_prompts:
+            pipe.prompt_completion = PromptCompletion.of_folder(root)
         if compile_now:
             pipe.text_encoder.compiled(manifest.height, manifest.width)
             pipe.prepare(manifest.height, manifest.width, unguided_steps=unguided_steps)
@@ -189,10 +198,15 @@ class DiffusionPipeline:
                                    "version to use img2img")
         return self.vae_encoder
 
+    def model_prompt(self, prompt: str) -> str:
+        """The text the text encoder reads for `prompt`: completed by the folder's caption grammar where it ships
+        one and the prompt is a short form of it, else the prompt itself."""
+        return self.prompt_completion.complete(prompt) if self.prompt_completion is not None else prompt
+
     def _encode_prompt(self, cfg: GenerationConfig, metrics: GenerationMetrics) -> np.ndarray:
         """The prompt and the negative prompt ("" when none), batch [negative, positive] for CFG."""
         t0 = time.perf_counter()
-        cond = self.text_encoder(self.tokenizer.encode(cfg.prompt))
+        cond = self.text_encoder(self.tokenizer.encode(self.model_prompt(cfg.prompt)))
         uncond = self.text_encoder(self.tokenizer.encode(cfg.negative_prompt or "")) if cfg.do_cfg else cond
         metrics.text_encoder_s = time.perf_counter() - t0
         return np.concatenate([uncond, cond], axis=0).astype(np.float32)
@@ -282,7 +296,8 @@ class DiffusionPipeline:
             model=self.model_name, device=self.device, height=cfg.height, width=cfg.width, metrics=metrics,
             circular_padding=cfg.circular_padding, guidance_cutoff=cfg.guidance_cutoff,
             cache_interval=cfg.cache_interval if cfg.cache_interval > 1 else None,
-            cache_branch=self.manifest.deepcache_branch if cfg.cache_interval > 1 else None)
+            cache_branch=self.manifest.deepcache_branch if cfg.cache_interval > 1 else None,
+            completed_prompt=self.model_prompt(cfg.prompt) if self.model_prompt(cfg.prompt) != cfg.prompt else None)
 
 
 

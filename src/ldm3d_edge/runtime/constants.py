@@ -11,6 +11,9 @@ MANIFEST_FILE = "manifest.json"
 # a model's own INT8 calibration prompts, one a line: export copies it from the checkpoint into the artifacts,
 # where `ldm3d quantize` takes it in place of its general list
 CALIBRATION_PROMPTS_FILE = "calibration_prompts.txt"
+# a model's caption grammar and the defaults for what a prompt leaves out (runtime/prompts.py): export and
+# quantize copy it from the checkpoint into the artifacts, where the pipeline completes short prompts with it
+PROMPT_COMPLETION_FILE = "prompt_completion.json"
 MANIFEST_FORMAT_VERSION = 1
 
 TEXT_ENCODER = "text_encoder"

@@ -74,9 +74,12 @@ class RGBDResult:
     cache_interval: int | None = None              # DeepCache: the whole UNet every N-th step
     cache_branch: int | None = None                # DeepCache: the branch the shallow steps ran above
     inpaint: dict[str, Any] | None = None          # inpainting: mask share, feather, depth fit, border steps
+    completed_prompt: str | None = None            # what the text encoder read, where the folder completed `prompt`
 
     def info(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
+        return {"prompt": self.prompt,
+                **({"completed_prompt": self.completed_prompt} if self.completed_prompt is not None else {}),
+                "negative_prompt": self.negative_prompt, "seed": self.seed,
                 "steps": self.steps, "guidance_scale": self.guidance_scale, "scheduler": self.scheduler,
                 "height": self.height, "width": self.width, "model": self.model, "device": self.device,
                 **({"img2img_strength": self.strength} if self.strength is not None else {}),
