@@ -119,3 +119,16 @@ def test_the_held_out_short_prompts_are_all_in_the_grammar(grammar):
     completion's, not a mix of completed and typed prompts."""
     sets = short_prompt_set()
     assert all(grammar.complete(e["prompt"]) != e["prompt"] for group in sets.values() for e in group)
+
+
+def test_generate_says_what_it_read_and_can_encode_as_typed(tmp_path, capsys):
+    from ldm3d_edge.cli import main
+
+    for flag, name in (([], "done"), (["--no-prompt-completion"], "typed")):
+        assert main(["generate", "a green cube", "--out", str(tmp_path), "--name", name, "--seed", "1",
+                     "--steps", "2", *flag]) == 0
+    said = capsys.readouterr()
+    assert "prompt read as 'a green cube in the centre on a grey floor under a blue sky'" in said.out + said.err
+    done, typed = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("done", "typed"))
+    assert done["prompt"] == typed["prompt"] == "a green cube"
+    assert done["completed_prompt"].startswith("a green cube in the centre") and "completed_prompt" not in typed
