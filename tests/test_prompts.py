@@ -132,3 +132,18 @@ def test_generate_says_what_it_read_and_can_encode_as_typed(tmp_path, capsys):
     done, typed = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("done", "typed"))
     assert done["prompt"] == typed["prompt"] == "a green cube"
     assert done["completed_prompt"].startswith("a green cube in the centre") and "completed_prompt" not in typed
+
+
+def test_the_shipped_defaults_are_the_templates_chosen_on_validation_seeds(grammar):
+    """benchmarks/results/embedded-short-prompts/completion-defaults.json (training/completion_defaults.py) names
+    the template that won on the validation seeds; the shipped grammar completes every held-out short prompt to
+    exactly that template's caption."""
+    from pathlib import Path
+
+    from training.completion_defaults import fill
+
+    chosen = json.loads((Path(__file__).parents[1] / "benchmarks/results/embedded-short-prompts/"
+                         "completion-defaults.json").read_text())["chosen"]
+    sets = short_prompt_set()
+    for kind in ("perspective", "panorama"):
+        assert all(grammar.complete(e["prompt"]) == fill(e["prompt"], chosen[kind]) for e in sets[kind])
