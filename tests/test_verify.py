@@ -132,4 +132,5 @@ def test_the_shipped_embedded_ir_verifies():
     from ldm3d_edge.embedded import shipped_dir
 
     report = verify_folder(shipped_dir(), remember=False)
-    assert report.ok and not report.problems and report.files == 13, report.problems   # 12 + calibration prompts
+    # 12 model files + calibration prompts + the caption grammar (prompt_completion.json)
+    assert report.ok and not report.problems and report.files == 14, report.problems
