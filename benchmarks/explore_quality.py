@@ -9,9 +9,9 @@ distance (forward, and sideways by a third of that) to pose B. In the pixels A n
   - depth AbsRel of the filled distance against the true distance,
   - the border step: mean |inverse depth inside - inverse depth outside| across the unseen region's edge, beside
     the true view's own (its object edges),
-for (a) the row fill of scene3d.render.fill_holes, (b) the depth of render.background_fill and
-render.occluder_rim (no model) and (c) one keyframe of generative completion (embedded model, the scene's
-caption, 30 DDIM steps, guidance 5).
+for (a) the row fill of scene3d.render.fill_holes, (b) what generative completion starts from, no model
+(scene3d.explore.starting_fill: render.background_fill's depth, render.occluder_rim, cracks closed) and (c) one
+keyframe of generative completion (embedded model, the scene's caption, 30 DDIM steps, guidance 5).
 Plus contact sheets: input A, true B, row fill, generative, and the depth of row fill, generative and truth.
 
     PYTHONPATH=. python -m benchmarks.explore_quality [--samples 50] [--panoramas 20] [--moves 0.25,0.5,1]
@@ -31,8 +31,7 @@ from ldm3d_edge import metrics as M
 from ldm3d_edge.bench.common import machine, write_results
 from ldm3d_edge.runtime.inpaint import border_step
 from ldm3d_edge.scene3d import RGBD, Camera, DepthMapping, Pose
-from ldm3d_edge.scene3d.explore import DEFAULT_STRENGTH, Explorer, unclipped_distance
-from ldm3d_edge.scene3d.render import background_fill, fill_holes, occluder_rim, splat
+from ldm3d_edge.scene3d.explore import DEFAULT_STRENGTH, Explorer, starting_fill, unclipped_distance
 
 PITCH = np.tan(np.radians(8.0))
 
@@ -98,14 +97,12 @@ def run(pipe, n: int, panorama: bool, moves: list[float], steps: int, strength: 
             rgbd, truth, pose = views(seed, panorama, move)
             explorer = Explorer(pipe, rgbd, caption, num_inference_steps=steps,
                                 guidance_scale=5.0, strength=strength)
-            image, dist, unseen = splat(explorer.walk.points, explorer.walk.colors, pose, rgbd.camera)
+            rows_img, rows_dist, unseen = explorer.view(pose)
             if unseen.sum() < 20:
                 continue
-            rows_img, rows_dist = fill_holes(image, dist, unseen)
             m = rgbd.mapping
-            rel = m.to_relative(np.where(dist > 0, dist, m.far))
-            prior, prior_img, _ = occluder_rim(rel, background_fill(rel, unseen, wrap=panorama), unseen, rows_img,
-                                               wrap=panorama)
+            prior, prior_img, _ = starting_fill(rows_img, m.to_relative(np.where(rows_dist > 0, rows_dist, m.far)),
+                                                unseen, wrap=panorama)
             t0 = time.perf_counter()
             explorer.complete(pose, seed=k)
             seconds = time.perf_counter() - t0
@@ -188,9 +185,10 @@ def markdown(results: dict, over_moves: dict, meta: dict, steps: int, strength: 
             + "; ".join(f"{kind} {move}: {100 * s['generative_lower_absrel']:.0f} / "
                         f"{100 * s['generative_lower_step']:.0f} %"
                         for kind, by_move in results.items() for move, s in by_move.items()), "",
-            "Background fill: the depth of render.background_fill with the occluder's unsampled rim given the "
-            "occluder's depth and colour (render.occluder_rim), no model, elsewhere the row fill's colour: what "
-            "generative completion starts from and keeps within one latent cell of the hole's rim. Contact sheets: "
+            "Background fill: scene3d.explore.starting_fill, no model: the depth of render.background_fill, the "
+            "occluder's unsampled rim given the occluder's depth and colour (render.occluder_rim), cracks their "
+            "neighbours' colour, elsewhere the row fill's colour: what generative completion starts from and "
+            "keeps within one latent cell of the hole's rim. Contact sheets: "
             "input A, true view B, row fill, generative; then the depth of the row fill, the generative completion "
             "and the truth (near = bright).", ""]
     return "\n".join(out)

@@ -139,6 +139,17 @@ def close_cracks(image: np.ndarray, inv: np.ndarray, holes: np.ndarray, tol: flo
     return out
 
 
+def starting_fill(image: np.ndarray, rel: np.ndarray, holes: np.ndarray,
+                  wrap: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inverse depth, colour, rim): what a keyframe's inpainting starts from, for the row-filled `image` and the
+    relative inverse depth `rel` of a view with `holes` unseen. The depth of the holes is filled smoothly from
+    their background side (render.background_fill), the unsampled rim of an object's silhouette takes the
+    object's depth and colour (render.occluder_rim; `rim` is where), and cracks their neighbours' colour
+    (close_cracks). Only the seen pixels of `rel` are read."""
+    prior, image, rim = occluder_rim(rel, background_fill(rel, holes, wrap=wrap), holes, image, wrap=wrap)
+    return prior, close_cracks(image, rel, holes), rim
+
+
 def unclipped_distance(mapping: DepthMapping, rel: np.ndarray) -> np.ndarray:
     """DepthMapping.to_distance without its clip to [0, 1] (near and far of the source view), kept within 4 x
     far: seen from a moved camera, content can lie nearer than the source's nearest."""
@@ -203,11 +214,7 @@ class Explorer:
         # not clipped to [0, 1]: a moved camera sees content nearer than the source's near plane (and farther than
         # its far one), and clipping it made the fill step away from it
         rel = mapping.to_relative(np.where(dist > 0, dist, mapping.far))
-        wrap = self.camera.projection == EQUIRECTANGULAR
-        prior = background_fill(rel, holes, wrap=wrap)
-        # the unsampled rim of an object's silhouette takes the object's depth and colour (render.occluder_rim)
-        prior, image, rim = occluder_rim(rel, prior, holes, image, wrap=wrap)
-        image = close_cracks(image, rel, holes)
+        prior, image, rim = starting_fill(image, rel, holes, wrap=self.camera.projection == EQUIRECTANGULAR)
         rgb, new_rel = image, prior          # cracks: their neighbours' colour, the background fill's depth
         hidden = holes & ~cracks(holes)
         if hidden.any():
