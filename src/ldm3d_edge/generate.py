@@ -73,8 +73,8 @@ def generate_files(pipe: Pipeline, out: str | Path, prompt: str, *, name: str | 
         raise InvalidArgumentError("--circular-padding applies to text-to-image, not to --init (image-to-image)")
     cfg, _ = pipe.make_config(prompt, **kw)
     kw["seed"] = cfg.seed
-    if pipe.model_prompt(prompt) != prompt:
-        report(f"prompt read as {pipe.model_prompt(prompt)!r} (the model's caption grammar, "
+    if (encoded := pipe.model_prompt(prompt)) != prompt:
+        report(f"prompt read as {encoded!r} (the model's caption grammar, "
                f"{C.PROMPT_COMPLETION_FILE}; --no-prompt-completion: as typed)")
     t0 = time.perf_counter()
     pipe.prepare(cfg.height, cfg.width, cfg.circular_padding)

@@ -289,6 +289,7 @@ class DiffusionPipeline:
         metrics.vae_decode_s = time.perf_counter() - t0
         rgb_f, depth = split_rgbd(image, m.depth_encoding)
         metrics.total_s = time.perf_counter() - t_start
+        encoded = self.model_prompt(cfg.prompt)
         return RGBDResult(
             rgb=np.round(rgb_f * 255).astype(np.uint8), depth=depth, rgb_float=rgb_f, prompt=cfg.prompt,
             negative_prompt=cfg.negative_prompt, seed=cfg.seed if cfg.latents is None else None,
@@ -297,7 +298,7 @@ class DiffusionPipeline:
             circular_padding=cfg.circular_padding, guidance_cutoff=cfg.guidance_cutoff,
             cache_interval=cfg.cache_interval if cfg.cache_interval > 1 else None,
             cache_branch=self.manifest.deepcache_branch if cfg.cache_interval > 1 else None,
-            completed_prompt=self.model_prompt(cfg.prompt) if self.model_prompt(cfg.prompt) != cfg.prompt else None)
+            completed_prompt=encoded if encoded != cfg.prompt else None)
 
 
 
