@@ -98,8 +98,10 @@ def test_the_pipeline_encodes_the_completed_prompt_and_says_so(tmp_path):
 
 
 def test_the_embedded_models_folders_all_carry_its_grammar(embedded):
+    shipped = PromptCompletion.of_folder(E.default_model_dir())
+    assert shipped is not None
     for art in embedded:
-        assert PromptCompletion.of_folder(art) == PromptCompletion.of_folder(E.default_model_dir())
+        assert PromptCompletion.of_folder(art) == shipped
 
 
 def test_a_broken_grammar_file_is_a_clear_model_folder_error(tmp_path):
